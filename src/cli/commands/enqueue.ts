@@ -1,0 +1,99 @@
+import { ConfigError } from '../../core/errors.js';
+import type { CreateSessionBody } from '../../protocol/schemas.js';
+import { CLIENT_CONFIG, clientFrom } from '../client.js';
+import { JSON_FLAG, defineCommand, intFlag, str } from '../command.js';
+import { parseJsonFlag, readJsonFile } from '../input.js';
+import { Progress } from '../progress.js';
+
+export default defineCommand({
+  name: 'enqueue',
+  summary: 'Enqueue sessions of a type (one, --count copies, or a batch file)',
+  usage:
+    'enqueue <type> [--input JSON | --input-file f.json] [--priority n] [--count n]   |   enqueue --batch-file sessions.json',
+  flags: {
+    input: { type: 'string', description: 'Session input as JSON' },
+    'input-file': { type: 'string', description: 'Read the session input from a JSON file' },
+    priority: { type: 'string', description: 'Higher runs first (-1000…1000, default 0)' },
+    'run-at': { type: 'string', description: 'Earliest start, ISO date-time' },
+    'timeout-ms': { type: 'string', description: 'Per-session timeout in ms' },
+    'max-attempts': { type: 'string', description: 'Attempts before giving up (default 1)' },
+    'idempotency-key': {
+      type: 'string',
+      description: 'Repeat-safe key: the same key returns the same session',
+    },
+    count: { type: 'string', description: 'Enqueue this many copies in batches' },
+    'batch-file': { type: 'string', description: 'JSON file: an array of sessions or {sessions: [...]}' },
+    ...JSON_FLAG,
+  },
+  config: CLIENT_CONFIG,
+  maxPositionals: 1,
+  async run(ctx) {
+    const client = clientFrom(ctx);
+    try {
+      let sessions: CreateSessionBody[];
+      const batchFile = str(ctx, 'batch-file');
+      if (batchFile) {
+        if (ctx.positionals.length > 0) throw new ConfigError('give either <type> or --batch-file, not both');
+        const data = await readJsonFile(batchFile, 'batch file');
+        const list = Array.isArray(data) ? data : (data as { sessions?: unknown }).sessions;
+        if (!Array.isArray(list))
+          throw new ConfigError(
+            `batch file ${batchFile} must hold an array of sessions or {"sessions": [...]}`,
+          );
+        sessions = list as CreateSessionBody[];
+      } else {
+        const type = ctx.positionals[0];
+        if (!type)
+          throw new ConfigError(
+            'missing <type>. Usage: sfw enqueue <type> [--input JSON]  (see sfw enqueue --help)',
+          );
+        const inputFlag = str(ctx, 'input');
+        const inputFile = str(ctx, 'input-file');
+        if (inputFlag && inputFile) throw new ConfigError('give either --input or --input-file, not both');
+        const input = inputFlag
+          ? parseJsonFlag(inputFlag, 'input')
+          : inputFile
+            ? await readJsonFile(inputFile, 'input file')
+            : undefined;
+        const one: CreateSessionBody = { type };
+        if (input !== undefined) one.input = input;
+        const priority = intFlag(ctx, 'priority', -1000, 1000);
+        if (priority !== undefined) one.priority = priority;
+        const timeoutMs = intFlag(ctx, 'timeout-ms', 100, 86_400_000);
+        if (timeoutMs !== undefined) one.timeoutMs = timeoutMs;
+        const maxAttempts = intFlag(ctx, 'max-attempts', 1, 100);
+        if (maxAttempts !== undefined) one.maxAttempts = maxAttempts;
+        const runAt = str(ctx, 'run-at');
+        if (runAt !== undefined) {
+          if (Number.isNaN(Date.parse(runAt)))
+            throw new ConfigError(`--run-at must be an ISO date-time, got "${runAt}"`);
+          one.runAt = new Date(runAt).toISOString();
+        }
+        const key = str(ctx, 'idempotency-key');
+        const count = intFlag(ctx, 'count', 1, 10_000_000) ?? 1;
+        if (key !== undefined && count > 1)
+          throw new ConfigError('--idempotency-key works with one session, not --count');
+        if (key !== undefined) one.idempotencyKey = key;
+        sessions = Array.from({ length: count }, () => one);
+      }
+      const progress = new Progress(ctx, 'enqueue', sessions.length);
+      const ids: string[] = [];
+      for (let i = 0; i < sessions.length; i += 10_000) {
+        const chunk = sessions.slice(i, i + 10_000);
+        const created =
+          chunk.length === 1 && chunk[0]
+            ? [await client.createSession(chunk[0])]
+            : (await client.createSessions(chunk)).items;
+        ids.push(...created.map((s) => s.id));
+        progress.update(ids.length);
+      }
+      progress.done();
+      if (ctx.flags.json) ctx.out(JSON.stringify({ ids }));
+      else for (const id of ids.length > 20 ? [] : ids) ctx.out(id);
+      if (!ctx.flags.json && ids.length > 20)
+        ctx.out(`enqueued ${ids.length} sessions (first ${ids[0]}, last ${ids[ids.length - 1]})`);
+    } finally {
+      await client.close();
+    }
+  },
+});

@@ -1,0 +1,62 @@
+import { CLIENT_CONFIG, clientFrom } from '../client.js';
+import { JSON_FLAG, defineCommand, table } from '../command.js';
+
+export default defineCommand({
+  name: 'status',
+  summary: 'Show the queue, the runners and active alerts',
+  usage: 'status [--json]',
+  flags: { ...JSON_FLAG },
+  config: CLIENT_CONFIG,
+  maxPositionals: 0,
+  async run(ctx) {
+    const client = clientFrom(ctx);
+    try {
+      const [queue, runners, alerts] = await Promise.all([client.queue(), client.runners(), client.alerts()]);
+      if (ctx.flags.json) {
+        ctx.out(JSON.stringify({ queue, runners, alerts }));
+        return;
+      }
+      ctx.out('QUEUE');
+      ctx.out(
+        table(
+          Object.keys(queue.byStatus).map((s) => s.toUpperCase()),
+          [Object.values(queue.byStatus)],
+        ),
+      );
+      const age = queue.oldestQueuedAgeMs === null ? '-' : `${(queue.oldestQueuedAgeMs / 1000).toFixed(1)} s`;
+      ctx.out(
+        `oldest queued: ${age}   live runners: ${queue.runnersLive}   fleet capacity: ${queue.fleetCapacity}`,
+      );
+      ctx.out('');
+      ctx.out('RUNNERS');
+      ctx.out(
+        runners.length === 0
+          ? '(none yet: start one with sfw runner)'
+          : table(
+              ['RUNNER', 'STATUS', 'HEARTBEAT', 'ACTIVE/MAX', 'EXECUTED', 'FAILURES', 'UPTIME'],
+              runners.map((r) => [
+                r.runnerId,
+                r.live || r.status === 'stopped' ? r.status : `${r.status} (down)`,
+                `${(r.heartbeatAgeMs / 1000).toFixed(1)} s ago`,
+                `${r.activeSessions}/${r.maxConcurrency}`,
+                r.totalSessionsExecuted,
+                r.totalFailures,
+                `${r.uptimeSeconds} s`,
+              ]),
+            ),
+      );
+      ctx.out('');
+      ctx.out('ALERTS');
+      ctx.out(
+        alerts.length === 0
+          ? '(none)'
+          : table(
+              ['ALERT', 'SEVERITY', 'MESSAGE'],
+              alerts.map((a) => [a.name, a.severity, a.message]),
+            ),
+      );
+    } finally {
+      await client.close();
+    }
+  },
+});

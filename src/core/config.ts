@@ -1,0 +1,272 @@
+import { ConfigError } from './errors.js';
+
+/**
+ * The one config schema. Each field binds an environment variable and a flag; precedence is
+ * flag > env > default. Commands pick the fields they use; values are validated once at start and frozen.
+ */
+type Kind = 'string' | 'int' | 'bool' | 'url' | 'level';
+
+interface FieldSpec {
+  env: string;
+  flag: string;
+  kind: Kind;
+  description: string;
+  default?: string | number | boolean;
+  min?: number;
+  max?: number;
+  secret?: boolean;
+}
+
+export const CONFIG_FIELDS = {
+  port: {
+    env: 'PORT',
+    flag: 'port',
+    kind: 'int',
+    default: 3000,
+    min: 0,
+    max: 65535,
+    description: 'HTTP port of the API server',
+  },
+  host: {
+    env: 'HOST',
+    flag: 'host',
+    kind: 'string',
+    default: '127.0.0.1',
+    description: 'Address the API server binds',
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    flag: 'database-url',
+    kind: 'url',
+    description: 'Postgres connection string; unset: embedded Postgres in DATA_DIR',
+    secret: true,
+  },
+  dataDir: {
+    env: 'DATA_DIR',
+    flag: 'data-dir',
+    kind: 'string',
+    default: '.sfw',
+    description: 'Embedded Postgres data and artifacts',
+  },
+  artifactsDir: {
+    env: 'ARTIFACTS_DIR',
+    flag: 'artifacts-dir',
+    kind: 'string',
+    description: 'Where artifacts are stored (default DATA_DIR/artifacts)',
+  },
+  apiToken: {
+    env: 'API_TOKEN',
+    flag: 'api-token',
+    kind: 'string',
+    description: 'Token for client endpoints',
+    secret: true,
+  },
+  runnerToken: {
+    env: 'RUNNER_TOKEN',
+    flag: 'runner-token',
+    kind: 'string',
+    description: 'Token for runner endpoints',
+    secret: true,
+  },
+  staleSessionTimeoutMs: {
+    env: 'STALE_SESSION_TIMEOUT_MS',
+    flag: 'stale-session-timeout-ms',
+    kind: 'int',
+    default: 30_000,
+    min: 1000,
+    max: 86_400_000,
+    description: 'Lease length: a running session whose runner stopped heartbeating this long is recovered',
+  },
+  reaperIntervalMs: {
+    env: 'REAPER_INTERVAL_MS',
+    flag: 'reaper-interval-ms',
+    kind: 'int',
+    default: 2000,
+    min: 100,
+    max: 600_000,
+    description: 'How often the API looks for lapsed leases',
+  },
+  dbPollOnly: {
+    env: 'DB_POLL_ONLY',
+    flag: 'db-poll-only',
+    kind: 'bool',
+    default: false,
+    description: 'Do not LISTEN (for PgBouncer in transaction mode); claims poll instead',
+  },
+  maxBodyBytes: {
+    env: 'MAX_BODY_BYTES',
+    flag: 'max-body-bytes',
+    kind: 'int',
+    default: 32 * 1024 * 1024,
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    description: 'Largest request body the API accepts',
+  },
+  maxArtifactBytes: {
+    env: 'MAX_ARTIFACT_BYTES',
+    flag: 'max-artifact-bytes',
+    kind: 'int',
+    default: 50 * 1024 * 1024,
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    description: 'Largest artifact a runner may upload',
+  },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    kind: 'level',
+    default: 'info',
+    description: 'fatal, error, warn, info, debug, trace or silent',
+  },
+  apiBaseUrl: {
+    env: 'API_BASE_URL',
+    flag: 'api-base-url',
+    kind: 'url',
+    default: 'http://127.0.0.1:3000',
+    description: 'Where runners and the CLI reach the API',
+  },
+  runnerId: {
+    env: 'RUNNER_ID',
+    flag: 'runner-id',
+    kind: 'string',
+    description: 'Runner identity (default: hostname-pid-random, unique per process)',
+  },
+  maxConcurrency: {
+    env: 'MAX_CONCURRENCY',
+    flag: 'max-concurrency',
+    kind: 'int',
+    min: 1,
+    max: 256,
+    description: 'Sessions one runner runs at once (unset: follow scheduler_config, default 3)',
+  },
+  pollIntervalMs: {
+    env: 'POLL_INTERVAL_MS',
+    flag: 'poll-interval-ms',
+    kind: 'int',
+    default: 5000,
+    min: 50,
+    max: 600_000,
+    description: 'Long-poll length; the pause after an empty poll',
+  },
+  sessionsDir: {
+    env: 'SESSIONS_DIR',
+    flag: 'sessions-dir',
+    kind: 'string',
+    description: 'Folder of code-session modules (defineSession)',
+  },
+  chromiumPath: {
+    env: 'CHROMIUM_PATH',
+    flag: 'chromium-path',
+    kind: 'string',
+    description: 'Chromium executable (default: detected)',
+  },
+  shutdownTimeoutMs: {
+    env: 'SHUTDOWN_TIMEOUT_MS',
+    flag: 'shutdown-timeout-ms',
+    kind: 'int',
+    default: 300_000,
+    min: 0,
+    max: 86_400_000,
+    description: 'How long a stopping runner lets in-flight sessions finish',
+  },
+} as const satisfies Record<string, FieldSpec>;
+
+export type ConfigKey = keyof typeof CONFIG_FIELDS;
+
+type ValueOf<F extends FieldSpec> = F['kind'] extends 'int'
+  ? number
+  : F['kind'] extends 'bool'
+    ? boolean
+    : string;
+type HasDefault<F> = F extends { default: unknown } ? true : false;
+
+export type Config<K extends ConfigKey> = {
+  readonly [P in K]: HasDefault<(typeof CONFIG_FIELDS)[P]> extends true
+    ? ValueOf<(typeof CONFIG_FIELDS)[P]>
+    : ValueOf<(typeof CONFIG_FIELDS)[P]> | undefined;
+};
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parseValue(spec: FieldSpec, raw: string, source: string): string | number | boolean {
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim()))
+        throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
+      const n = Number(raw);
+      if (spec.min !== undefined && n < spec.min)
+        throw new ConfigError(`${source} must be at least ${spec.min}, got ${n}`);
+      if (spec.max !== undefined && n > spec.max)
+        throw new ConfigError(`${source} must be at most ${spec.max}, got ${n}`);
+      return n;
+    }
+    case 'bool': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on', ''].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      throw new ConfigError(`${source} must be true or false, got "${raw}"`);
+    }
+    case 'url': {
+      try {
+        const u = new URL(raw);
+        if (!['http:', 'https:', 'postgres:', 'postgresql:'].includes(u.protocol))
+          throw new Error('protocol');
+      } catch {
+        throw new ConfigError(`${source} must be a URL (http://…, https://… or postgres://…), got "${raw}"`);
+      }
+      return raw;
+    }
+    case 'level':
+      if (!LEVELS.includes(raw))
+        throw new ConfigError(`${source} must be one of ${LEVELS.join(', ')}, got "${raw}"`);
+      return raw;
+    case 'string':
+      if (raw.trim() === '') throw new ConfigError(`${source} must not be empty`);
+      return raw;
+  }
+}
+
+export interface ConfigSources {
+  flags?: Record<string, string | boolean | undefined>;
+  env?: Record<string, string | undefined>;
+}
+
+/** Reads and validates the named fields, flag > env > default. Throws ConfigError naming the flag or variable. */
+export function loadConfig<K extends ConfigKey>(keys: readonly K[], sources: ConfigSources = {}): Config<K> {
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const spec: FieldSpec = CONFIG_FIELDS[key];
+    const flagValue = flags[spec.flag];
+    const envValue = env[spec.env];
+    if (flagValue !== undefined) {
+      const raw = typeof flagValue === 'boolean' ? String(flagValue) : flagValue;
+      out[key] = parseValue(spec, raw, `--${spec.flag}`);
+    } else if (envValue !== undefined && envValue !== '') {
+      out[key] = parseValue(spec, envValue, spec.env);
+    } else {
+      out[key] = spec.default;
+    }
+  }
+  return Object.freeze(out) as Config<K>;
+}
+
+/** Rows for help output and the README's configuration table. */
+export function describeConfig(
+  keys: readonly ConfigKey[],
+): { flag: string; env: string; default: string; description: string }[] {
+  return keys.map((key) => {
+    const spec: FieldSpec = CONFIG_FIELDS[key];
+    return {
+      flag: `--${spec.flag}`,
+      env: spec.env,
+      default: spec.default === undefined ? '' : String(spec.default),
+      description: spec.description,
+    };
+  });
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

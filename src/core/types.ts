@@ -1,0 +1,57 @@
+/**
+ * Glossary
+ * - session: one run of a browser script: type + input → result. A row in `sessions`.
+ * - session type: what to run: the built-in `flow` or a code session registered with defineSession().
+ * - runner: a process that claims sessions and runs them, up to its max concurrency at once.
+ * - claim: the atomic move of a session from `queued` to `running`, owned by one runner, with a lease.
+ * - lease: the claim's expiry, renewed by heartbeats. Every runner write about a session carries the
+ *   lease token (fencing); a stale token changes nothing.
+ * - attempt: one claim of a session. A session may be retried up to max_attempts.
+ */
+
+export const SESSION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'error', 'cancelled'] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+
+export const TERMINAL_STATUSES: readonly SessionStatus[] = ['succeeded', 'failed', 'error', 'cancelled'];
+/** Statuses a runner may report when completing a session. */
+export const COMPLETION_STATUSES = ['succeeded', 'failed', 'error', 'cancelled'] as const;
+export type CompletionStatus = (typeof COMPLETION_STATUSES)[number];
+
+export function isTerminal(status: SessionStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+export const RUNNER_STATUSES = ['running', 'draining', 'stopped'] as const;
+export type RunnerStatus = (typeof RUNNER_STATUSES)[number];
+
+export const ARTIFACT_MODES = ['off', 'on-failure', 'always'] as const;
+export type ArtifactMode = (typeof ARTIFACT_MODES)[number];
+
+/** What the runner records about a session, chosen at enqueue. */
+export interface ArtifactOptions {
+  screenshot: ArtifactMode;
+  trace: ArtifactMode;
+}
+
+export const DEFAULT_ARTIFACT_OPTIONS: ArtifactOptions = { screenshot: 'on-failure', trace: 'off' };
+
+export interface AttemptRecord {
+  attempt: number;
+  runnerId: string | null;
+  status: SessionStatus;
+  errorMessage: string | null;
+  startedAt: string | null;
+  finishedAt: string;
+}
+
+export interface ArtifactInfo {
+  name: string;
+  size: number;
+  contentType: string;
+}
+
+export const DEFAULT_SESSION_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_CONCURRENCY = 3;
+export const DEFAULT_POLL_INTERVAL_MS = 5000;
+/** Error message the guide's cleanup SQL writes for sessions whose runner vanished. */
+export const RUNNER_LOST_MESSAGE = 'Runner connection lost';

@@ -1,0 +1,6 @@
+/** Public API of the package `session-framework`. */
+export { SfwClient, ApiError, NetworkError, type ClientOptions } from './sdk/client.js';
+export type * from './protocol/schemas.js';
+export type { FlowStep, FlowResult, FlowStepResult, FlowSessionInput } from './protocol/flow.js';
+export { SfwError, ValidationError, NotFoundError, LeaseLostError, ConfigError } from './core/errors.js';
+export type { SessionStatus, RunnerStatus, ArtifactMode } from './core/types.js';

@@ -1,0 +1,270 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { ARTIFACT_MODES, COMPLETION_STATUSES, RUNNER_STATUSES, SESSION_STATUSES } from '../core/types.js';
+import { UUID_PATTERN } from '../core/ids.js';
+
+/** HTTP request and response schemas of API v1, shared by the server, the runner and the SDK. */
+
+/** A string enum as plain JSON Schema, so validation errors read "must be equal to one of the allowed values". */
+const literals = <T extends readonly string[]>(values: T) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
+
+export const SessionId = Type.String({ pattern: UUID_PATTERN });
+export const LeaseToken = Type.String({ pattern: UUID_PATTERN });
+export const SessionStatusSchema = literals(SESSION_STATUSES);
+export const ArtifactModeSchema = literals(ARTIFACT_MODES);
+export const SessionTypeName = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$',
+});
+export const RunnerIdSchema = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]*$',
+});
+export const ArtifactName = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+});
+
+export const ArtifactOptionsSchema = Type.Object(
+  { screenshot: Type.Optional(ArtifactModeSchema), trace: Type.Optional(ArtifactModeSchema) },
+  { additionalProperties: false },
+);
+
+export const CreateSessionBody = Type.Object(
+  {
+    type: SessionTypeName,
+    input: Type.Optional(Type.Unknown()),
+    priority: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000 })),
+    runAt: Type.Optional(Type.String({ format: 'date-time' })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000 })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    retryOn: Type.Optional(
+      Type.Array(literals(['error', 'failed'] as const), { maxItems: 2, uniqueItems: true }),
+    ),
+    artifacts: Type.Optional(ArtifactOptionsSchema),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateSessionBody = Static<typeof CreateSessionBody>;
+
+export const BATCH_MAX = 10_000;
+export const BatchBody = Type.Object(
+  { sessions: Type.Array(CreateSessionBody, { minItems: 1, maxItems: BATCH_MAX }) },
+  { additionalProperties: false },
+);
+export type BatchBody = Static<typeof BatchBody>;
+
+export const ArtifactInfoSchema = Type.Object({
+  name: Type.String(),
+  size: Type.Integer(),
+  contentType: Type.String(),
+});
+export const AttemptRecordSchema = Type.Object({
+  attempt: Type.Integer(),
+  runnerId: Type.Union([Type.String(), Type.Null()]),
+  status: SessionStatusSchema,
+  errorMessage: Type.Union([Type.String(), Type.Null()]),
+  startedAt: Type.Union([Type.String(), Type.Null()]),
+  finishedAt: Type.String(),
+});
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const SessionView = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  input: Type.Unknown(),
+  status: SessionStatusSchema,
+  priority: Type.Integer(),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  runAt: Type.String(),
+  claimedBy: Nullable(Type.String()),
+  claimedAt: Nullable(Type.String()),
+  finishedAt: Nullable(Type.String()),
+  attempt: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  retryOn: Type.Array(Type.String()),
+  timeoutMs: Type.Integer(),
+  leaseExpiresAt: Nullable(Type.String()),
+  cancelRequested: Type.Boolean(),
+  result: Type.Unknown(),
+  errorMessage: Nullable(Type.String()),
+  artifacts: Type.Array(ArtifactInfoSchema),
+  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  attempts: Type.Array(AttemptRecordSchema),
+  idempotencyKey: Nullable(Type.String()),
+});
+export type SessionView = Static<typeof SessionView>;
+
+export const ListSessionsQuery = Type.Object(
+  {
+    status: Type.Optional(SessionStatusSchema),
+    type: Type.Optional(SessionTypeName),
+    runnerId: Type.Optional(RunnerIdSchema),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export type ListSessionsQuery = Static<typeof ListSessionsQuery>;
+
+export const SessionList = Type.Object({
+  items: Type.Array(SessionView),
+  nextCursor: Nullable(Type.String()),
+});
+export type SessionList = Static<typeof SessionList>;
+
+export const IdParams = Type.Object({ id: SessionId }, { additionalProperties: false });
+export const ArtifactParams = Type.Object(
+  { id: SessionId, name: ArtifactName },
+  { additionalProperties: false },
+);
+export const RunnerParams = Type.Object({ runnerId: RunnerIdSchema }, { additionalProperties: false });
+
+export const WaitQuery = Type.Object(
+  { timeoutMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 300_000 })) },
+  { additionalProperties: false },
+);
+
+export const ClaimBody = Type.Object(
+  {
+    slots: Type.Integer({ minimum: 0, maximum: 1000 }),
+    types: Type.Array(SessionTypeName, { minItems: 1, maxItems: 1000 }),
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    maxConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    hostname: Type.Optional(Type.String({ maxLength: 255 })),
+    version: Type.Optional(Type.String({ maxLength: 100 })),
+    startedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+export type ClaimBody = Static<typeof ClaimBody>;
+
+export const ClaimedSession = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  input: Type.Unknown(),
+  priority: Type.Integer(),
+  attempt: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  timeoutMs: Type.Integer(),
+  leaseToken: Type.String(),
+  leaseExpiresAt: Type.String(),
+  createdAt: Type.String(),
+  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+});
+export type ClaimedSession = Static<typeof ClaimedSession>;
+export const ClaimReply = Type.Object({ sessions: Type.Array(ClaimedSession) });
+export type ClaimReply = Static<typeof ClaimReply>;
+
+export const LeaseRef = Type.Object(
+  { id: SessionId, leaseToken: LeaseToken },
+  { additionalProperties: false },
+);
+
+export const HeartbeatBody = Type.Object(
+  {
+    activeSessions: Type.Integer({ minimum: 0, maximum: 100_000 }),
+    maxConcurrency: Type.Integer({ minimum: 0, maximum: 1000 }),
+    sessions: Type.Array(LeaseRef, { maxItems: 1000 }),
+    status: Type.Optional(literals(RUNNER_STATUSES)),
+    hostname: Type.Optional(Type.String({ maxLength: 255 })),
+    version: Type.Optional(Type.String({ maxLength: 100 })),
+    startedAt: Type.Optional(Type.String({ format: 'date-time' })),
+    memoryRssBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    browserMemoryBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    effectiveConcurrency: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatBody = Static<typeof HeartbeatBody>;
+
+export const SchedulerConfigView = Type.Object({
+  maxConcurrency: Type.Integer(),
+  pollIntervalMs: Type.Integer(),
+});
+export type SchedulerConfigView = Static<typeof SchedulerConfigView>;
+export const SchedulerConfigBody = Type.Object(
+  {
+    maxConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    pollIntervalMs: Type.Optional(Type.Integer({ minimum: 50, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+export type SchedulerConfigBody = Static<typeof SchedulerConfigBody>;
+
+export const HeartbeatReply = Type.Object({
+  config: SchedulerConfigView,
+  cancel: Type.Array(Type.String()),
+  lost: Type.Array(Type.String()),
+});
+export type HeartbeatReply = Static<typeof HeartbeatReply>;
+
+export const CompleteBody = Type.Object(
+  {
+    leaseToken: LeaseToken,
+    status: literals(COMPLETION_STATUSES),
+    result: Type.Optional(Type.Unknown()),
+    errorMessage: Type.Optional(Type.String({ maxLength: 65536 })),
+  },
+  { additionalProperties: false },
+);
+export type CompleteBody = Static<typeof CompleteBody>;
+
+export const StopBody = Type.Object(
+  { requeue: Type.Optional(Type.Array(LeaseRef, { maxItems: 1000 })) },
+  { additionalProperties: false },
+);
+export type StopBody = Static<typeof StopBody>;
+
+export const RunnerView = Type.Object({
+  runnerId: Type.String(),
+  status: literals(RUNNER_STATUSES),
+  live: Type.Boolean(),
+  lastHeartbeat: Type.String(),
+  heartbeatAgeMs: Type.Integer(),
+  activeSessions: Type.Integer(),
+  runningSessions: Type.Integer(),
+  maxConcurrency: Type.Integer(),
+  effectiveConcurrency: Nullable(Type.Integer()),
+  totalSessionsExecuted: Type.Integer(),
+  totalFailures: Type.Integer(),
+  uptimeSeconds: Type.Integer(),
+  startedAt: Type.String(),
+  hostname: Nullable(Type.String()),
+  version: Nullable(Type.String()),
+  memoryRssBytes: Nullable(Type.Integer()),
+  browserMemoryBytes: Nullable(Type.Integer()),
+});
+export type RunnerView = Static<typeof RunnerView>;
+export const RunnerList = Type.Object({ items: Type.Array(RunnerView) });
+
+export const QueueView = Type.Object({
+  byStatus: Type.Record(Type.String(), Type.Integer()),
+  queuedByPriority: Type.Array(Type.Object({ priority: Type.Integer(), count: Type.Integer() })),
+  queuedByType: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() })),
+  oldestQueuedAgeMs: Nullable(Type.Integer()),
+  runnersLive: Type.Integer(),
+  fleetCapacity: Type.Integer(),
+});
+export type QueueView = Static<typeof QueueView>;
+
+export const AlertView = Type.Object({
+  name: Type.String(),
+  severity: Type.String(),
+  message: Type.String(),
+  runnerId: Type.Optional(Type.String()),
+  value: Type.Number(),
+  threshold: Type.Number(),
+});
+export type AlertView = Static<typeof AlertView>;
+export const AlertList = Type.Object({ items: Type.Array(AlertView) });
+
+export const ErrorBodySchema = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), path: Type.Optional(Type.String()) }),
+});

@@ -1,0 +1,34 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { NotFoundError } from '../core/errors.js';
+
+// The dashboard is static files that talk to the API; served from src/dashboard/public in src and dist runs.
+const PUBLIC_DIR = fileURLToPath(new URL('../../src/dashboard/public/', import.meta.url));
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+
+export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
+  const serve = async (file: string) => {
+    const full = path.resolve(PUBLIC_DIR, file);
+    if (!full.startsWith(PUBLIC_DIR)) throw new NotFoundError(file);
+    const body = await readFile(full).catch(() => {
+      throw new NotFoundError(file);
+    });
+    return { body, type: TYPES[path.extname(full)] ?? 'application/octet-stream' };
+  };
+  app.get('/', { config: { scope: 'public' } }, async (_req, reply) => {
+    const f = await serve('index.html');
+    return reply.type(f.type).send(f.body);
+  });
+  app.get<{ Params: { file: string } }>('/ui/:file', { config: { scope: 'public' } }, async (req, reply) => {
+    const f = await serve(req.params.file);
+    return reply.type(f.type).header('cache-control', 'no-cache').send(f.body);
+  });
+}

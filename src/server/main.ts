@@ -1,0 +1,138 @@
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { ConfigError } from '../core/errors.js';
+import { isLoopbackHost, type Config } from '../core/config.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { VERSION } from '../core/version.js';
+import { createDb, type Db } from '../store/db.js';
+import { migrate } from '../store/migrate.js';
+import { Notifier } from '../store/notify.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js';
+import { buildApp } from './app.js';
+import { Reaper } from './reaper.js';
+
+export const API_CONFIG_KEYS = [
+  'port',
+  'host',
+  'databaseUrl',
+  'dataDir',
+  'artifactsDir',
+  'apiToken',
+  'runnerToken',
+  'staleSessionTimeoutMs',
+  'reaperIntervalMs',
+  'dbPollOnly',
+  'maxBodyBytes',
+  'maxArtifactBytes',
+  'logLevel',
+] as const;
+
+export type ApiConfig = Config<(typeof API_CONFIG_KEYS)[number]>;
+
+export interface RunningApi {
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  db: Db;
+  databaseUrl: string;
+  embedded: EmbeddedPostgres | undefined;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+/** Refuses unsafe auth setups with a message naming the variable to set. */
+export function checkAuthConfig(cfg: Pick<ApiConfig, 'host' | 'apiToken' | 'runnerToken'>): void {
+  const hasApi = cfg.apiToken !== undefined;
+  const hasRunner = cfg.runnerToken !== undefined;
+  if (hasApi !== hasRunner) {
+    throw new ConfigError(
+      `${hasApi ? 'RUNNER_TOKEN' : 'API_TOKEN'} is not set: set both API_TOKEN and RUNNER_TOKEN, or neither (loopback only)`,
+    );
+  }
+  if (hasApi && cfg.apiToken === cfg.runnerToken)
+    throw new ConfigError('API_TOKEN and RUNNER_TOKEN must differ');
+  if (!hasApi && !isLoopbackHost(cfg.host)) {
+    throw new ConfigError(
+      `HOST=${cfg.host} is not loopback and no tokens are set: set API_TOKEN and RUNNER_TOKEN (or --api-token/--runner-token), or bind HOST=127.0.0.1`,
+    );
+  }
+}
+
+/** Starts Postgres (embedded unless DATABASE_URL), migrates, and serves the API with its reaper. */
+export async function startApi(
+  cfg: ApiConfig,
+  opts: { log?: Logger; embedded?: EmbeddedPostgres } = {},
+): Promise<RunningApi> {
+  checkAuthConfig(cfg);
+  const log = opts.log ?? createLogger(cfg.logLevel, { component: 'api' });
+  let embedded = opts.embedded;
+  let ownEmbedded = false;
+  let databaseUrl = cfg.databaseUrl;
+  if (databaseUrl === undefined) {
+    if (!embedded) {
+      embedded = await startEmbeddedPostgres(cfg.dataDir);
+      ownEmbedded = true;
+      log.info({ port: embedded.port, dataDir: embedded.dataDir }, 'embedded Postgres ready');
+    }
+    databaseUrl = embedded.url;
+  }
+  const db = createDb({ connectionString: databaseUrl, max: 20, applicationName: 'session-framework-api' });
+  let notifier: Notifier | undefined;
+  let app: FastifyInstance | undefined;
+  try {
+    const applied = await migrate(db);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    if (!cfg.dbPollOnly) {
+      notifier = new Notifier(databaseUrl);
+      await notifier.start();
+    }
+    app = await buildApp({
+      db,
+      notifier,
+      auth: { apiToken: cfg.apiToken, runnerToken: cfg.runnerToken, protectOps: !isLoopbackHost(cfg.host) },
+      staleSessionTimeoutMs: cfg.staleSessionTimeoutMs,
+      maxBodyBytes: cfg.maxBodyBytes,
+      maxArtifactBytes: cfg.maxArtifactBytes,
+      artifactsDir: path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
+      logger: log,
+      version: VERSION,
+    });
+    await app.listen({ port: cfg.port, host: cfg.host });
+  } catch (err) {
+    await app?.close().catch(() => {});
+    await notifier?.stop();
+    await db.end().catch(() => {});
+    if (ownEmbedded) await embedded?.stop();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new ConfigError(`port ${cfg.port} on ${cfg.host} is in use: set PORT (or --port) to a free port`);
+    }
+    throw err;
+  }
+  const reaper = new Reaper(
+    db,
+    cfg.reaperIntervalMs,
+    Math.max(5000, Math.round(cfg.staleSessionTimeoutMs / 2)),
+    log,
+  );
+  reaper.start();
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : cfg.port;
+  const host = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
+  const running = app;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    app: running,
+    db,
+    databaseUrl,
+    embedded,
+    log,
+    stop: async () => {
+      await reaper.stop();
+      await running.close();
+      await notifier?.stop();
+      await db.end().catch(() => {});
+      if (ownEmbedded) await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,113 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import {
+  ClaimBody,
+  ClaimReply,
+  HeartbeatBody,
+  HeartbeatReply,
+  RunnerList,
+  RunnerParams,
+  StopBody,
+} from '../../protocol/schemas.js';
+import { claimSessions, renewLeases, requeueSessions } from '../../store/sessions.js';
+import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
+import { claimedView, runnerView } from '../views.js';
+import { requestGone } from '../waiters.js';
+
+/** A runner whose last heartbeat is older than this is not live (the guide's "runner down" threshold). */
+export const RUNNER_LIVE_MS = 60_000;
+
+export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { db, staleSessionTimeoutMs } = app.deps;
+
+  app.post(
+    '/v1/runners/:runnerId/claim',
+    {
+      config: { scope: 'runner' },
+      schema: { params: RunnerParams, body: ClaimBody, response: { 200: ClaimReply } },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const deadline = Date.now() + (b.waitMs ?? 0);
+      const gone = requestGone(reply.raw);
+      for (;;) {
+        // A runner that went away while waiting must not be handed sessions it will never run.
+        if (gone.aborted) return { sessions: [] };
+        const rows = await claimSessions(db, {
+          runnerId: req.params.runnerId,
+          types: b.types,
+          slots: b.slots,
+          leaseMs: staleSessionTimeoutMs,
+          ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
+          ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
+          ...(b.version === undefined ? {} : { version: b.version }),
+          ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
+        });
+        const left = deadline - Date.now();
+        if (rows.length > 0 || left <= 0 || b.slots === 0) return { sessions: rows.map(claimedView) };
+        await app.waiters.waitForWork(Math.min(left, app.waiters.pollMs), gone);
+      }
+    },
+  );
+
+  app.post(
+    '/v1/runners/:runnerId/heartbeat',
+    {
+      config: { scope: 'runner' },
+      schema: { params: RunnerParams, body: HeartbeatBody, response: { 200: HeartbeatReply } },
+    },
+    async (req) => {
+      const b = req.body;
+      const runnerId = req.params.runnerId;
+      await recordHeartbeat(db, {
+        runnerId,
+        activeSessions: b.activeSessions,
+        maxConcurrency: b.maxConcurrency,
+        ...(b.status === undefined ? {} : { status: b.status }),
+        ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
+        ...(b.version === undefined ? {} : { version: b.version }),
+        ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
+        ...(b.memoryRssBytes === undefined ? {} : { memoryRssBytes: b.memoryRssBytes }),
+        ...(b.browserMemoryBytes === undefined ? {} : { browserMemoryBytes: b.browserMemoryBytes }),
+        ...(b.effectiveConcurrency === undefined ? {} : { effectiveConcurrency: b.effectiveConcurrency }),
+      });
+      const [leases, cfg] = await Promise.all([
+        renewLeases(db, runnerId, b.sessions, staleSessionTimeoutMs),
+        getSchedulerConfig(db),
+      ]);
+      return {
+        config: { maxConcurrency: cfg.max_concurrency, pollIntervalMs: cfg.poll_interval_ms },
+        cancel: leases.cancel,
+        lost: leases.lost,
+      };
+    },
+  );
+
+  app.post(
+    '/v1/runners/:runnerId/stop',
+    {
+      config: { scope: 'runner' },
+      schema: {
+        params: RunnerParams,
+        body: Type.Optional(StopBody),
+        response: { 200: Type.Object({ requeued: Type.Array(Type.String()) }) },
+      },
+    },
+    async (req) => {
+      const requeued = await requeueSessions(db, req.params.runnerId, req.body?.requeue ?? []);
+      await markRunnerStopped(db, req.params.runnerId);
+      return { requeued };
+    },
+  );
+
+  app.get(
+    '/v1/runners',
+    { config: { scope: 'client' }, schema: { response: { 200: RunnerList } } },
+    async () => {
+      const rows = await listRunners(db);
+      return { items: rows.map((r) => runnerView(r, RUNNER_LIVE_MS)) };
+    },
+  );
+}

@@ -1,0 +1,172 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { SfwError, ValidationError } from '../../core/errors.js';
+import { isTerminal } from '../../core/types.js';
+import { isUuid } from '../../core/ids.js';
+import { checkFlowInput } from '../../protocol/flow.js';
+import {
+  BatchBody,
+  CompleteBody,
+  CreateSessionBody,
+  IdParams,
+  ListSessionsQuery,
+  SessionList,
+  SessionView,
+  WaitQuery,
+} from '../../protocol/schemas.js';
+import {
+  cancelSession,
+  completeSession,
+  getSession,
+  insertSessions,
+  listSessions,
+  type NewSession,
+} from '../../store/sessions.js';
+import { sessionView } from '../views.js';
+import { requestGone } from '../waiters.js';
+
+/** Checks what the schema cannot: flow steps and dates. Throws with the path of the bad field. */
+function checkNewSession(s: CreateSessionBody, at: string): NewSession {
+  if (s.type === 'flow') {
+    const problem = checkFlowInput(s.input);
+    if (problem) throw new ValidationError(`${at}.${problem.path}`, problem.message);
+  }
+  if (s.runAt !== undefined && Number.isNaN(Date.parse(s.runAt)))
+    throw new ValidationError(`${at}.runAt`, 'must be a date-time');
+  return s;
+}
+
+const encodeCursor = (id: string) => Buffer.from(id).toString('base64url');
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString();
+  if (!isUuid(id)) throw new ValidationError('query.cursor', 'is not a cursor this API returned');
+  return id;
+}
+
+export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { db } = app.deps;
+
+  app.post(
+    '/v1/sessions',
+    {
+      config: { scope: 'client' },
+      schema: {
+        body: CreateSessionBody,
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        }),
+        response: { 200: SessionView, 201: SessionView },
+      },
+    },
+    async (req, reply) => {
+      const s = checkNewSession(req.body, 'body');
+      const key = req.headers['idempotency-key'] ?? s.idempotencyKey;
+      const [out] = await insertSessions(db, [
+        { ...s, ...(key === undefined ? {} : { idempotencyKey: key }) },
+      ]);
+      if (!out) throw new Error('enqueue returned nothing');
+      return reply.status(out.created ? 201 : 200).send(sessionView(out.row));
+    },
+  );
+
+  app.post(
+    '/v1/sessions/batch',
+    {
+      config: { scope: 'client' },
+      schema: { body: BatchBody, response: { 201: Type.Object({ items: Type.Array(SessionView) }) } },
+    },
+    async (req, reply) => {
+      const items = req.body.sessions.map((s, i) => checkNewSession(s, `body.sessions.${i}`));
+      const out = await insertSessions(db, items);
+      return reply.status(201).send({ items: out.map((o) => sessionView(o.row)) });
+    },
+  );
+
+  app.get(
+    '/v1/sessions',
+    {
+      config: { scope: 'client' },
+      schema: { querystring: ListSessionsQuery, response: { 200: SessionList } },
+    },
+    async (req) => {
+      const q = req.query;
+      const limit = q.limit ?? 50;
+      const { rows, more } = await listSessions(db, {
+        limit,
+        ...(q.status ? { status: q.status } : {}),
+        ...(q.type ? { type: q.type } : {}),
+        ...(q.runnerId ? { runnerId: q.runnerId } : {}),
+        ...(q.cursor ? { before: decodeCursor(q.cursor) } : {}),
+      });
+      const last = rows[rows.length - 1];
+      return { items: rows.map(sessionView), nextCursor: more && last ? encodeCursor(last.id) : null };
+    },
+  );
+
+  app.get(
+    '/v1/sessions/:id',
+    {
+      config: { scope: 'read' },
+      schema: {
+        params: IdParams,
+        headers: Type.Object({ 'x-lease-token': Type.Optional(Type.String({ maxLength: 100 })) }),
+        response: { 200: SessionView },
+      },
+    },
+    async (req) => {
+      const row = await getSession(db, req.params.id);
+      // A runner token reads only the sessions it holds: it must show the current lease.
+      if (
+        req.caller === 'runner' &&
+        !(row.status === 'running' && row.lease_token === req.headers['x-lease-token'])
+      ) {
+        throw new SfwError('FORBIDDEN', 'a runner may read only the sessions it holds (send X-Lease-Token)');
+      }
+      return sessionView(row);
+    },
+  );
+
+  app.get(
+    '/v1/sessions/:id/wait',
+    {
+      config: { scope: 'client' },
+      schema: { params: IdParams, querystring: WaitQuery, response: { 200: SessionView } },
+    },
+    async (req, reply) => {
+      const deadline = Date.now() + (req.query.timeoutMs ?? 30_000);
+      const gone = requestGone(reply.raw);
+      for (;;) {
+        const row = await getSession(db, req.params.id);
+        const left = deadline - Date.now();
+        if (isTerminal(row.status) || left <= 0 || gone.aborted) return sessionView(row);
+        await app.waiters.waitForDone(row.id, Math.min(left, app.waiters.pollMs), gone);
+      }
+    },
+  );
+
+  app.post(
+    '/v1/sessions/:id/cancel',
+    { config: { scope: 'client' }, schema: { params: IdParams, response: { 200: SessionView } } },
+    async (req) => sessionView(await cancelSession(db, req.params.id)),
+  );
+
+  app.post(
+    '/v1/sessions/:id/complete',
+    {
+      config: { scope: 'runner' },
+      schema: { params: IdParams, body: CompleteBody, response: { 200: SessionView } },
+    },
+    async (req) => {
+      const b = req.body;
+      const row = await completeSession(db, req.params.id, {
+        leaseToken: b.leaseToken,
+        status: b.status,
+        ...(b.result === undefined ? {} : { result: b.result }),
+        ...(b.errorMessage === undefined ? {} : { errorMessage: b.errorMessage }),
+      });
+      return sessionView(row);
+    },
+  );
+}

@@ -1,0 +1,73 @@
+import type { SessionRow } from '../store/sessions.js';
+import type { RunnerRow } from '../store/runners.js';
+import type { ClaimedSession, RunnerView, SessionView } from '../protocol/schemas.js';
+
+/** Table rows → wire shapes (camelCase, ISO timestamps). */
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+export function sessionView(r: SessionRow): SessionView {
+  return {
+    id: r.id,
+    type: r.type,
+    input: r.input,
+    status: r.status,
+    priority: r.priority,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    runAt: r.run_at.toISOString(),
+    claimedBy: r.claimed_by,
+    claimedAt: iso(r.claimed_at),
+    finishedAt: iso(r.finished_at),
+    attempt: r.attempt,
+    maxAttempts: r.max_attempts,
+    retryOn: r.retry_on,
+    timeoutMs: r.timeout_ms,
+    leaseExpiresAt: iso(r.lease_expires_at),
+    cancelRequested: r.cancel_requested,
+    result: r.result ?? null,
+    errorMessage: r.error_message,
+    artifacts: r.artifacts,
+    artifactOptions: r.artifact_options,
+    attempts: r.attempts,
+    idempotencyKey: r.idempotency_key,
+  };
+}
+
+export function claimedView(r: SessionRow): ClaimedSession {
+  return {
+    id: r.id,
+    type: r.type,
+    input: r.input,
+    priority: r.priority,
+    attempt: r.attempt,
+    maxAttempts: r.max_attempts,
+    timeoutMs: r.timeout_ms,
+    leaseToken: r.lease_token ?? '',
+    leaseExpiresAt: iso(r.lease_expires_at) ?? '',
+    createdAt: r.created_at.toISOString(),
+    artifactOptions: r.artifact_options,
+  };
+}
+
+export function runnerView(r: RunnerRow, liveWithinMs: number): RunnerView {
+  return {
+    runnerId: r.runner_id,
+    status: r.status,
+    live: r.status !== 'stopped' && r.heartbeat_age_ms <= liveWithinMs,
+    lastHeartbeat: r.last_heartbeat.toISOString(),
+    heartbeatAgeMs: r.heartbeat_age_ms,
+    activeSessions: r.active_sessions,
+    runningSessions: r.running_sessions,
+    maxConcurrency: r.max_concurrency,
+    effectiveConcurrency: r.effective_concurrency,
+    totalSessionsExecuted: r.total_sessions_executed,
+    totalFailures: r.total_failures,
+    uptimeSeconds: r.uptime_seconds,
+    startedAt: r.started_at.toISOString(),
+    hostname: r.hostname,
+    version: r.version,
+    memoryRssBytes: r.memory_rss_bytes,
+    browserMemoryBytes: r.browser_memory_bytes,
+  };
+}

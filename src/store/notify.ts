@@ -1,0 +1,81 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { DONE_CHANNEL, SESSIONS_CHANNEL } from './sessions.js';
+
+/**
+ * One LISTEN connection per API process. Emits `sessions` when work is enqueued and `done` (with the
+ * session id) when a session ends. Reconnects with backoff after a database restart; while it is down,
+ * waiters fall back on polling, so nothing depends on a notification arriving.
+ */
+export class Notifier extends EventEmitter {
+  private client: pg.Client | null = null;
+  private closed = false;
+  private retryMs = 250;
+  private timer: NodeJS.Timeout | null = null;
+  connected = false;
+
+  constructor(private readonly connectionString: string) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  async start(): Promise<void> {
+    await this.connect().catch(() => this.scheduleReconnect());
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({
+      connectionString: this.connectionString,
+      application_name: 'session-framework-listen',
+    });
+    client.on('error', () => this.lost(client));
+    client.on('end', () => this.lost(client));
+    client.on('notification', (msg) => {
+      if (msg.channel === SESSIONS_CHANNEL) this.emit('sessions');
+      else if (msg.channel === DONE_CHANNEL) this.emit('done', msg.payload ?? '');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}`);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.client = client;
+    this.connected = true;
+    this.retryMs = 250;
+    // Work may have arrived while we were not listening.
+    this.emit('sessions');
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.client !== client) return;
+    this.client = null;
+    this.connected = false;
+    client.end().catch(() => {});
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.connect().catch(() => this.scheduleReconnect());
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 5000);
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const c = this.client;
+    this.client = null;
+    this.connected = false;
+    if (c) await c.end().catch(() => {});
+  }
+}

@@ -1,0 +1,430 @@
+import { uuidv7 } from '../core/ids.js';
+import { LeaseLostError, NotFoundError } from '../core/errors.js';
+import {
+  DEFAULT_ARTIFACT_OPTIONS,
+  DEFAULT_SESSION_TIMEOUT_MS,
+  RUNNER_LOST_MESSAGE,
+  type ArtifactInfo,
+  type ArtifactOptions,
+  type AttemptRecord,
+  type CompletionStatus,
+  type SessionStatus,
+} from '../core/types.js';
+import type { Db, Queryable } from './db.js';
+
+/** Queries about sessions: enqueue, read, list, claim, lease renewal, completion, cancellation. */
+
+export const SESSIONS_CHANNEL = 'sfw_sessions';
+export const DONE_CHANNEL = 'sfw_done';
+
+export interface SessionRow {
+  id: string;
+  type: string;
+  input: unknown;
+  status: SessionStatus;
+  priority: number;
+  created_at: Date;
+  updated_at: Date;
+  run_at: Date;
+  claimed_by: string | null;
+  claimed_at: Date | null;
+  finished_at: Date | null;
+  attempt: number;
+  max_attempts: number;
+  retry_on: string[];
+  timeout_ms: number;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+  cancel_requested: boolean;
+  result: unknown;
+  error_message: string | null;
+  artifacts: ArtifactInfo[];
+  artifact_options: ArtifactOptions;
+  attempts: AttemptRecord[];
+  idempotency_key: string | null;
+}
+
+export interface NewSession {
+  type: string;
+  input?: unknown;
+  priority?: number;
+  runAt?: string;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  retryOn?: string[];
+  artifacts?: Partial<ArtifactOptions>;
+  idempotencyKey?: string;
+}
+
+export interface InsertOutcome {
+  row: SessionRow;
+  created: boolean;
+}
+
+/**
+ * Enqueues sessions in one statement (one transaction), waking idle runners through NOTIFY. A session whose
+ * idempotency key already exists is not inserted again: the existing one is returned with created=false.
+ */
+export async function insertSessions(db: Queryable, items: NewSession[]): Promise<InsertOutcome[]> {
+  const rows = items.map((s) => ({
+    id: uuidv7(),
+    type: s.type,
+    input: s.input ?? {},
+    priority: s.priority ?? 0,
+    run_at: s.runAt ?? null,
+    timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+    max_attempts: s.maxAttempts ?? 1,
+    retry_on: s.retryOn ?? ['error'],
+    artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
+    idempotency_key: s.idempotencyKey ?? null,
+  }));
+  const { rows: inserted } = await db.query<SessionRow>(
+    `WITH src AS (
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+         id uuid, type text, input jsonb, priority integer, run_at timestamptz, timeout_ms integer,
+         max_attempts integer, retry_on text[], artifact_options jsonb, idempotency_key text)
+     ), ins AS (
+       INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
+                             artifact_options, idempotency_key)
+       SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
+              artifact_options, idempotency_key
+       FROM src
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING *
+     ), wake AS (SELECT pg_notify('${SESSIONS_CHANNEL}', ''))
+     SELECT ins.* FROM ins, wake`,
+    [JSON.stringify(rows)],
+  );
+  const byId = new Map(inserted.map((r) => [r.id, r]));
+  const missingKeys = rows
+    .filter((r) => !byId.has(r.id) && r.idempotency_key !== null)
+    .map((r) => r.idempotency_key);
+  const existing = new Map<string, SessionRow>();
+  if (missingKeys.length > 0) {
+    const { rows: found } = await db.query<SessionRow>(
+      'SELECT * FROM sessions WHERE idempotency_key = ANY($1)',
+      [missingKeys],
+    );
+    for (const r of found) existing.set(r.idempotency_key ?? '', r);
+  }
+  return rows.map((r) => {
+    const created = byId.get(r.id);
+    if (created) return { row: created, created: true };
+    const prior = existing.get(r.idempotency_key ?? '');
+    if (!prior) throw new Error(`session with idempotency key ${r.idempotency_key} vanished during enqueue`);
+    return { row: prior, created: false };
+  });
+}
+
+export async function getSession(db: Queryable, id: string): Promise<SessionRow> {
+  const { rows } = await db.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [id]);
+  const row = rows[0];
+  if (!row) throw new NotFoundError(`session ${id}`);
+  return row;
+}
+
+export async function findSessions(db: Queryable, ids: string[]): Promise<SessionRow[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<SessionRow>('SELECT * FROM sessions WHERE id = ANY($1::uuid[])', [ids]);
+  return rows;
+}
+
+export interface ListFilter {
+  status?: SessionStatus;
+  type?: string;
+  runnerId?: string;
+  limit: number;
+  /** Id of the last session of the previous page; newest first. */
+  before?: string;
+}
+
+/** Newest first by id (UUIDv7 ids are time-ordered): keyset pagination that stays fast on any page. */
+export async function listSessions(
+  db: Queryable,
+  filter: ListFilter,
+): Promise<{ rows: SessionRow[]; more: boolean }> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, value: unknown) => {
+    params.push(value);
+    where.push(sql.replace('?', `$${params.length}`));
+  };
+  if (filter.status) add('status = ?', filter.status);
+  if (filter.type) add('type = ?', filter.type);
+  if (filter.runnerId) add('claimed_by = ?', filter.runnerId);
+  if (filter.before) add('id < ?::uuid', filter.before);
+  params.push(filter.limit + 1);
+  const { rows } = await db.query<SessionRow>(
+    `SELECT * FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
+    params,
+  );
+  const more = rows.length > filter.limit;
+  return { rows: more ? rows.slice(0, filter.limit) : rows, more };
+}
+
+export interface ClaimRequest {
+  runnerId: string;
+  types: string[];
+  slots: number;
+  maxConcurrency?: number;
+  leaseMs: number;
+  hostname?: string;
+  version?: string;
+  startedAt?: string;
+}
+
+/** One round trip, one claiming statement (see sfw_claim in the migrations). Rows come back in claim order. */
+export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<SessionRow[]> {
+  const { rows } = await db.query<SessionRow>('SELECT * FROM sfw_claim($1, $2, $3, $4, $5, $6, $7, $8)', [
+    req.runnerId,
+    req.types,
+    req.slots,
+    req.maxConcurrency ?? null,
+    req.leaseMs,
+    req.hostname ?? null,
+    req.version ?? null,
+    req.startedAt ?? null,
+  ]);
+  return rows.sort(
+    (a, b) =>
+      b.priority - a.priority ||
+      a.created_at.getTime() - b.created_at.getTime() ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
+}
+
+export interface LeaseRef {
+  id: string;
+  leaseToken: string;
+}
+
+/** Renews the leases a runner still holds; answers which of them were cancelled and which it lost. */
+export async function renewLeases(
+  db: Queryable,
+  runnerId: string,
+  refs: LeaseRef[],
+  leaseMs: number,
+): Promise<{ cancel: string[]; lost: string[] }> {
+  if (refs.length === 0) return { cancel: [], lost: [] };
+  const { rows } = await db.query<{ id: string; cancel_requested: boolean }>(
+    `UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => $3 / 1000.0), updated_at = now()
+     FROM jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid)
+     WHERE s.id = r.id AND s.lease_token = r."leaseToken" AND s.status = 'running' AND s.claimed_by = $1
+     RETURNING s.id, s.cancel_requested`,
+    [runnerId, JSON.stringify(refs), leaseMs],
+  );
+  const held = new Set(rows.map((r) => r.id));
+  return {
+    cancel: rows.filter((r) => r.cancel_requested).map((r) => r.id),
+    lost: refs.filter((r) => !held.has(r.id)).map((r) => r.id),
+  };
+}
+
+export interface Completion {
+  leaseToken: string;
+  status: CompletionStatus;
+  result?: unknown;
+  errorMessage?: string;
+}
+
+/** Retry delay for the given finished attempt: exponential from 1 s, capped at 5 min, with full jitter. */
+const BACKOFF_SQL = `make_interval(secs => least(300, power(2, least(t.attempt - 1, 16))) * (0.5 + random() / 2))`;
+
+/**
+ * Records a runner's outcome, fenced by the lease token: only the holder of the current lease of a running
+ * session can finish it. When the outcome is retryable and attempts remain, the session is queued again
+ * with backoff. The same call repeated after success answers the stored session (safe to retry).
+ */
+export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
+  const { rows } = await db.query<SessionRow>(
+    `WITH t AS (
+       SELECT id, claimed_by, claimed_at, attempt,
+              ($3 = ANY (retry_on) AND attempt < max_attempts AND NOT cancel_requested AND $3 <> 'cancelled') AS retry
+       FROM sessions WHERE id = $1 AND lease_token = $2::uuid AND status = 'running'
+       FOR UPDATE
+     ), s AS (
+       UPDATE sessions x SET
+         status = CASE WHEN t.retry THEN 'queued' ELSE $3 END,
+         result = CASE WHEN t.retry THEN NULL ELSE $4::jsonb END,
+         error_message = $5,
+         updated_at = now(),
+         finished_at = CASE WHEN t.retry THEN NULL ELSE now() END,
+         run_at = CASE WHEN t.retry THEN now() + ${BACKOFF_SQL} ELSE x.run_at END,
+         claimed_by = CASE WHEN t.retry THEN NULL ELSE x.claimed_by END,
+         lease_expires_at = NULL,
+         attempts = x.attempts || jsonb_build_object(
+           'attempt', t.attempt, 'runnerId', t.claimed_by, 'status', $3::text, 'errorMessage', $5::text,
+           'startedAt', t.claimed_at, 'finishedAt', now())
+       FROM t WHERE x.id = t.id
+       RETURNING x.*
+     ), h AS (
+       UPDATE runner_health SET
+         total_sessions_executed = total_sessions_executed + 1,
+         total_failures = total_failures + CASE WHEN $3 IN ('failed', 'error') THEN 1 ELSE 0 END
+       WHERE runner_id = (SELECT claimed_by FROM t)
+     )
+     SELECT s.*, pg_notify('${DONE_CHANNEL}', s.id::text) FROM s`,
+    [
+      id,
+      c.leaseToken,
+      c.status,
+      c.result === undefined ? null : JSON.stringify(c.result),
+      c.errorMessage ?? null,
+    ],
+  );
+  if (rows[0]) return rows[0];
+  const current = await getSession(db, id);
+  // A repeated completion of the same attempt (its answer was lost on the wire) is answered, not refused.
+  if (current.lease_token === c.leaseToken && current.status !== 'running') return current;
+  throw new LeaseLostError(id);
+}
+
+/** Queued → cancelled at once; running → flagged, and the runner aborts it at its next heartbeat. */
+export async function cancelSession(db: Queryable, id: string): Promise<SessionRow> {
+  const { rows } = await db.query<SessionRow>(
+    `WITH s AS (
+       UPDATE sessions SET
+         status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+         cancel_requested = true,
+         finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+         error_message = CASE WHEN status = 'queued' THEN 'Cancelled while queued' ELSE error_message END,
+         updated_at = now()
+       WHERE id = $1 AND status IN ('queued', 'running')
+       RETURNING *
+     )
+     SELECT s.*, CASE WHEN s.status = 'cancelled' THEN pg_notify('${DONE_CHANNEL}', s.id::text) END FROM s`,
+    [id],
+  );
+  return rows[0] ?? (await getSession(db, id));
+}
+
+/** Records an uploaded artifact, fenced by the lease of a running session. */
+export async function addArtifact(
+  db: Queryable,
+  id: string,
+  leaseToken: string,
+  info: ArtifactInfo,
+): Promise<void> {
+  const { rowCount } = await db.query(
+    `UPDATE sessions SET
+       artifacts = (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM jsonb_array_elements(artifacts) a
+                    WHERE a->>'name' <> $3) || jsonb_build_array($4::jsonb),
+       updated_at = now()
+     WHERE id = $1 AND lease_token = $2::uuid AND status = 'running'`,
+    [id, leaseToken, info.name, JSON.stringify(info)],
+  );
+  if (rowCount === 0) {
+    await getSession(db, id);
+    throw new LeaseLostError(id);
+  }
+}
+
+/** Checks that the lease is current without changing anything (before an upload is written to disk). */
+export async function assertLease(db: Queryable, id: string, leaseToken: string): Promise<void> {
+  const { rows } = await db.query<{ ok: boolean }>(
+    `SELECT (lease_token = $2::uuid AND status = 'running') AS ok FROM sessions WHERE id = $1`,
+    [id, leaseToken],
+  );
+  if (!rows[0]) throw new NotFoundError(`session ${id}`);
+  if (!rows[0].ok) throw new LeaseLostError(id);
+}
+
+/**
+ * Hands sessions back to the queue from a stopping runner: fenced, the attempt is not counted against
+ * max_attempts, and the hand-back is kept in the attempt history.
+ */
+export async function requeueSessions(db: Queryable, runnerId: string, refs: LeaseRef[]): Promise<string[]> {
+  if (refs.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(
+    `WITH t AS (
+       SELECT s.id, s.claimed_at, s.attempt FROM sessions s
+       JOIN jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid) ON s.id = r.id AND s.lease_token = r."leaseToken"
+       WHERE s.status = 'running' AND s.claimed_by = $1
+       FOR UPDATE OF s
+     ), u AS (
+       UPDATE sessions x SET status = 'queued', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
+         attempt = x.attempt - 1,
+         attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text, 'status', 'queued',
+           'errorMessage', 'Runner stopped: handed back to the queue', 'startedAt', t.claimed_at, 'finishedAt', now())
+       FROM t WHERE x.id = t.id
+       RETURNING x.id
+     ), wake AS (SELECT pg_notify('${SESSIONS_CHANNEL}', ''))
+     SELECT u.id FROM u, wake`,
+    [runnerId, JSON.stringify(refs)],
+  );
+  return rows.map((r) => r.id);
+}
+
+export interface ReapOutcome {
+  requeued: number;
+  errored: number;
+  timedOut: number;
+}
+
+/**
+ * Recovers sessions whose lease lapsed (the runner stopped heartbeating) and sessions running past their
+ * own timeout plus a grace on a live runner. One API replica at a time does this (transaction advisory
+ * lock); the UPDATE re-checks status and lease expiry itself, so a completion racing it wins cleanly.
+ */
+export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome | null> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows: lock } = await client.query<{ ok: boolean }>(
+      'SELECT pg_try_advisory_xact_lock(727002) AS ok',
+    );
+    if (!lock[0]?.ok) {
+      await client.query('ROLLBACK');
+      return null;
+    }
+    const { rows } = await client.query<{ outcome: string; n: number }>(
+      `WITH t AS (
+         SELECT id, claimed_by, claimed_at, attempt,
+                (lease_expires_at < now()) AS lapsed,
+                (attempt < max_attempts AND 'error' = ANY (retry_on)) AS retry
+         FROM sessions
+         WHERE status = 'running'
+           AND (lease_expires_at < now() OR claimed_at + make_interval(secs => (timeout_ms + $1) / 1000.0) < now())
+         FOR UPDATE SKIP LOCKED
+       ), u AS (
+         UPDATE sessions x SET
+           status = CASE WHEN t.retry AND t.lapsed THEN 'queued' ELSE 'error' END,
+           error_message = CASE WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}'
+                                ELSE 'Session exceeded its timeout of ' || x.timeout_ms || ' ms and its runner did not end it' END,
+           finished_at = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE now() END,
+           claimed_by = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE x.claimed_by END,
+           run_at = CASE WHEN t.retry AND t.lapsed THEN now() + ${BACKOFF_SQL} ELSE x.run_at END,
+           lease_expires_at = NULL,
+           updated_at = now(),
+           attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', t.claimed_by, 'status', 'error',
+             'errorMessage', CASE WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}' ELSE 'Session exceeded its timeout' END,
+             'startedAt', t.claimed_at, 'finishedAt', now())
+         FROM t
+         WHERE x.id = t.id AND x.status = 'running'
+           AND (x.lease_expires_at < now() OR x.claimed_at + make_interval(secs => (x.timeout_ms + $1) / 1000.0) < now())
+         RETURNING x.id, x.status, t.lapsed, t.claimed_by
+       ), h AS (
+         UPDATE runner_health r SET
+           total_sessions_executed = r.total_sessions_executed + c.n,
+           total_failures = r.total_failures + c.n
+         FROM (SELECT claimed_by, count(*) AS n FROM u GROUP BY claimed_by) c
+         WHERE r.runner_id = c.claimed_by
+       ), done AS (
+         SELECT pg_notify('${DONE_CHANNEL}', id::text) FROM u WHERE status = 'error'
+       )
+       SELECT CASE WHEN status = 'queued' THEN 'requeued' WHEN lapsed THEN 'errored' ELSE 'timedOut' END AS outcome,
+              count(*)::integer AS n
+       FROM u, (SELECT count(*) FROM done) d GROUP BY 1`,
+      [graceMs],
+    );
+    await client.query('COMMIT');
+    const out: ReapOutcome = { requeued: 0, errored: 0, timedOut: 0 };
+    for (const r of rows) out[r.outcome as keyof ReapOutcome] = r.n;
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,275 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError, SfwClient } from '../../src/sdk/client.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
+
+let api: TestApi;
+
+beforeAll(async () => {
+  api = await startTestApi('queue');
+});
+afterAll(async () => {
+  await api.stop();
+});
+
+async function runningCountsByRunner(): Promise<Map<string, number>> {
+  const { rows } = await api.db.query<{ claimed_by: string; n: number }>(
+    `SELECT claimed_by, count(*)::int AS n FROM sessions WHERE status = 'running' GROUP BY claimed_by`,
+  );
+  return new Map(rows.map((r) => [r.claimed_by, r.n]));
+}
+
+describe('claiming', () => {
+  it('claims 5,000 sessions exactly once across 50 concurrent claimers, priority then FIFO, within max concurrency', async () => {
+    const N = 5000;
+    const sessions = Array.from({ length: N }, (_, i) => ({ type: 'race', priority: i % 5, input: { i } }));
+    const { items } = await api.client.createSessions(sessions);
+    expect(items).toHaveLength(N);
+
+    const MAX = 4;
+    const claimedBy = new Map<string, string>();
+    const duplicates: string[] = [];
+    let overLimit = 0;
+    const batches: ClaimedSession[][] = [];
+    const clients = Array.from(
+      { length: 5 },
+      () => new SfwClient({ baseUrl: api.url, retries: 0, connections: 10 }),
+    );
+
+    async function claimer(n: number): Promise<void> {
+      const runnerId = `claimer-${n}`;
+      const client = clients[n % clients.length]!;
+      for (;;) {
+        const { sessions: got } = await client.claim(runnerId, {
+          slots: 3,
+          types: ['race'],
+          waitMs: 0,
+          maxConcurrency: MAX,
+        });
+        if (got.length === 0) {
+          const { rows } = await api.db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM sessions WHERE status = 'queued'`,
+          );
+          if (rows[0]!.n === 0) return;
+          continue;
+        }
+        batches.push(got);
+        for (const s of got) {
+          if (claimedBy.has(s.id)) duplicates.push(s.id);
+          claimedBy.set(s.id, runnerId);
+        }
+        const counts = await runningCountsByRunner();
+        if ((counts.get(runnerId) ?? 0) > MAX) overLimit++;
+        await Promise.all(
+          got.map((s) =>
+            client.complete(s.id, {
+              leaseToken: s.leaseToken,
+              status: 'succeeded',
+              result: { by: runnerId },
+            }),
+          ),
+        );
+      }
+    }
+    await Promise.all(Array.from({ length: 50 }, (_, i) => claimer(i)));
+    await Promise.all(clients.map((c) => c.close()));
+
+    expect(duplicates).toEqual([]);
+    expect(claimedBy.size).toBe(N);
+    expect(overLimit).toBe(0);
+    // Within each batch: priority descending, then FIFO (created_at, id).
+    for (const batch of batches) {
+      for (let i = 1; i < batch.length; i++) {
+        const a = batch[i - 1]!;
+        const b = batch[i]!;
+        expect(
+          a.priority > b.priority || (a.priority === b.priority && a.createdAt <= b.createdAt && a.id < b.id),
+        ).toBe(true);
+      }
+    }
+    const { rows } = await api.db.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM sessions WHERE type = 'race' GROUP BY status`,
+    );
+    expect(rows).toEqual([{ status: 'succeeded', n: N }]);
+  });
+
+  it('takes the highest priority first and FIFO within a priority, across claims', async () => {
+    const low = await api.client.createSession({ type: 'order', priority: 0 });
+    const high1 = await api.client.createSession({ type: 'order', priority: 10 });
+    const high2 = await api.client.createSession({ type: 'order', priority: 10 });
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { sessions } = await api.runnerClient.claim('order-runner', {
+        slots: 1,
+        types: ['order'],
+        maxConcurrency: 5,
+      });
+      order.push(sessions[0]!.id);
+    }
+    expect(order).toEqual([high1.id, high2.id, low.id]);
+  });
+
+  it('never lets a runner hold more running sessions than its max concurrency, even when it asks for more', async () => {
+    await api.client.createSessions(Array.from({ length: 10 }, () => ({ type: 'cap' })));
+    const first = await api.runnerClient.claim('cap-runner', {
+      slots: 10,
+      types: ['cap'],
+      maxConcurrency: 2,
+    });
+    expect(first.sessions).toHaveLength(2);
+    const second = await api.runnerClient.claim('cap-runner', {
+      slots: 10,
+      types: ['cap'],
+      maxConcurrency: 2,
+    });
+    expect(second.sessions).toHaveLength(0);
+    const s = first.sessions[0]!;
+    await api.runnerClient.complete(s.id, { leaseToken: s.leaseToken, status: 'succeeded' });
+    const third = await api.runnerClient.claim('cap-runner', {
+      slots: 10,
+      types: ['cap'],
+      maxConcurrency: 2,
+    });
+    expect(third.sessions).toHaveLength(1);
+  });
+
+  it('claims only the types the runner serves and only sessions whose run_at has come', async () => {
+    const later = new Date(Date.now() + 60_000).toISOString();
+    await api.client.createSession({ type: 'future', runAt: later });
+    await api.client.createSession({ type: 'other-type' });
+    const { sessions } = await api.runnerClient.claim('picky', {
+      slots: 5,
+      types: ['future'],
+      maxConcurrency: 5,
+    });
+    expect(sessions).toHaveLength(0);
+  });
+
+  it('long-poll claim wakes on enqueue (NOTIFY) well before waitMs', async () => {
+    const started = Date.now();
+    const pending = api.runnerClient.claim('waiter', {
+      slots: 1,
+      types: ['wake'],
+      waitMs: 10_000,
+      maxConcurrency: 1,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const created = await api.client.createSession({ type: 'wake' });
+    const { sessions } = await pending;
+    expect(sessions.map((s) => s.id)).toEqual([created.id]);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('fencing', () => {
+  it('refuses complete and heartbeat with an old lease token (409) and changes nothing', async () => {
+    const created = await api.client.createSession({ type: 'fence', maxAttempts: 1 });
+    const { sessions } = await api.runnerClient.claim('fence-a', {
+      slots: 1,
+      types: ['fence'],
+      maxConcurrency: 1,
+    });
+    const claimed = sessions[0]!;
+    // The lease lapses and the session is re-claimed by another runner with a fresh token.
+    await api.db.query(`UPDATE sessions SET status = 'queued', claimed_by = NULL WHERE id = $1`, [
+      created.id,
+    ]);
+    const again = await api.runnerClient.claim('fence-b', { slots: 1, types: ['fence'], maxConcurrency: 1 });
+    const fresh = again.sessions[0]!;
+    expect(fresh.leaseToken).not.toBe(claimed.leaseToken);
+
+    const before = (await api.db.query('SELECT * FROM sessions WHERE id = $1', [created.id]))
+      .rows[0] as Record<string, unknown>;
+    const err = await api.runnerClient
+      .complete(created.id, { leaseToken: claimed.leaseToken, status: 'succeeded', result: { stale: true } })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).httpStatus).toBe(409);
+    const hb = await api.runnerClient.heartbeat('fence-a', {
+      activeSessions: 1,
+      maxConcurrency: 1,
+      sessions: [{ id: created.id, leaseToken: claimed.leaseToken }],
+    });
+    expect(hb.lost).toEqual([created.id]);
+    const artifact = await api.runnerClient
+      .uploadArtifact(created.id, 'x.txt', claimed.leaseToken, Buffer.from('late'))
+      .catch((e: unknown) => e);
+    expect((artifact as ApiError).httpStatus).toBe(409);
+    const after = (await api.db.query('SELECT * FROM sessions WHERE id = $1', [created.id]))
+      .rows[0] as Record<string, unknown>;
+    expect(after).toEqual(before);
+
+    // The current holder completes normally; a repeat of that completion is answered, not refused.
+    const done = await api.runnerClient.complete(created.id, {
+      leaseToken: fresh.leaseToken,
+      status: 'succeeded',
+      result: { ok: 1 },
+    });
+    expect(done.status).toBe('succeeded');
+    const repeat = await api.runnerClient.complete(created.id, {
+      leaseToken: fresh.leaseToken,
+      status: 'succeeded',
+      result: { ok: 1 },
+    });
+    expect(repeat.status).toBe('succeeded');
+  });
+});
+
+describe('enqueue', () => {
+  it('makes one session from 20 concurrent duplicate enqueues with the same Idempotency-Key', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        api.client.createSession({ type: 'idem', input: { a: 1 } }, { idempotencyKey: 'key-123' }),
+      ),
+    );
+    const ids = new Set(results.map((r) => r.id));
+    expect(ids.size).toBe(1);
+    const { rows } = await api.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM sessions WHERE idempotency_key = 'key-123'`,
+    );
+    expect(rows[0]!.n).toBe(1);
+  });
+
+  it('enqueues a batch of 10,000 sessions in one request and one transaction', async () => {
+    const { items } = await api.client.createSessions(
+      Array.from({ length: 10_000 }, (_, i) => ({ type: 'bulk', input: { i } })),
+    );
+    expect(items).toHaveLength(10_000);
+    const { rows } = await api.db.query<{ n: number; tx: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT xmin::text)::int AS tx FROM sessions WHERE type = 'bulk'`,
+    );
+    expect(rows[0]).toEqual({ n: 10_000, tx: 1 });
+  });
+
+  it('pages through sessions with a cursor, newest first, without gaps or repeats', async () => {
+    await api.client.createSessions(Array.from({ length: 25 }, (_, i) => ({ type: 'page', input: { i } })));
+    const seen: number[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await api.client.listSessions({ type: 'page', limit: 10, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((s) => (s.input as { i: number }).i));
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => 24 - i));
+  });
+
+  it('waits for a session to end through the wait endpoint', async () => {
+    const s = await api.client.createSession({ type: 'waitme' });
+    const waiting = api.client.waitSession(s.id, 10_000);
+    const { sessions } = await api.runnerClient.claim('w', {
+      slots: 1,
+      types: ['waitme'],
+      maxConcurrency: 1,
+    });
+    await api.runnerClient.complete(s.id, {
+      leaseToken: sessions[0]!.leaseToken,
+      status: 'failed',
+      errorMessage: 'nope',
+    });
+    const done = await waiting;
+    expect(done.status).toBe('failed');
+    expect(done.errorMessage).toBe('nope');
+    expect(done.attempts).toHaveLength(1);
+  });
+});
