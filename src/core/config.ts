@@ -169,6 +169,45 @@ export const CONFIG_FIELDS = {
     max: 86_400_000,
     description: 'How long a stopping runner lets in-flight sessions finish',
   },
+  allowedTargets: {
+    env: 'ALLOWED_TARGETS',
+    flag: 'allowed-targets',
+    kind: 'string',
+    description:
+      'Hosts flows may reach, comma-separated: names, globs (*.example.com), IPs or CIDRs (unset: any http/https host)',
+  },
+  allowPrivateTargets: {
+    env: 'ALLOW_PRIVATE_TARGETS',
+    flag: 'allow-private-targets',
+    kind: 'bool',
+    default: false,
+    description: 'Let flows reach link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10…)',
+  },
+  allowFlowEvaluate: {
+    env: 'ALLOW_FLOW_EVALUATE',
+    flag: 'allow-flow-evaluate',
+    kind: 'bool',
+    default: false,
+    description: 'Allow the flow action `evaluate` (arbitrary page JavaScript)',
+  },
+  rateLimitPerSec: {
+    env: 'RATE_LIMIT_PER_SEC',
+    flag: 'rate-limit-per-sec',
+    kind: 'int',
+    default: 200,
+    min: 0,
+    max: 1_000_000,
+    description: 'Client requests per second per token or IP (token bucket; 0 turns the limit off)',
+  },
+  rateLimitBurst: {
+    env: 'RATE_LIMIT_BURST',
+    flag: 'rate-limit-burst',
+    kind: 'int',
+    default: 1000,
+    min: 1,
+    max: 10_000_000,
+    description: 'Client requests a token or IP may send at once before RATE_LIMIT_PER_SEC applies',
+  },
 } as const satisfies Record<string, FieldSpec>;
 
 export type ConfigKey = keyof typeof CONFIG_FIELDS;
