@@ -1,0 +1,62 @@
+import os from 'node:os';
+import path from 'node:path';
+import { SMOKE, startBenchPostgres } from './lib/env.js';
+import type { BenchContext } from './lib/context.js';
+import { environment, printResult, RESULTS_DIR, writeResult, type PartResult } from './lib/report.js';
+import { runScale } from './parts/scale.js';
+
+/**
+ * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
+ * table per part and writes bench/results/<part>-<date>.json. BENCH_SMOKE=1: tiny sizes, seconds.
+ */
+
+export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> = {
+  scale: runScale,
+};
+
+export interface BenchRun {
+  results: PartResult[];
+  files: string[];
+}
+
+export async function runBench(
+  parts: string[],
+  opts: { smoke?: boolean; resultsDir?: string; log?: (s: string) => void } = {},
+): Promise<BenchRun> {
+  const unknown = parts.filter((p) => !PARTS[p]);
+  if (unknown.length > 0) throw new Error(`unknown bench part(s) ${unknown.join(', ')}; parts: ${Object.keys(PARTS).join(', ')}`);
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const smoke = opts.smoke ?? SMOKE;
+  const pg = await startBenchPostgres();
+  const out: BenchRun = { results: [], files: [] };
+  try {
+    for (const part of parts) {
+      const env = environment(pg.version, smoke);
+      const t0 = Date.now();
+      const result = await PARTS[part]!({ pg, smoke, log });
+      result.notes.push(`part took ${Math.round((Date.now() - t0) / 1000)} s; load average before ${env.machine.loadavg.join(' ')}`);
+      printResult(result, log);
+      // Smoke runs prove the harness works; their figures mean nothing and stay out of bench/results.
+      const dir = opts.resultsDir ?? (smoke ? path.join(os.tmpdir(), 'sfw-bench-smoke') : RESULTS_DIR);
+      const file = await writeResult(env, result, dir);
+      log(`wrote ${file}`);
+      out.results.push(result);
+      out.files.push(file);
+    }
+  } finally {
+    await pg.stop();
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const parts = args.length > 0 ? args : Object.keys(PARTS);
+  runBench(parts).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,77 @@
+import type { Queryable } from './db.js';
+
+/**
+ * Bulk fixtures and plans for the benchmarks (bench/): history and backlog inserted in one statement each,
+ * far faster than the API, and the claim's plan. Not used by the product itself.
+ */
+
+/** Inserts `count` finished sessions of `type`, created over the last `count` seconds (one statement). */
+export async function seedFinishedSessions(db: Queryable, type: string, count: number): Promise<void> {
+  if (count <= 0) return;
+  await db.query(
+    `INSERT INTO sessions (id, type, input, status, created_at, updated_at, run_at, claimed_by, claimed_at,
+                           finished_at, attempt, lease_token, result)
+     SELECT gen_random_uuid(), $1, jsonb_build_object('i', g),
+            CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+            t, t, t, 'seed-runner-' || (g % 8), t, t + interval '1 second', 1, gen_random_uuid(), '{}'::jsonb
+     FROM generate_series(1, $2::integer) AS g, LATERAL (SELECT now() - make_interval(secs => $2 - g + 60) AS t) x`,
+    [type, count],
+  );
+}
+
+/** Inserts `count` queued sessions of `type`, oldest first, ready now (one statement). */
+export async function seedQueuedSessions(db: Queryable, type: string, count: number): Promise<void> {
+  if (count <= 0) return;
+  await db.query(
+    `INSERT INTO sessions (id, type, input, created_at, updated_at, run_at)
+     SELECT gen_random_uuid(), $1, jsonb_build_object('i', g), t, t, t
+     FROM generate_series(1, $2::integer) AS g,
+          LATERAL (SELECT now() - make_interval(secs => ($2 - g) / 1000.0 + 1) AS t) x`,
+    [type, count],
+  );
+}
+
+/** Refreshes planner statistics and the visibility map after a bulk load. */
+export async function analyzeSessions(db: Queryable): Promise<void> {
+  await db.query('VACUUM (ANALYZE) sessions');
+}
+
+export async function countSessions(db: Queryable): Promise<Record<string, number>> {
+  const { rows } = await db.query<{ status: string; n: number }>(
+    'SELECT status, count(*)::integer AS n FROM sessions GROUP BY status',
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+/** Claim-to-finish window of finished sessions of `type`: the steady-state processing time. */
+export async function processingWindow(
+  db: Queryable,
+  type: string,
+): Promise<{ n: number; firstClaimedAt: Date | null; lastFinishedAt: Date | null }> {
+  const { rows } = await db.query<{ n: number; first: Date | null; last: Date | null }>(
+    `SELECT count(*)::integer AS n, min(claimed_at) AS first, max(finished_at) AS last
+     FROM sessions WHERE type = $1 AND finished_at IS NOT NULL`,
+    [type],
+  );
+  const r = rows[0];
+  return { n: r?.n ?? 0, firstClaimedAt: r?.first ?? null, lastFinishedAt: r?.last ?? null };
+}
+
+/**
+ * EXPLAIN ANALYZE of the two statements sfw_claim runs per call (keep in step with the migration):
+ * the runner's running count and the pick of ready sessions. Read-only: the pick runs without its lock.
+ */
+export async function explainClaim(db: Queryable, runnerId: string, types: string[]): Promise<string[]> {
+  const plan = async (sql: string, params: unknown[]) =>
+    (await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)).rows
+      .map((r) => r['QUERY PLAN'])
+      .join('\n');
+  return [
+    await plan(`SELECT count(*) FROM sessions WHERE status = 'running' AND claimed_by = $1`, [runnerId]),
+    await plan(
+      `SELECT id FROM sessions WHERE status = 'queued' AND run_at <= now() AND type = ANY ($1)
+       ORDER BY priority DESC, created_at, id LIMIT 10`,
+      [types],
+    ),
+  ];
+}
