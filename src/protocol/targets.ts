@@ -137,8 +137,7 @@ function parseRule(entry: string): TargetRule | null {
     text = text.slice(0, i);
     if (!/^\d{1,5}$/.test(port)) return null;
   }
-  const withPort = <T extends object>(r: T): T & { port?: string } =>
-    port === undefined ? r : { ...r, port };
+  const withPort = (r: TargetRule): TargetRule => (port === undefined ? r : { ...r, port });
   if (text.includes('/')) {
     const cidr = parseCidr(text);
     return cidr ? withPort({ kind: 'cidr', cidr }) : null;
