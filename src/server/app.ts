@@ -18,6 +18,9 @@ import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { Waiters } from './waiters.js';
 import { trackRoutes } from './openapi.js';
+import { installRequestMetrics } from './metrics.js';
+import type { AlertThresholds } from './alerts.js';
+import { registerRateLimit, type RateLimitOptions } from './ratelimit.js';
 
 export interface AppDeps {
   db: Db;
@@ -28,8 +31,14 @@ export interface AppDeps {
   maxBodyBytes: number;
   maxArtifactBytes: number;
   artifactsDir: string;
+  /** Token-bucket limits on client endpoints; absent: no limit. */
+  rateLimit?: RateLimitOptions | undefined;
   logger?: FastifyServerOptions['loggerInstance'];
   version: string;
+  /** The guide's alert thresholds (default: the guide's values). */
+  alertThresholds?: AlertThresholds | undefined;
+  /** Stopped runners leave the fleet view after this long. */
+  runnerRetentionMs?: number | undefined;
 }
 
 declare module 'fastify' {
@@ -170,6 +179,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('deps', deps);
   app.decorate('waiters', new Waiters(deps.notifier));
   app.decorateRequest('caller', 'anonymous');
+  installRequestMetrics(app);
 
   app.addHook('onRequest', async (req) => {
     const scope = req.routeOptions.config.scope ?? 'public';
@@ -184,6 +194,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       req.caller = authorize(deps.auth, req, scope);
     }
   });
+  registerRateLimit(app, deps.rateLimit);
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);

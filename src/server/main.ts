@@ -25,6 +25,8 @@ export const API_CONFIG_KEYS = [
   'maxBodyBytes',
   'maxArtifactBytes',
   'logLevel',
+  'rateLimitPerSec',
+  'rateLimitBurst',
 ] as const;
 
 export type ApiConfig = Config<(typeof API_CONFIG_KEYS)[number]>;
@@ -93,6 +95,7 @@ export async function startApi(
       staleSessionTimeoutMs: cfg.staleSessionTimeoutMs,
       maxBodyBytes: cfg.maxBodyBytes,
       maxArtifactBytes: cfg.maxArtifactBytes,
+      rateLimit: { perSec: cfg.rateLimitPerSec, burst: cfg.rateLimitBurst },
       artifactsDir: path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
       logger: log,
       version: VERSION,
