@@ -4,6 +4,7 @@ import { SMOKE, startBenchPostgres } from './lib/env.js';
 import type { BenchContext } from './lib/context.js';
 import { environment, printResult, RESULTS_DIR, writeResult, type PartResult } from './lib/report.js';
 import { runScale } from './parts/scale.js';
+import { runWake } from './parts/wake.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -11,6 +12,7 @@ import { runScale } from './parts/scale.js';
  */
 
 export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> = {
+  wake: runWake,
   scale: runScale,
 };
 
