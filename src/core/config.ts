@@ -169,6 +169,15 @@ export const CONFIG_FIELDS = {
     max: 86_400_000,
     description: 'How long a stopping runner lets in-flight sessions finish',
   },
+  heartbeatIntervalMs: {
+    env: 'HEARTBEAT_INTERVAL_MS',
+    flag: 'heartbeat-interval-ms',
+    kind: 'int',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    description: 'How often a runner heartbeats (renews leases, picks up cancellations); keep well under the lease',
+  },
   allowedTargets: {
     env: 'ALLOWED_TARGETS',
     flag: 'allowed-targets',
