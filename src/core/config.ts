@@ -4,7 +4,7 @@ import { ConfigError } from './errors.js';
  * The one config schema. Each field binds an environment variable and a flag; precedence is
  * flag > env > default. Commands pick the fields they use; values are validated once at start and frozen.
  */
-type Kind = 'string' | 'int' | 'bool' | 'url' | 'level';
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'url' | 'level';
 
 interface FieldSpec {
   env: string;
@@ -169,6 +169,52 @@ export const CONFIG_FIELDS = {
     max: 86_400_000,
     description: 'How long a stopping runner lets in-flight sessions finish',
   },
+  alertRunnerDownMs: {
+    env: 'ALERT_RUNNER_DOWN_MS',
+    flag: 'alert-runner-down-ms',
+    kind: 'int',
+    default: 60_000,
+    min: 1000,
+    max: 86_400_000,
+    description: 'RunnerDown alert: no heartbeat for this long and not stopped',
+  },
+  alertFailureRate: {
+    env: 'ALERT_FAILURE_RATE',
+    flag: 'alert-failure-rate',
+    kind: 'number',
+    default: 0.1,
+    min: 0,
+    max: 1,
+    description: 'HighFailureRate alert: failures / sessions executed above this, lifetime and recent',
+  },
+  alertFailureWindowMs: {
+    env: 'ALERT_FAILURE_WINDOW_MS',
+    flag: 'alert-failure-window-ms',
+    kind: 'int',
+    default: 900_000,
+    min: 60_000,
+    max: 604_800_000,
+    description:
+      'HighFailureRate alert: the recent window that must also fail (an old bad day stops alerting)',
+  },
+  alertQueueBackupFactor: {
+    env: 'ALERT_QUEUE_BACKUP_FACTOR',
+    flag: 'alert-queue-backup-factor',
+    kind: 'int',
+    default: 10,
+    min: 1,
+    max: 1_000_000,
+    description: 'QueueBackup alert: queued above live runners x max_concurrency x this',
+  },
+  runnerRetentionMs: {
+    env: 'RUNNER_RETENTION_MS',
+    flag: 'runner-retention-ms',
+    kind: 'int',
+    default: 86_400_000,
+    min: 0,
+    max: 31_536_000_000,
+    description: 'A stopped runner leaves the fleet view (runners, metrics, alerts) after this long',
+  },
   heartbeatIntervalMs: {
     env: 'HEARTBEAT_INTERVAL_MS',
     flag: 'heartbeat-interval-ms',
@@ -176,7 +222,8 @@ export const CONFIG_FIELDS = {
     default: 5000,
     min: 100,
     max: 600_000,
-    description: 'How often a runner heartbeats (renews leases, picks up cancellations); keep well under the lease',
+    description:
+      'How often a runner heartbeats (renews leases, picks up cancellations); keep well under the lease',
   },
   allowedTargets: {
     env: 'ALLOWED_TARGETS',
@@ -221,7 +268,7 @@ export const CONFIG_FIELDS = {
 
 export type ConfigKey = keyof typeof CONFIG_FIELDS;
 
-type ValueOf<F extends FieldSpec> = F['kind'] extends 'int'
+type ValueOf<F extends FieldSpec> = F['kind'] extends 'int' | 'number'
   ? number
   : F['kind'] extends 'bool'
     ? boolean
@@ -242,6 +289,16 @@ function parseValue(spec: FieldSpec, raw: string, source: string): string | numb
       if (!/^-?\d+$/.test(raw.trim()))
         throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
       const n = Number(raw);
+      if (spec.min !== undefined && n < spec.min)
+        throw new ConfigError(`${source} must be at least ${spec.min}, got ${n}`);
+      if (spec.max !== undefined && n > spec.max)
+        throw new ConfigError(`${source} must be at most ${spec.max}, got ${n}`);
+      return n;
+    }
+    case 'number': {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n))
+        throw new ConfigError(`${source} must be a number, got "${raw}"`);
       if (spec.min !== undefined && n < spec.min)
         throw new ConfigError(`${source} must be at least ${spec.min}, got ${n}`);
       if (spec.max !== undefined && n > spec.max)

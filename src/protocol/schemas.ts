@@ -268,3 +268,24 @@ export const AlertList = Type.Object({ items: Type.Array(AlertView) });
 export const ErrorBodySchema = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), path: Type.Optional(Type.String()) }),
 });
+
+export const StatsTimeseriesQuery = Type.Object(
+  { minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440 })) },
+  { additionalProperties: false },
+);
+/** Per-minute queue flow, fleet-wide (oldest first): depth at the end of the minute, wait and throughput. */
+export const StatsTimeseries = Type.Object({
+  minutes: Type.Integer(),
+  points: Type.Array(
+    Type.Object({
+      t: Type.String(),
+      queued: Type.Integer(),
+      enqueued: Type.Integer(),
+      claimed: Type.Integer(),
+      avgClaimWaitMs: Nullable(Type.Integer()),
+      finished: Type.Integer(),
+      failed: Type.Integer(),
+    }),
+  ),
+});
+export type StatsTimeseries = Static<typeof StatsTimeseries>;

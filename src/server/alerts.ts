@@ -10,6 +10,8 @@ export interface AlertThresholds {
   failureRateMinSessions: number;
   /** Queue backup: queued above runners × max_concurrency × this (guide: 10). */
   queueBackupFactor: number;
+  /** The recent window of the failure rate, so an old bad day does not alert forever. */
+  recentWindowMs: number;
 }
 
 export const DEFAULT_ALERT_THRESHOLDS: AlertThresholds = {
@@ -17,7 +19,11 @@ export const DEFAULT_ALERT_THRESHOLDS: AlertThresholds = {
   failureRate: 0.1,
   failureRateMinSessions: 10,
   queueBackupFactor: 10,
+  recentWindowMs: 15 * 60_000,
 };
+
+/** Stopped runners leave the fleet view after this long. */
+export const DEFAULT_RUNNER_RETENTION_MS = 24 * 3600_000;
 
 export interface RecentFailures {
   runnerId: string;

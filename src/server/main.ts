@@ -10,6 +10,7 @@ import { Notifier } from '../store/notify.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js';
 import { buildApp } from './app.js';
 import { Reaper } from './reaper.js';
+import { DEFAULT_ALERT_THRESHOLDS } from './alerts.js';
 
 export const API_CONFIG_KEYS = [
   'port',
@@ -25,6 +26,11 @@ export const API_CONFIG_KEYS = [
   'maxBodyBytes',
   'maxArtifactBytes',
   'logLevel',
+  'alertRunnerDownMs',
+  'alertFailureRate',
+  'alertFailureWindowMs',
+  'alertQueueBackupFactor',
+  'runnerRetentionMs',
   'rateLimitPerSec',
   'rateLimitBurst',
 ] as const;
@@ -99,6 +105,14 @@ export async function startApi(
       artifactsDir: path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
       logger: log,
       version: VERSION,
+      alertThresholds: {
+        ...DEFAULT_ALERT_THRESHOLDS,
+        runnerDownMs: cfg.alertRunnerDownMs,
+        failureRate: cfg.alertFailureRate,
+        recentWindowMs: cfg.alertFailureWindowMs,
+        queueBackupFactor: cfg.alertQueueBackupFactor,
+      },
+      runnerRetentionMs: cfg.runnerRetentionMs,
     });
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {

@@ -34,6 +34,8 @@ export interface TestApiOptions {
   maxBodyBytes?: number;
   maxArtifactBytes?: number;
   db?: { db: Db; url: string };
+  /** Extra AppDeps fields (alert thresholds, runner retention…). */
+  deps?: Partial<AppDeps>;
 }
 
 /** A real API over real HTTP on 127.0.0.1 with its own database. */
@@ -56,6 +58,7 @@ export async function startTestApi(label: string, opts: TestApiOptions = {}): Pr
     maxArtifactBytes: opts.maxArtifactBytes ?? 10 * 1024 * 1024,
     artifactsDir,
     version: 'test',
+    ...opts.deps,
   };
   const app = await buildApp(deps);
   await app.listen({ port: 0, host: '127.0.0.1' });

@@ -2,20 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AlertList, QueueView, SchedulerConfigBody, SchedulerConfigView } from '../../protocol/schemas.js';
 import { ping } from '../../store/db.js';
-import {
-  getSchedulerConfig,
-  listRunners,
-  queueStats,
-  recentOutcomes,
-  setSchedulerConfig,
-} from '../../store/runners.js';
-import { evaluateAlerts, DEFAULT_ALERT_THRESHOLDS } from '../alerts.js';
-import { runnerView } from '../views.js';
+import { getSchedulerConfig, queueStats, setSchedulerConfig } from '../../store/runners.js';
 import { RUNNER_LIVE_MS } from './runners.js';
 import { openApiDocument } from '../openapi.js';
 import { dashboardRoutes } from '../dashboard.js';
-
-const RECENT_WINDOW_MS = 15 * 60_000;
+import { fleetAlerts, opsSettings, statsRoutes } from './stats.js';
 
 export async function opsRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -42,19 +33,8 @@ export async function opsRoutes(fastify: FastifyInstance): Promise<void> {
     '/v1/alerts',
     { config: { scope: 'client' }, schema: { response: { 200: AlertList } } },
     async () => {
-      const [runners, queue, recent] = await Promise.all([
-        listRunners(db),
-        queueStats(db, RUNNER_LIVE_MS),
-        recentOutcomes(db, RECENT_WINDOW_MS),
-      ]);
-      return {
-        items: evaluateAlerts(
-          runners.map((r) => runnerView(r, RUNNER_LIVE_MS)),
-          queue,
-          recent,
-          DEFAULT_ALERT_THRESHOLDS,
-        ),
-      };
+      const { alerts } = await fleetAlerts(db, opsSettings(app));
+      return { items: alerts };
     },
   );
 
@@ -84,4 +64,5 @@ export async function opsRoutes(fastify: FastifyInstance): Promise<void> {
   );
 
   await app.register(dashboardRoutes);
+  await app.register(statsRoutes);
 }

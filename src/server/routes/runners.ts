@@ -106,7 +106,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     '/v1/runners',
     { config: { scope: 'client' }, schema: { response: { 200: RunnerList } } },
     async () => {
-      const rows = await listRunners(db);
+      const rows = await listRunners(db, app.deps.runnerRetentionMs);
       return { items: rows.map((r) => runnerView(r, RUNNER_LIVE_MS)) };
     },
   );
