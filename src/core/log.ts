@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -6,8 +6,12 @@ export type { Logger };
  * Structured JSON logs (pino), one line per event, with runner and session ids as fields. Tokens and
  * secrets are redacted wherever they appear in a logged object.
  */
-export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({
+export function createLogger(
+  level: string,
+  bindings: Record<string, unknown> = {},
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     level,
     base: { pid: process.pid, ...bindings },
     redact: {
@@ -29,5 +33,6 @@ export function createLogger(level: string, bindings: Record<string, unknown> = 
       ],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
