@@ -1,0 +1,173 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../src/sdk/client.js';
+import type { Executor } from '../../src/runner/runner.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
+import { apiOutage, runningByRunner, sleepExecutor, startRunner } from '../helpers/runner.js';
+
+/** The runner loop against a real API and Postgres, with a `browser: false` executor injected. */
+
+let api: TestApi;
+
+beforeAll(async () => {
+  api = await startTestApi('runner_loop');
+});
+afterAll(async () => {
+  await api.stop();
+});
+
+async function clearQueue(): Promise<void> {
+  await api.db.query(`DELETE FROM sessions`);
+}
+
+describe('runner loop', () => {
+  it('two runners with MAX_CONCURRENCY=2 over 20 sessions: never more than 2 each, all done, priority order', async () => {
+    await clearQueue();
+    const { items } = await api.client.createSessions(
+      Array.from({ length: 20 }, (_, i) => ({ type: 'sleep', priority: i, input: { ms: 120 } })),
+    );
+    const starts: number[] = [];
+    const recording: Executor = async (s, ctx) => {
+      starts.push(s.priority);
+      return sleepExecutor(s, ctx);
+    };
+    let watching = true;
+    let maxSeen = 0;
+    let samples = 0;
+    const watcher = (async () => {
+      while (watching) {
+        for (const n of (await runningByRunner(api.db)).values()) maxSeen = Math.max(maxSeen, n);
+        samples++;
+        await sleep(10);
+      }
+    })();
+    const runners = await Promise.all(
+      ['loop-a', 'loop-b'].map((runnerId) =>
+        startRunner(api, { runnerId, maxConcurrency: 2, executor: recording }),
+      ),
+    );
+    try {
+      await waitFor(
+        async () => {
+          const { rows } = await api.db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM sessions WHERE status = 'succeeded'`,
+          );
+          return rows[0]!.n === 20;
+        },
+        { timeoutMs: 30_000, what: '20 sessions succeeded' },
+      );
+    } finally {
+      watching = false;
+      await watcher;
+      await Promise.all(runners.map((r) => r.stop()));
+    }
+    expect(samples).toBeGreaterThan(20);
+    expect(maxSeen).toBeGreaterThan(0);
+    expect(maxSeen).toBeLessThanOrEqual(2);
+    const { rows } = await api.db.query<{ claimed_by: string; status: string; attempt: number }>(
+      `SELECT claimed_by, status, attempt FROM sessions WHERE id = ANY($1)`,
+      [items.map((s) => s.id)],
+    );
+    expect(rows.every((r) => r.status === 'succeeded' && r.attempt === 1)).toBe(true);
+    expect(new Set(rows.map((r) => r.claimed_by))).toEqual(new Set(['loop-a', 'loop-b']));
+    // Highest priority first: the k-th session started is within the 4 slots' window of rank k.
+    expect(starts).toHaveLength(20);
+    starts.forEach((priority, k) => expect(Math.abs(19 - priority - k)).toBeLessThan(4));
+    const health = await api.client.runners();
+    for (const id of ['loop-a', 'loop-b']) {
+      const h = health.find((r) => r.runnerId === id)!;
+      expect(h.status).toBe('stopped');
+      expect(h.maxConcurrency).toBe(2);
+    }
+    expect(health.reduce((n, r) => n + r.totalSessionsExecuted, 0)).toBe(20);
+  });
+
+  it('cancel of a running session ends it as cancelled within one heartbeat', async () => {
+    await clearQueue();
+    const r = await startRunner(api, { runnerId: 'loop-cancel', heartbeatIntervalMs: 1000 });
+    try {
+      const s = await api.client.createSession({ type: 'sleep', input: { ms: 60_000 } });
+      await waitFor(async () => (await api.client.getSession(s.id)).status === 'running', {
+        what: 'session running',
+      });
+      const t0 = Date.now();
+      await api.client.cancelSession(s.id);
+      const done = await api.client.waitUntilDone(s.id, { timeoutMs: 10_000 });
+      const ms = Date.now() - t0;
+      expect(done.status).toBe('cancelled');
+      expect(done.errorMessage).toBe('Cancelled by request');
+      expect(ms).toBeLessThan(1000 + 1000);
+      expect(r.runner.activeSessions).toBe(0);
+    } finally {
+      expect(await r.stop()).toBe(0);
+    }
+  });
+
+  it('follows scheduler_config.max_concurrency live when MAX_CONCURRENCY is not set', async () => {
+    await clearQueue();
+    await api.client.setSchedulerConfig({ maxConcurrency: 1 });
+    const r = await startRunner(api, { runnerId: 'loop-sched' });
+    try {
+      expect(r.runner.maxConcurrency).toBe(1);
+      await api.client.createSessions(
+        Array.from({ length: 6 }, () => ({ type: 'sleep', input: { ms: 3000 } })),
+      );
+      await waitFor(async () => (await runningByRunner(api.db)).get('loop-sched') === 1, {
+        what: 'one running',
+      });
+      await api.client.setSchedulerConfig({ maxConcurrency: 3 });
+      await waitFor(async () => (await runningByRunner(api.db)).get('loop-sched') === 3, {
+        timeoutMs: 5000,
+        what: 'three running after the config change',
+      });
+      expect(r.runner.maxConcurrency).toBe(3);
+      const row = (await api.client.runners()).find((x) => x.runnerId === 'loop-sched')!;
+      await waitFor(async () => {
+        const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-sched')!;
+        return h.maxConcurrency === 3 && h.effectiveConcurrency === 3;
+      });
+      expect(row.memoryRssBytes).toBeGreaterThan(0);
+    } finally {
+      await r.runner.force();
+      await r.client.close();
+      await api.client.setSchedulerConfig({ maxConcurrency: 3 });
+    }
+    const { rows } = await api.db.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM sessions GROUP BY status`,
+    );
+    expect(Object.fromEntries(rows.map((x) => [x.status, x.n]))).toEqual({ queued: 6 });
+  });
+
+  it('keeps a finished result through an API outage and delivers it when the API is back', async () => {
+    await clearQueue();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gated: Executor = async (s) => {
+      await gate;
+      return { status: 'succeeded', result: { id: s.id, survived: 'outage' } };
+    };
+    const r = await startRunner(api, { runnerId: 'loop-outage', executor: gated, maxConcurrency: 1 });
+    try {
+      const s = await api.client.createSession({ type: 'sleep' });
+      await waitFor(async () => (await api.client.getSession(s.id)).status === 'running', {
+        what: 'session running',
+      });
+      const outage = await apiOutage(api);
+      release();
+      // The result is held and retried while the API is away (heartbeats and claims fail too).
+      await waitFor(() => r.runner.activeSessions === 1, { what: 'result held' });
+      await sleep(1500);
+      expect(r.runner.activeSessions).toBe(1);
+      await outage.restore();
+      const done = await api.client.waitUntilDone(s.id, { timeoutMs: 15_000 });
+      expect(done.status).toBe('succeeded');
+      expect(done.result).toEqual({ id: s.id, survived: 'outage' });
+      expect(done.attempt).toBe(1);
+      // And the runner claims again.
+      const next = await api.client.createSession({ type: 'sleep' });
+      expect((await api.client.waitUntilDone(next.id, { timeoutMs: 15_000 })).status).toBe('succeeded');
+    } finally {
+      expect(await r.stop()).toBe(0);
+    }
+  });
+});
