@@ -342,7 +342,8 @@ export async function requeueSessions(db: Queryable, runnerId: string, refs: Lea
        WHERE s.status = 'running' AND s.claimed_by = $1
        FOR UPDATE OF s
      ), u AS (
-       UPDATE sessions x SET status = 'queued', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
+       UPDATE sessions x SET status = 'queued', claimed_by = NULL, lease_token = NULL, lease_expires_at = NULL,
+         updated_at = now(),
          attempt = x.attempt - 1,
          attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text, 'status', 'queued',
            'errorMessage', 'Runner stopped: handed back to the queue', 'startedAt', t.claimed_at, 'finishedAt', now())
@@ -394,6 +395,8 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
            finished_at = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE now() END,
            claimed_by = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE x.claimed_by END,
            run_at = CASE WHEN t.retry AND t.lapsed THEN now() + ${BACKOFF_SQL} ELSE x.run_at END,
+           -- Cleared so a late completion with the old token gets 409, not the answer to a repeat.
+           lease_token = NULL,
            lease_expires_at = NULL,
            updated_at = now(),
            attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', t.claimed_by, 'status', 'error',

@@ -1,0 +1,310 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RUNNER_LOST_MESSAGE } from '../../src/core/types.js';
+import { Reaper } from '../../src/server/reaper.js';
+import { ApiError } from '../../src/sdk/client.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
+
+// Short leases so recovery is observable in well under a second; the reaper is driven by hand (runOnce)
+// except where two replicas run their own loops.
+const LEASE_MS = 400;
+let api: TestApi;
+let reaper: Reaper;
+
+beforeAll(async () => {
+  api = await startTestApi('reaper', { staleSessionTimeoutMs: LEASE_MS });
+  reaper = new Reaper(api.db, 60_000, 200);
+});
+afterAll(async () => {
+  await api.stop();
+});
+
+async function row(id: string) {
+  const { rows } = await api.db.query<{
+    status: string;
+    error_message: string | null;
+    claimed_by: string | null;
+    attempt: number;
+    run_at: Date;
+    updated_at: Date;
+    finished_at: Date | null;
+    result: unknown;
+    attempts: { attempt: number; status: string; errorMessage: string | null; runnerId: string | null }[];
+    lease_token: string | null;
+  }>('SELECT * FROM sessions WHERE id = $1', [id]);
+  return rows[0]!;
+}
+
+async function claimOne(runnerId: string, type: string): Promise<ClaimedSession> {
+  const { sessions } = await api.runnerClient.claim(runnerId, {
+    slots: 1,
+    types: [type],
+    maxConcurrency: 50,
+  });
+  expect(sessions).toHaveLength(1);
+  return sessions[0]!;
+}
+
+/** Waits until the lease of every given session has passed by the database's clock. */
+async function leasesLapsed(ids: string[]): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await api.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM sessions WHERE id = ANY($1::uuid[]) AND lease_expires_at >= now()`,
+        [ids],
+      );
+      return rows[0]!.n === 0;
+    },
+    { timeoutMs: 5000, what: 'leases to lapse' },
+  );
+}
+
+async function health(runnerId: string) {
+  const { rows } = await api.db.query<{ total_sessions_executed: string; total_failures: string }>(
+    'SELECT total_sessions_executed, total_failures FROM runner_health WHERE runner_id = $1',
+    [runnerId],
+  );
+  return {
+    executed: Number(rows[0]?.total_sessions_executed ?? 0),
+    failures: Number(rows[0]?.total_failures ?? 0),
+  };
+}
+
+describe('lapsed leases', () => {
+  it('requeues with backoff while attempts remain, then ends as error "Runner connection lost"', async () => {
+    const s = await api.client.createSession({ type: 'lapse', maxAttempts: 2 });
+    const first = await claimOne('lapse-a', 'lapse');
+    await leasesLapsed([s.id]);
+    expect(await reaper.runOnce()).toMatchObject({ requeued: 1, errored: 0 });
+
+    let r = await row(s.id);
+    expect(r.status).toBe('queued');
+    expect(r.claimed_by).toBeNull();
+    expect(r.attempt).toBe(1);
+    const delay = r.run_at.getTime() - r.updated_at.getTime();
+    expect(delay).toBeGreaterThanOrEqual(450); // 1 s × jitter in [0.5, 1]
+    expect(delay).toBeLessThanOrEqual(1050);
+    expect(r.attempts).toMatchObject([
+      { attempt: 1, status: 'error', errorMessage: RUNNER_LOST_MESSAGE, runnerId: 'lapse-a' },
+    ]);
+    // Not claimable before its backoff has passed.
+    const early = await api.runnerClient.claim('lapse-b', { slots: 1, types: ['lapse'] });
+    expect(early.sessions).toHaveLength(0);
+
+    // The late runner's writes are refused: its lease moved on.
+    await expect(
+      api.runnerClient.complete(s.id, { leaseToken: first.leaseToken, status: 'succeeded' }),
+    ).rejects.toMatchObject({ httpStatus: 409 });
+    const hb = await api.runnerClient.heartbeat('lapse-a', {
+      activeSessions: 1,
+      maxConcurrency: 1,
+      sessions: [{ id: s.id, leaseToken: first.leaseToken }],
+    });
+    expect(hb.lost).toEqual([s.id]);
+
+    await waitFor(async () => (await row(s.id)).run_at.getTime() <= Date.now() - 50, {
+      timeoutMs: 3000,
+      what: 'backoff to pass',
+    });
+    const second = await waitFor(
+      async () => (await api.runnerClient.claim('lapse-b', { slots: 1, types: ['lapse'] })).sessions[0],
+      { timeoutMs: 3000, what: 'the second claim' },
+    );
+    expect(second.attempt).toBe(2);
+    expect(second.leaseToken).not.toBe(first.leaseToken);
+    await leasesLapsed([s.id]);
+    expect(await reaper.runOnce()).toMatchObject({ requeued: 0, errored: 1 });
+
+    r = await row(s.id);
+    expect(r.status).toBe('error');
+    expect(r.error_message).toBe('Runner connection lost');
+    expect(r.finished_at).not.toBeNull();
+    expect(r.attempts.map((a) => [a.attempt, a.runnerId, a.errorMessage])).toEqual([
+      [1, 'lapse-a', RUNNER_LOST_MESSAGE],
+      [2, 'lapse-b', RUNNER_LOST_MESSAGE],
+    ]);
+    expect(await health('lapse-a')).toEqual({ executed: 1, failures: 1 });
+    expect(await health('lapse-b')).toEqual({ executed: 1, failures: 1 });
+    // Nothing left to do: a second pass changes nothing.
+    expect(await reaper.runOnce()).toMatchObject({ requeued: 0, errored: 0, timedOut: 0 });
+    expect((await row(s.id)).attempts).toHaveLength(2);
+  });
+
+  it('leaves sessions alone while their runner heartbeats', async () => {
+    const s = await api.client.createSession({ type: 'alive' });
+    const c = await claimOne('alive-runner', 'alive');
+    for (let i = 0; i < 6; i++) {
+      await api.runnerClient.heartbeat('alive-runner', {
+        activeSessions: 1,
+        maxConcurrency: 1,
+        sessions: [{ id: s.id, leaseToken: c.leaseToken }],
+      });
+      await reaper.runOnce();
+      expect((await row(s.id)).status).toBe('running');
+      await new Promise((r) => setTimeout(r, LEASE_MS / 4));
+    }
+    await api.runnerClient.complete(s.id, {
+      leaseToken: c.leaseToken,
+      status: 'succeeded',
+      result: { ok: 1 },
+    });
+    expect((await row(s.id)).status).toBe('succeeded');
+  });
+
+  it('ends a session running past its timeout plus the grace on a live runner', async () => {
+    const s = await api.client.createSession({ type: 'stuck', timeoutMs: 100, maxAttempts: 3 });
+    const c = await claimOne('stuck-runner', 'stuck');
+    const beat = () =>
+      api.runnerClient.heartbeat('stuck-runner', {
+        activeSessions: 1,
+        maxConcurrency: 1,
+        sessions: [{ id: s.id, leaseToken: c.leaseToken }],
+      });
+    // timeout 100 ms + grace 200 ms; the lease stays fresh all along.
+    const out = await waitFor(
+      async () => {
+        await beat();
+        const o = await reaper.runOnce();
+        return o && o.timedOut > 0 ? o : null;
+      },
+      { timeoutMs: 5000, intervalMs: 50, what: 'the stuck session to be ended' },
+    );
+    expect(out).toMatchObject({ timedOut: 1, requeued: 0 });
+    const r = await row(s.id);
+    expect(r.status).toBe('error');
+    expect(r.error_message).toMatch(/exceeded its timeout of 100 ms/);
+    expect(r.attempts).toHaveLength(1);
+    await expect(
+      api.runnerClient.complete(s.id, { leaseToken: c.leaseToken, status: 'succeeded' }),
+    ).rejects.toBeInstanceOf(ApiError);
+  });
+});
+
+describe('the reaper racing completions', () => {
+  it('ends every session in exactly one terminal state; won completions are kept, late ones get 409', async () => {
+    const N = 200;
+    const { items } = await api.client.createSessions(
+      Array.from({ length: N }, (_, i) => ({ type: 'race-reap', input: { i } })),
+    );
+    const claimed: ClaimedSession[] = [];
+    while (claimed.length < N) {
+      const { sessions } = await api.runnerClient.claim('race-runner', {
+        slots: 100,
+        types: ['race-reap'],
+        maxConcurrency: 1000,
+      });
+      expect(sessions.length).toBeGreaterThan(0);
+      claimed.push(...sessions);
+    }
+    await leasesLapsed(items.map((s) => s.id));
+
+    const outcomes = new Map<string, number>();
+    const reapers = Array.from({ length: 3 }, () => new Reaper(api.db, 60_000, 200));
+    let reaped = 0;
+    const reaping = (async () => {
+      for (let i = 0; i < 30; i++) {
+        const outs = await Promise.all(reapers.map((r) => r.runOnce()));
+        for (const o of outs) if (o) reaped += o.errored + o.requeued + o.timedOut;
+      }
+    })();
+    const completing = Promise.all(
+      claimed.map(async (s, i) => {
+        if (i % 3 === 0) await new Promise((r) => setTimeout(r, i % 7));
+        try {
+          await api.runnerClient.complete(s.id, {
+            leaseToken: s.leaseToken,
+            status: 'succeeded',
+            result: { by: 'race-runner', i },
+          });
+          outcomes.set(s.id, 200);
+        } catch (err) {
+          outcomes.set(s.id, (err as ApiError).httpStatus);
+        }
+      }),
+    );
+    await Promise.all([reaping, completing]);
+    await reapers[0]!.runOnce();
+
+    const { rows } = await api.db.query<{
+      id: string;
+      status: string;
+      error_message: string | null;
+      result: { i: number } | null;
+      attempts: unknown[];
+    }>(`SELECT id, status, error_message, result, attempts FROM sessions WHERE type = 'race-reap'`);
+    expect(rows).toHaveLength(N);
+    let won = 0;
+    for (const r of rows) {
+      const code = outcomes.get(r.id);
+      expect(r.attempts).toHaveLength(1);
+      if (code === 200) {
+        won++;
+        expect(r.status).toBe('succeeded');
+        expect(r.result).toMatchObject({ by: 'race-runner' });
+      } else {
+        expect(code).toBe(409);
+        expect(r.status).toBe('error');
+        expect(r.error_message).toBe(RUNNER_LOST_MESSAGE);
+      }
+    }
+    expect(won + reaped).toBe(N);
+    // runner_health counts every session once, whoever ended it.
+    expect(await health('race-runner')).toEqual({ executed: N, failures: N - won });
+  });
+});
+
+describe('two API replicas', () => {
+  it('never process a stale session twice', async () => {
+    const replicaA = await startTestApi('reaper_a', {
+      db: { db: api.db, url: api.databaseUrl },
+      staleSessionTimeoutMs: LEASE_MS,
+      reaperIntervalMs: 20,
+    });
+    const replicaB = await startTestApi('reaper_b', {
+      db: { db: api.db, url: api.databaseUrl },
+      staleSessionTimeoutMs: LEASE_MS,
+      reaperIntervalMs: 20,
+    });
+    try {
+      const N = 120;
+      const { items } = await replicaA.client.createSessions(
+        Array.from({ length: N }, (_, i) => ({ type: 'replicas', maxAttempts: i % 2 === 0 ? 1 : 3 })),
+      );
+      let claimed = 0;
+      while (claimed < N) {
+        const { sessions } = await (claimed % 2 ? replicaA : replicaB).runnerClient.claim(
+          `replica-runner-${claimed % 2}`,
+          { slots: 40, types: ['replicas'], maxConcurrency: 1000 },
+        );
+        claimed += sessions.length;
+      }
+      const ids = items.map((s) => s.id);
+      await waitFor(
+        async () => {
+          const { rows } = await api.db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM sessions WHERE id = ANY($1::uuid[]) AND status = 'running'`,
+            [ids],
+          );
+          return rows[0]!.n === 0;
+        },
+        { timeoutMs: 10_000, what: 'both replicas to recover every session' },
+      );
+      const { rows } = await api.db.query<{ status: string; max_attempts: number; attempts: unknown[] }>(
+        `SELECT status, max_attempts, attempts FROM sessions WHERE id = ANY($1::uuid[])`,
+        [ids],
+      );
+      for (const r of rows) {
+        expect(r.attempts).toHaveLength(1);
+        expect(r.status).toBe(r.max_attempts === 1 ? 'error' : 'queued');
+      }
+      const a = await health('replica-runner-0');
+      const b = await health('replica-runner-1');
+      expect(a.executed + b.executed).toBe(N);
+      expect(a.failures + b.failures).toBe(N);
+    } finally {
+      await replicaA.stop();
+      await replicaB.stop();
+    }
+  });
+});
