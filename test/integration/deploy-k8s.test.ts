@@ -228,8 +228,9 @@ describe('session-runner Deployment', () => {
     const preStop = container.lifecycle!.preStop!.exec!.command;
     const sleep = Number(/sleep (\d+)/.exec(preStop.join(' '))?.[1] ?? 0);
     const grace = runner.spec.template.spec.terminationGracePeriodSeconds!;
-    // The grace period runs from the start of preStop: preStop + drain + time to hand back and report.
-    expect(grace).toBeGreaterThanOrEqual(sleep + shutdownMs / 1000 + 10);
+    // The grace period runs from the start of preStop: preStop + drain + the runner's 15 s for aborted
+    // sessions to settle + time to hand them back and report the final status.
+    expect(grace).toBeGreaterThanOrEqual(sleep + shutdownMs / 1000 + 15 + 10);
     // A preStop that sent SIGTERM would make the kubelet's SIGTERM a second signal, which aborts sessions.
     expect(preStop.join(' ')).not.toMatch(/\bkill\b|TERM/);
   });
