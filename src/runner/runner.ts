@@ -536,8 +536,12 @@ export class Runner {
     await this.heartbeat();
 
     const drained = this.drain();
-    const timeout = sleep(this.shutdownTimeoutMs, this.forceAbort.signal).then(() => false);
+    const timers = new AbortController();
+    if (this.forceAbort.signal.aborted) timers.abort();
+    else this.forceAbort.signal.addEventListener('abort', () => timers.abort(), { once: true });
+    const timeout = sleep(this.shutdownTimeoutMs, timers.signal).then(() => false);
     const finished = await Promise.race([drained.then(() => true), timeout]);
+    timers.abort();
     let requeue: { id: string; leaseToken: string }[] = [];
     if (!finished) {
       this.log.warn(
@@ -545,10 +549,12 @@ export class Runner {
         'aborting in-flight sessions and handing them back to the queue',
       );
       for (const [id, r] of this.executing) this.abortSession(id, r.session.leaseToken, 'shutdown');
+      const grace = new AbortController();
       await Promise.race([
         Promise.allSettled([...this.executing.values()].map((r) => r.done)),
-        sleep(this.abortGraceMs),
+        sleep(this.abortGraceMs, grace.signal),
       ]);
+      grace.abort();
       this.reports.abandon();
       requeue = [...this.held].map(([id, leaseToken]) => ({ id, leaseToken }));
     }
