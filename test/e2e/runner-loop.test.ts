@@ -97,7 +97,7 @@ describe('runner loop', () => {
       expect(done.status).toBe('cancelled');
       expect(done.errorMessage).toBe('Cancelled by request');
       expect(ms).toBeLessThan(1000 + 1000);
-      expect(r.runner.activeSessions).toBe(0);
+      await waitFor(() => r.runner.activeSessions === 0, { what: 'runner released the session' });
     } finally {
       expect(await r.stop()).toBe(0);
     }
@@ -169,5 +169,22 @@ describe('runner loop', () => {
     } finally {
       expect(await r.stop()).toBe(0);
     }
+  });
+  it('hands in-flight sessions back to the queue when the shutdown timeout passes', async () => {
+    await clearQueue();
+    const r = await startRunner(api, { runnerId: 'loop-timeout', shutdownTimeoutMs: 300 });
+    const s = await api.client.createSession({ type: 'sleep', input: { ms: 60_000 } });
+    await waitFor(async () => (await api.client.getSession(s.id)).status === 'running', {
+      what: 'session running',
+    });
+    const t0 = Date.now();
+    expect(await r.stop()).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const back = await api.client.getSession(s.id);
+    expect(back.status).toBe('queued');
+    expect(back.claimedBy).toBeNull();
+    expect(back.attempts.at(-1)).toMatchObject({ runnerId: 'loop-timeout', status: 'queued' });
+    const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-timeout')!;
+    expect(h.status).toBe('stopped');
   });
 });
