@@ -1,4 +1,8 @@
-import type { AddressInfo } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { SfwClient, sleep } from '../../src/sdk/client.js';
 import { Runner, type Executor, type RunnerOptions } from '../../src/runner/runner.js';
@@ -78,4 +82,109 @@ export async function apiOutage(api: TestApi): Promise<{ restore(): Promise<void
         });
       }),
   };
+}
+
+const CLI_ENTRY = fileURLToPath(new URL('./runner-cli.ts', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface SfwProcess {
+  child: ChildProcess;
+  /** A value in the process's environment: every process it starts (Chromium) carries it too. */
+  tag: string;
+  output(): string;
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `sfw <args>` from source as its own process, with a tag to find its descendants by. */
+export function spawnSfw(args: string[], env: Record<string, string | undefined>): SfwProcess {
+  const tag = randomUUID();
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env, SFW_PROCESS_TAG: tag },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString('utf8');
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    tag,
+    output: () => out,
+    exited,
+    waitForOutput: (re, timeoutMs = 30_000) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (re.test(out)) {
+            cleanup();
+            resolve();
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out waiting for ${re} in output:\n${out.slice(-3000)}`));
+        }, timeoutMs);
+        const onExit = () => {
+          cleanup();
+          if (re.test(out)) resolve();
+          else reject(new Error(`process exited before ${re} appeared:\n${out.slice(-3000)}`));
+        };
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          child.off('exit', onExit);
+        };
+        listeners.add(check);
+        child.once('exit', onExit);
+        check();
+      }),
+  };
+}
+
+/** Live processes (not zombies) whose environment carries the tag: the process and all it started. */
+export async function taggedProcesses(tag: string): Promise<{ pid: number; cmd: string }[]> {
+  const found: { pid: number; cmd: string }[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const environ = await readFile(`/proc/${entry}/environ`, 'utf8');
+      if (!environ.includes(`SFW_PROCESS_TAG=${tag}`)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) continue;
+      const cmd = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).replace(/\0/g, ' ').slice(0, 200);
+      found.push({ pid: Number(entry), cmd });
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return found;
+}
+
+/** Kills whatever of a test's processes is still alive (cleanup after a failed assertion). */
+export async function killTagged(tag: string): Promise<void> {
+  for (const p of await taggedProcesses(tag)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }

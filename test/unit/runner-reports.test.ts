@@ -97,8 +97,7 @@ describe('ReportQueue', () => {
 
   it('keeps retrying with growing delays and stops only when abandoned', async () => {
     const delays: number[] = [];
-    let q!: ReportQueue;
-    q = new ReportQueue({
+    const q: ReportQueue = new ReportQueue({
       log,
       backoffMs: 10,
       maxBackoffMs: 80,
