@@ -5,6 +5,9 @@ import type { BenchContext } from './lib/context.js';
 import { environment, printResult, RESULTS_DIR, writeResult, type PartResult } from './lib/report.js';
 import { runScale } from './parts/scale.js';
 import { runWake } from './parts/wake.js';
+import { runThroughput } from './parts/throughput.js';
+import { runBrowser } from './parts/browser.js';
+import { runMemory } from './parts/memory.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -12,7 +15,10 @@ import { runWake } from './parts/wake.js';
  */
 
 export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> = {
+  throughput: runThroughput,
   wake: runWake,
+  browser: runBrowser,
+  memory: runMemory,
   scale: runScale,
 };
 
@@ -26,7 +32,8 @@ export async function runBench(
   opts: { smoke?: boolean; resultsDir?: string; log?: (s: string) => void } = {},
 ): Promise<BenchRun> {
   const unknown = parts.filter((p) => !PARTS[p]);
-  if (unknown.length > 0) throw new Error(`unknown bench part(s) ${unknown.join(', ')}; parts: ${Object.keys(PARTS).join(', ')}`);
+  if (unknown.length > 0)
+    throw new Error(`unknown bench part(s) ${unknown.join(', ')}; parts: ${Object.keys(PARTS).join(', ')}`);
   const log = opts.log ?? ((s: string) => console.log(s));
   const smoke = opts.smoke ?? SMOKE;
   const pg = await startBenchPostgres();
@@ -36,7 +43,9 @@ export async function runBench(
       const env = environment(pg.version, smoke);
       const t0 = Date.now();
       const result = await PARTS[part]!({ pg, smoke, log });
-      result.notes.push(`part took ${Math.round((Date.now() - t0) / 1000)} s; load average before ${env.machine.loadavg.join(' ')}`);
+      result.notes.push(
+        `part took ${Math.round((Date.now() - t0) / 1000)} s; load average before ${env.machine.loadavg.join(' ')}`,
+      );
       printResult(result, log);
       // Smoke runs prove the harness works; their figures mean nothing and stay out of bench/results.
       const dir = opts.resultsDir ?? (smoke ? path.join(os.tmpdir(), 'sfw-bench-smoke') : RESULTS_DIR);

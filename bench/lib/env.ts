@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { SfwClient } from '../../src/sdk/client.js';
@@ -18,6 +18,8 @@ export const SMOKE = process.env.BENCH_SMOKE === '1';
 
 export interface BenchPostgres {
   adminUrl: string;
+  /** The postmaster: its process tree is the whole server (for CPU accounting). */
+  pid: number;
   version: string;
   /** A new empty database on the same server. */
   database(label: string): Promise<string>;
@@ -42,8 +44,10 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   await admin.end();
   const database = (label: string) =>
     ensureDatabase(embedded.url, `bench_${label.replace(/\W/g, '_')}_${process.pid}_${dbCounter++}`);
+  const pid = Number((await readFile(path.join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
   return {
     adminUrl: embedded.url,
+    pid,
     version: rows[0]?.server_version ?? 'unknown',
     database,
     async sessionsDatabase(label) {
@@ -61,7 +65,8 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
 
 /** How `sfw` is started: the built dist/ (default, as users run it) or src/ through tsx (BENCH_SFW=src). */
 export function sfwCommand(args: string[]): { cmd: string; argv: string[] } {
-  const mode = process.env.BENCH_SFW ?? (existsSync(path.join(ROOT, 'dist', 'cli', 'main.js')) ? 'dist' : 'src');
+  const mode =
+    process.env.BENCH_SFW ?? (existsSync(path.join(ROOT, 'dist', 'cli', 'main.js')) ? 'dist' : 'src');
   if (mode === 'src') {
     return {
       cmd: process.execPath,
@@ -117,8 +122,18 @@ export interface BenchApi {
 }
 
 /** Starts `sfw api` on a free port against the given database and waits until it answers. */
-export async function startApiProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<BenchApi> {
-  const proc = spawnSfw(['api'], { DATABASE_URL: databaseUrl, PORT: '0', HOST: '127.0.0.1', ...env });
+export async function startApiProcess(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<BenchApi> {
+  const proc = spawnSfw(['api'], {
+    DATABASE_URL: databaseUrl,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    // The bench is the only client; the per-client rate limit would measure itself.
+    RATE_LIMIT_PER_SEC: '0',
+    ...env,
+  });
   const deadline = Date.now() + 60_000;
   let url: string | undefined;
   while (!url) {
@@ -180,7 +195,8 @@ export async function until(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${context()}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${context()}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

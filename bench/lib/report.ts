@@ -39,7 +39,10 @@ export function chromiumPath(): string {
 
 function chromiumVersion(): string {
   try {
-    return execFileSync(chromiumPath(), ['--version'], { timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] })
+    return execFileSync(chromiumPath(), ['--version'], {
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
       .toString()
       .trim();
   } catch {
@@ -94,7 +97,7 @@ export async function writeResult(env: Environment, result: PartResult, dir = RE
 export function formatTable(rows: Row[]): string {
   if (rows.length === 0) return '(no rows)';
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const cell = (v: Row[string] | undefined) => (v === undefined || v === null ? '' : String(v));
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   return [

@@ -34,7 +34,12 @@ async function claimLatency(client: SfwClient, runnerId: string, n: number): Pro
   const samples: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = nowMs();
-    const { sessions } = await client.claim(runnerId, { slots: 1, types: [TYPE], waitMs: 0, maxConcurrency: 10 });
+    const { sessions } = await client.claim(runnerId, {
+      slots: 1,
+      types: [TYPE],
+      waitMs: 0,
+      maxConcurrency: 10,
+    });
     samples.push(nowMs() - t0);
     const s = sessions[0];
     if (!s) throw new Error('scale: the queue ran dry during the latency run');
@@ -48,7 +53,13 @@ async function dbClaimLatency(db: Db, runnerId: string, n: number): Promise<numb
   const samples: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = nowMs();
-    const rows = await claimSessions(db, { runnerId, types: [TYPE], slots: 1, maxConcurrency: 10, leaseMs: 30_000 });
+    const rows = await claimSessions(db, {
+      runnerId,
+      types: [TYPE],
+      slots: 1,
+      maxConcurrency: 10,
+      leaseMs: 30_000,
+    });
     samples.push(nowMs() - t0);
     const s = rows[0];
     if (!s?.lease_token) throw new Error('scale: the queue ran dry during the db latency run');

@@ -101,7 +101,10 @@ export async function runWake(ctx: BenchContext): Promise<PartResult> {
   });
   return {
     part: 'wake',
-    rows: [row('sfw: enqueue (HTTP) → claimed (HTTP long-poll)', ours), row('graphile-worker: addJob → task start', gw)],
+    rows: [
+      row('sfw: enqueue (HTTP) → claimed (HTTP long-poll)', ours),
+      row('graphile-worker: addJob → task start', gw),
+    ],
     ratios: {
       'p50 sfw / graphile-worker': ratio(ours.p50, gw.p50),
       'p95 sfw / graphile-worker': ratio(ours.p95, gw.p95),
@@ -109,7 +112,7 @@ export async function runWake(ctx: BenchContext): Promise<PartResult> {
     notes: [
       'sfw latency includes two HTTP round trips (the enqueue POST and the claim answer) on 127.0.0.1; graphile-worker runs in-process',
       `${CLAIMERS} idle claimers / concurrency ${CLAIMERS}; the first samples are dropped as warm-up`,
-      'the guide\'s plain 5000 ms polling would average 2500 ms',
+      "the guide's plain 5000 ms polling would average 2500 ms",
     ],
     details: { sfw: ours, graphileWorker: gw },
   };

@@ -36,6 +36,7 @@ export async function analyzeSessions(db: Queryable): Promise<void> {
   await db.query('VACUUM (ANALYZE) sessions');
 }
 
+/** Sessions of `type` by status. */
 export async function countSessions(db: Queryable): Promise<Record<string, number>> {
   const { rows } = await db.query<{ status: string; n: number }>(
     'SELECT status, count(*)::integer AS n FROM sessions GROUP BY status',
@@ -43,15 +44,19 @@ export async function countSessions(db: Queryable): Promise<Record<string, numbe
   return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }
 
-/** Claim-to-finish window of finished sessions of `type`: the steady-state processing time. */
+/**
+ * Claim-to-finish window of finished sessions of `type` (created at or after `since`): the steady-state
+ * processing time.
+ */
 export async function processingWindow(
   db: Queryable,
   type: string,
+  since?: Date,
 ): Promise<{ n: number; firstClaimedAt: Date | null; lastFinishedAt: Date | null }> {
   const { rows } = await db.query<{ n: number; first: Date | null; last: Date | null }>(
     `SELECT count(*)::integer AS n, min(claimed_at) AS first, max(finished_at) AS last
-     FROM sessions WHERE type = $1 AND finished_at IS NOT NULL`,
-    [type],
+     FROM sessions WHERE type = $1 AND finished_at IS NOT NULL AND created_at >= coalesce($2, '-infinity')`,
+    [type, since ?? null],
   );
   const r = rows[0];
   return { n: r?.n ?? 0, firstClaimedAt: r?.first ?? null, lastFinishedAt: r?.last ?? null };

@@ -1,0 +1,225 @@
+import type { SfwClient } from '../../src/sdk/client.js';
+import { processingWindow } from '../../src/store/bench-seed.js';
+import { startGraphile } from '../lib/graphile.js';
+import { startApiProcess, startRunnerProcess, until, type Proc } from '../lib/env.js';
+import { size, type BenchContext } from '../lib/context.js';
+import type { PartResult, Row } from '../lib/report.js';
+import { cpuMeter } from '../lib/procs.js';
+import { nowMs, ratio, round } from '../lib/stats.js';
+
+/**
+ * Part 1, queue throughput: N no-op sessions enqueued in batches, then processed by K `sfw runner`
+ * processes through the HTTP API; graphile-worker processes N no-op jobs with the same total concurrency
+ * on the same Postgres server. Both are timed from the first start to the last finish, so process start
+ * and enqueue are not counted.
+ */
+
+const TYPE = 'noop';
+const BATCH = 1000;
+
+async function enqueue(client: SfwClient, n: number): Promise<number> {
+  const t0 = nowMs();
+  for (let done = 0; done < n; done += BATCH) {
+    const count = Math.min(BATCH, n - done);
+    await client.createSessions(Array.from({ length: count }, () => ({ type: TYPE })));
+  }
+  return n / ((nowMs() - t0) / 1000);
+}
+
+interface Outcome {
+  perSec: number;
+  seconds: number;
+  enqueuePerSec: number;
+  /** CPU milliseconds per job, per component (load-independent, unlike jobs/s on a shared machine). */
+  cpuMsPerJob: Record<string, number>;
+}
+
+function perJob(cpu: Record<string, number>, n: number): Record<string, number> {
+  const out = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round((v * 1000) / n, 3)]));
+  out.total = round((Object.values(cpu).reduce((a, b) => a + b, 0) * 1000) / n, 3);
+  return out;
+}
+
+/** K real runner processes with SESSIONS_DIR=bench/sessions. */
+async function measureRunners(
+  ctx: BenchContext,
+  n: number,
+  runners: number,
+  perRunner: number,
+): Promise<Outcome> {
+  const { url, db } = await ctx.pg.sessionsDatabase('throughput');
+  const api = await startApiProcess(url);
+  const procs: Proc[] = [];
+  try {
+    const enqueuePerSec = await enqueue(api.client, n);
+    for (let k = 0; k < runners; k++) {
+      procs.push(
+        startRunnerProcess({ apiUrl: api.url, runnerId: `bench-runner-${k}`, maxConcurrency: perRunner }),
+      );
+    }
+    const cpu = cpuMeter({
+      postgres: ctx.pg.pid,
+      api: api.proc.pid,
+      ...Object.fromEntries(procs.map((p, k) => [`runner${k}`, p.pid])),
+      bench: 'self',
+    });
+    const deadlineMs = 60_000 + n * 20;
+    await until(
+      async () => {
+        for (const p of procs)
+          if (p.child.exitCode !== null)
+            throw new Error(`sfw runner exited early: ${p.output().slice(-2000)}`);
+        return (await processingWindow(db, TYPE)).n >= n;
+      },
+      `${n} sessions finished by ${runners} runners`,
+      deadlineMs,
+      100,
+    );
+    const used = cpu();
+    const w = await processingWindow(db, TYPE);
+    const seconds = ((w.lastFinishedAt?.getTime() ?? 0) - (w.firstClaimedAt?.getTime() ?? 0)) / 1000;
+    return { perSec: n / seconds, seconds, enqueuePerSec, cpuMsPerJob: perJob(used, n) };
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    await api.stop();
+    await db.end();
+  }
+}
+
+/** The API and queue alone: in-process claim loops (no runner process), claim `slots` and complete each. */
+async function measureClaimLoops(
+  ctx: BenchContext,
+  n: number,
+  loops: number,
+  slots: number,
+): Promise<Outcome> {
+  const { url, db } = await ctx.pg.sessionsDatabase('throughput_api');
+  const api = await startApiProcess(url);
+  try {
+    const enqueuePerSec = await enqueue(api.client, n);
+    const cpu = cpuMeter({ postgres: ctx.pg.pid, api: api.proc.pid, bench: 'self' });
+    let finished = 0;
+    await Promise.all(
+      Array.from({ length: loops }, async (_, k) => {
+        while (finished < n) {
+          const { sessions } = await api.runnerClient.claim(`bench-loop-${k}`, {
+            slots,
+            types: [TYPE],
+            waitMs: 200,
+            maxConcurrency: slots,
+          });
+          await Promise.all(
+            sessions.map(async (s) => {
+              await api.runnerClient.complete(s.id, {
+                leaseToken: s.leaseToken,
+                status: 'succeeded',
+                result: {},
+              });
+              finished++;
+            }),
+          );
+        }
+      }),
+    );
+    const used = cpu();
+    const w = await processingWindow(db, TYPE);
+    const seconds = ((w.lastFinishedAt?.getTime() ?? 0) - (w.firstClaimedAt?.getTime() ?? 0)) / 1000;
+    return { perSec: n / seconds, seconds, enqueuePerSec, cpuMsPerJob: perJob(used, n) };
+  } finally {
+    await api.stop();
+    await db.end();
+  }
+}
+
+async function measureGraphile(ctx: BenchContext, n: number, concurrency: number): Promise<Outcome> {
+  const url = await ctx.pg.database('throughput_gw');
+  // Jobs are added before the worker starts, like the sessions: only processing is timed.
+  const seed = await startGraphile(url, 1, {});
+  await seed.runner.stop();
+  const t0 = nowMs();
+  for (let done = 0; done < n; done += BATCH) {
+    const count = Math.min(BATCH, n - done);
+    await seed.utils.addJobs(Array.from({ length: count }, () => ({ identifier: TYPE, payload: {} })));
+  }
+  const enqueuePerSec = n / ((nowMs() - t0) / 1000);
+  await seed.utils.release();
+  let first = 0;
+  const cpu = cpuMeter({ postgres: ctx.pg.pid, 'graphile-worker (bench process)': 'self' });
+  const gw = await startGraphile(url, concurrency, {
+    [TYPE]: async () => {
+      if (first === 0) first = nowMs();
+    },
+  });
+  try {
+    let left = n;
+    await until(
+      async () => {
+        left = await gw.utils.withPgClient(
+          async (c) =>
+            (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM graphile_worker.jobs')).rows[0]!.n,
+        );
+        return left === 0;
+      },
+      `${n} graphile-worker jobs done`,
+      60_000 + n * 20,
+      20,
+      () => `(${left} left)`,
+    );
+    const seconds = (nowMs() - first) / 1000;
+    return { perSec: n / seconds, seconds, enqueuePerSec, cpuMsPerJob: perJob(cpu(), n) };
+  } finally {
+    await gw.stop();
+  }
+}
+
+export async function runThroughput(ctx: BenchContext): Promise<PartResult> {
+  const n = size(ctx, 20_000, 200);
+  const runners = 2;
+  const perRunner = 5;
+  const concurrency = runners * perRunner;
+  const rows: Row[] = [];
+  const details: Record<string, Outcome> = {};
+  const row = (system: string, o: Outcome) => {
+    rows.push({
+      system,
+      n,
+      concurrency,
+      'jobs/s': round(o.perSec, 1),
+      seconds: round(o.seconds, 2),
+      'enqueue/s': round(o.enqueuePerSec, 0),
+      'cpu ms/job': o.cpuMsPerJob.total ?? null,
+      'postgres cpu ms/job': o.cpuMsPerJob.postgres ?? null,
+    });
+    details[system] = o;
+  };
+  ctx.log(`throughput: graphile-worker, ${n} jobs, concurrency ${concurrency}`);
+  const gw = await measureGraphile(ctx, n, concurrency);
+  row('graphile-worker', gw);
+  ctx.log(`throughput: sfw API claim loops (no runner process), ${n} sessions`);
+  const loops = await measureClaimLoops(ctx, n, runners, perRunner);
+  row(`sfw API, ${runners} in-process claim loops × ${perRunner} slots`, loops);
+  const notes: string[] = [];
+  let ours: Outcome | undefined;
+  ctx.log(`throughput: sfw, ${runners} runner processes × MAX_CONCURRENCY ${perRunner}, ${n} sessions`);
+  try {
+    ours = await measureRunners(ctx, n, runners, perRunner);
+    row(`sfw, ${runners} runner processes × ${perRunner}`, ours);
+  } catch (err) {
+    notes.push(`sfw runner processes could not be measured: ${(err as Error).message.slice(0, 500)}`);
+  }
+  notes.push(
+    'timed from the first claim/start to the last finish; enqueue is measured separately and not counted',
+    'sfw: every session is claimed and completed over HTTP (API process) and recorded with its lease, result and attempt history; graphile-worker deletes the finished job',
+    'same Postgres server (embedded, default settings, synchronous_commit on), separate databases',
+  );
+  return {
+    part: 'throughput',
+    rows,
+    ratios: {
+      ...(ours ? { 'sfw runners / graphile-worker': ratio(ours.perSec, gw.perSec) } : {}),
+      'sfw API claim loops / graphile-worker': ratio(loops.perSec, gw.perSec),
+    },
+    notes,
+    details,
+  };
+}
