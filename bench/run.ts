@@ -29,14 +29,14 @@ export interface BenchRun {
 
 export async function runBench(
   parts: string[],
-  opts: { smoke?: boolean; resultsDir?: string; log?: (s: string) => void } = {},
+  opts: { smoke?: boolean; resultsDir?: string; log?: (s: string) => void; adminUrl?: string } = {},
 ): Promise<BenchRun> {
   const unknown = parts.filter((p) => !PARTS[p]);
   if (unknown.length > 0)
     throw new Error(`unknown bench part(s) ${unknown.join(', ')}; parts: ${Object.keys(PARTS).join(', ')}`);
   const log = opts.log ?? ((s: string) => console.log(s));
   const smoke = opts.smoke ?? SMOKE;
-  const pg = await startBenchPostgres();
+  const pg = await startBenchPostgres(opts.adminUrl);
   const out: BenchRun = { results: [], files: [] };
   try {
     for (const part of parts) {

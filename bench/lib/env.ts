@@ -18,8 +18,8 @@ export const SMOKE = process.env.BENCH_SMOKE === '1';
 
 export interface BenchPostgres {
   adminUrl: string;
-  /** The postmaster: its process tree is the whole server (for CPU accounting). */
-  pid: number;
+  /** The postmaster: its process tree is the whole server (for CPU accounting); unknown for a server we did not start. */
+  pid: number | undefined;
   version: string;
   /** A new empty database on the same server. */
   database(label: string): Promise<string>;
@@ -30,35 +30,47 @@ export interface BenchPostgres {
 
 let dbCounter = 0;
 
-export async function startBenchPostgres(): Promise<BenchPostgres> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-bench-pg-'));
-  let embedded: EmbeddedPostgres;
-  try {
-    embedded = await startEmbeddedPostgres(dir);
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
+/**
+ * One Postgres server for a bench run: a fresh embedded one in a temp folder, or the server behind
+ * `adminUrl` (BENCH_DATABASE_URL; the test suite passes its own) where each part makes its own databases.
+ */
+export async function startBenchPostgres(adminUrl = process.env.BENCH_DATABASE_URL): Promise<BenchPostgres> {
+  let embedded: EmbeddedPostgres | undefined;
+  let dir: string | undefined;
+  let pid: number | undefined;
+  if (!adminUrl) {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-bench-pg-'));
+    try {
+      embedded = await startEmbeddedPostgres(dir);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    pid = Number((await readFile(path.join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
   }
-  const admin = createDb({ connectionString: embedded.url, max: 2 });
+  const url = adminUrl ?? embedded!.url;
+  const admin = createDb({ connectionString: url, max: 2 });
   const { rows } = await admin.query<{ server_version: string }>('SHOW server_version');
   await admin.end();
   const database = (label: string) =>
-    ensureDatabase(embedded.url, `bench_${label.replace(/\W/g, '_')}_${process.pid}_${dbCounter++}`);
-  const pid = Number((await readFile(path.join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    ensureDatabase(
+      url,
+      `bench_${label.replace(/\W/g, '_')}_${process.pid}_${Date.now().toString(36)}_${dbCounter++}`,
+    );
   return {
-    adminUrl: embedded.url,
+    adminUrl: url,
     pid,
     version: rows[0]?.server_version ?? 'unknown',
     database,
     async sessionsDatabase(label) {
-      const url = await database(label);
-      const db = createDb({ connectionString: url, max: 10, applicationName: 'sfw-bench' });
+      const dbUrl = await database(label);
+      const db = createDb({ connectionString: dbUrl, max: 10, applicationName: 'sfw-bench' });
       await migrate(db);
-      return { url, db };
+      return { url: dbUrl, db };
     },
     async stop() {
-      await embedded.stop();
-      await rm(dir, { recursive: true, force: true });
+      await embedded?.stop();
+      if (dir) await rm(dir, { recursive: true, force: true });
     },
   };
 }

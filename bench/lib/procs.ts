@@ -99,7 +99,11 @@ export function selfCpuSeconds(): number {
 }
 
 /** CPU seconds per named component between start and stop; 'self' is this process. */
-export function cpuMeter(components: Record<string, number | 'self'>): () => Record<string, number> {
+export function cpuMeter(all: Record<string, number | 'self' | undefined>): () => Record<string, number> {
+  // A component whose process we do not know (an external Postgres) is left out.
+  const components = Object.fromEntries(
+    Object.entries(all).filter((e): e is [string, number | 'self'] => e[1] === 'self' || (e[1] ?? 0) > 0),
+  );
   const read = () =>
     Object.fromEntries(
       Object.entries(components).map(([k, pid]) => [

@@ -143,7 +143,7 @@ async function measureOurs(
 }
 
 export async function runBrowser(ctx: BenchContext): Promise<PartResult> {
-  const levels = ctx.smoke ? [1, 2] : [1, 2, 4];
+  const levels = ctx.smoke ? [1] : [1, 2, 4];
   const server = await startFixtureServer();
   const rows: Row[] = [];
   const ratios: Record<string, number> = {};

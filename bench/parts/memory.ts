@@ -24,7 +24,7 @@ function holdFlow(base: string): FlowStep[] {
 }
 
 export async function runMemory(ctx: BenchContext): Promise<PartResult> {
-  const levels = ctx.smoke ? [1, 2] : [1, 2, 4, 8];
+  const levels = ctx.smoke ? [1] : [1, 2, 4, 8];
   const server = await startFixtureServer();
   const { url, db } = await ctx.pg.sessionsDatabase('memory');
   await db.end();

@@ -1,0 +1,60 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { PARTS, runBench } from '../../bench/run.js';
+
+/**
+ * The benchmark harness still runs end to end at tiny sizes (BENCH_SMOKE): every part produces rows and
+ * a result file with the machine and versions. Nothing here is about speed.
+ */
+
+// Runner and API processes from source: the test checks this checkout, not a possibly stale dist/.
+process.env.BENCH_SFW ??= 'src';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe('bench smoke', () => {
+  it('runs every part at smoke size and writes result files', { timeout: 240_000 }, async () => {
+    const resultsDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-bench-smoke-test-'));
+    dirs.push(resultsDir);
+    const lines: string[] = [];
+    const parts = Object.keys(PARTS);
+    const run = await runBench(parts, {
+      smoke: true,
+      resultsDir,
+      adminUrl: inject('pgAdminUrl'),
+      log: (l) => lines.push(l),
+    });
+
+    expect(run.results.map((r) => r.part)).toEqual(parts);
+    expect(run.files).toHaveLength(parts.length);
+    for (const [i, result] of run.results.entries()) {
+      expect(result.rows.length, result.part).toBeGreaterThan(0);
+      const file = JSON.parse(await readFile(run.files[i]!, 'utf8')) as Record<string, unknown> & {
+        machine: { cpus: number };
+        versions: Record<string, string>;
+      };
+      expect(file.part).toBe(result.part);
+      expect(file.smoke).toBe(true);
+      expect(file.machine.cpus).toBeGreaterThan(0);
+      expect(Object.keys(file.versions)).toEqual(
+        expect.arrayContaining(['node', 'postgres', 'chromium', 'playwright-core', 'graphile-worker']),
+      );
+      expect(typeof file.command).toBe('string');
+      // Every measured ratio is a number (a missing side would be NaN, written as null).
+      for (const [name, value] of Object.entries(result.ratios))
+        expect(Number.isFinite(value), name).toBe(true);
+    }
+
+    // The sfw side of the throughput part ran through real runner processes, not only graphile-worker.
+    const throughput = run.results.find((r) => r.part === 'throughput')!;
+    expect(throughput.rows.map((r) => r.system)).toEqual(
+      expect.arrayContaining(['graphile-worker', expect.stringMatching(/^sfw, \d+ runner processes/)]),
+    );
+    expect(lines.join('\n')).toContain('== scale ==');
+  });
+});
