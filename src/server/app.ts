@@ -21,6 +21,7 @@ import { trackRoutes } from './openapi.js';
 import { installRequestMetrics } from './metrics.js';
 import type { AlertThresholds } from './alerts.js';
 import { registerRateLimit, type RateLimitOptions } from './ratelimit.js';
+import { registerBodyLimits } from './limits.js';
 
 export interface AppDeps {
   db: Db;
@@ -195,6 +196,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   registerRateLimit(app, deps.rateLimit);
+  registerBodyLimits(app);
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);

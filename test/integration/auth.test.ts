@@ -44,7 +44,11 @@ async function send(
     body = '{}';
     headers['content-type'] ??= 'application/json';
   }
-  const res = await fetch(`${api.url}${url}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const res = await fetch(`${api.url}${url}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : new Uint8Array(body) }),
+  });
   return { status: res.status, body: await res.text(), headers: res.headers };
 }
 
@@ -435,7 +439,7 @@ describe('logs', () => {
         headers: auth(RUNNER_TOKEN),
         payload: { slots: 1, types: ['logged'] },
       });
-      lease = (claim.json() as { sessions: { leaseToken: string }[] }).sessions[0]!.leaseToken;
+      lease = claim.json<{ sessions: { leaseToken: string }[] }>().sessions[0]!.leaseToken;
       await app.inject({ method: 'GET', url: '/v1/queue', headers: auth('wrong-token-value-xyz') });
       await app.inject({ method: 'GET', url: '/v1/runners', headers: auth(RUNNER_TOKEN) });
       // A failure that is logged with its error (the database is gone).
