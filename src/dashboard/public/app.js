@@ -1,57 +1,133 @@
-// Dashboard: reads the API only. Token (when the API requires one) is kept in sessionStorage.
-const token = () => sessionStorage.getItem('sfw-token');
-async function api(path) {
-  const headers = token() ? { authorization: `Bearer ${token()}` } : {};
-  const res = await fetch(path, { headers });
-  if (res.status === 401) {
-    const t = prompt('API token');
-    if (t) {
-      sessionStorage.setItem('sfw-token', t);
-      return api(path);
-    }
-  }
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
-  return res.json();
+// Dashboard shell: hash routes, polling, the alerts banner and token sign-in. Talks to the HTTP API only.
+import { ApiError, get, setToken, token, Unauthorized } from './api.js';
+import { html, render } from './util.js';
+import * as overview from './view-overview.js';
+import * as sessions from './view-sessions.js';
+import * as session from './view-session.js';
+import * as runners from './view-runners.js';
+import * as settings from './view-settings.js';
+
+const POLL_MS = 3000;
+const ROUTES = [
+  { re: /^\/?$/, view: overview, nav: 'overview' },
+  { re: /^\/sessions$/, view: sessions, nav: 'sessions' },
+  { re: /^\/sessions\/(?<id>[0-9a-fA-F-]{36})$/, view: session, nav: 'sessions' },
+  { re: /^\/runners$/, view: runners, nav: 'runners' },
+  { re: /^\/settings$/, view: settings, nav: 'settings' },
+];
+
+const main = document.getElementById('main');
+const statusLine = document.getElementById('status');
+const alertsEl = document.getElementById('alerts');
+const signOut = document.getElementById('sign-out');
+let current = null;
+let generation = 0;
+
+const navigate = (hash) => {
+  if (location.hash === hash) void route();
+  else location.hash = hash;
+};
+
+function showError(err) {
+  if (err instanceof Unauthorized) return showSignIn();
+  statusLine.textContent =
+    err instanceof ApiError ? `API: ${err.message}` : `Cannot reach the API: ${err.message}`;
+  statusLine.classList.add('stale');
 }
-const esc = (s) =>
-  String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-function table(head, rows) {
-  return `<table><thead><tr>${head.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
-    .join('')}</tbody></table>`;
+
+function showSignIn() {
+  current?.unmount?.();
+  current = null;
+  alertsEl.hidden = true;
+  render(
+    main,
+    html`<h2 tabindex="-1">Sign in</h2>
+      <form id="sign-in" class="form">
+        <p class="hint">
+          This API requires a token. Paste the value of <code>API_TOKEN</code>; it is kept in this browser tab
+          only (sessionStorage).
+        </p>
+        <label for="token-input">API token</label>
+        <input id="token-input" name="token" type="password" autocomplete="current-password" required />
+        <div class="actions"><button type="submit">Sign in</button></div>
+        ${token() ? html`<p class="bad" role="alert">That token was refused.</p>` : ''}
+      </form>`,
+  );
+  main.querySelector('#token-input').focus();
+  main.querySelector('#sign-in').addEventListener('submit', (e) => {
+    e.preventDefault();
+    setToken(e.target.token.value.trim());
+    void route();
+  });
 }
-async function refresh() {
+
+async function refreshAlerts() {
+  const { items } = await get('/v1/alerts');
+  alertsEl.hidden = items.length === 0;
+  render(
+    alertsEl,
+    html`<h2 class="visually-hidden">Alerts</h2>
+      <ul>
+        ${items.map(
+          (a) => html`<li class="alert-${a.severity}"><strong>${a.name}</strong> ${a.message}</li>`,
+        )}
+      </ul>`,
+  );
+}
+
+async function tick(first = false) {
+  const gen = generation;
   try {
-    const [queue, runners, alerts] = await Promise.all([
-      api('/v1/queue'),
-      api('/v1/runners'),
-      api('/v1/alerts'),
-    ]);
-    document.getElementById('queue').innerHTML =
-      table(Object.keys(queue.byStatus), [Object.values(queue.byStatus)]) +
-      `<p>Oldest queued: ${queue.oldestQueuedAgeMs === null ? '—' : Math.round(queue.oldestQueuedAgeMs / 1000) + ' s'} · fleet capacity ${queue.fleetCapacity}</p>`;
-    document.getElementById('runners').innerHTML =
-      runners.items.length === 0
-        ? 'No runners yet.'
-        : table(
-            ['Runner', 'Status', 'Heartbeat age', 'Active / max', 'Executed', 'Failures'],
-            runners.items.map((r) => [
-              r.runnerId,
-              r.status,
-              `${Math.round(r.heartbeatAgeMs / 1000)} s`,
-              `${r.activeSessions} / ${r.maxConcurrency}`,
-              r.totalSessionsExecuted,
-              r.totalFailures,
-            ]),
-          );
-    document.getElementById('alerts').innerHTML =
-      alerts.items.length === 0
-        ? 'No alerts.'
-        : alerts.items.map((a) => `<p class="alert">${esc(a.name)}: ${esc(a.message)}</p>`).join('');
-    document.getElementById('status').textContent = `updated ${new Date().toLocaleTimeString()}`;
+    const work = [refreshAlerts()];
+    if (current?.refresh && (first || (current.live?.() ?? true))) work.push(current.refresh());
+    if (first && current?.load) work.push(current.load());
+    await Promise.all(work);
+    if (gen !== generation) return;
+    signOut.hidden = !token();
+    statusLine.classList.remove('stale');
+    statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
-    document.getElementById('status').textContent = String(err);
+    if (gen === generation) showError(err);
   }
 }
-refresh();
-setInterval(refresh, 3000);
+
+async function route() {
+  generation++;
+  current?.unmount?.();
+  const [path, q = ''] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(q);
+  const match = ROUTES.map((r) => ({ r, m: r.re.exec(path) })).find((x) => x.m);
+  for (const a of document.querySelectorAll('nav.main-nav a')) {
+    if (match && a.dataset.nav === match.r.nav) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  if (!match) {
+    current = null;
+    render(
+      main,
+      html`<h2 tabindex="-1">Not found</h2>
+        <p><a href="#/">Back to the overview</a></p>`,
+    );
+    return;
+  }
+  for (const [k, v] of Object.entries(match.m.groups ?? {})) params.set(k, v);
+  document.title = `${match.r.view.title} · Session Framework`;
+  current = match.r.view.mount(main, params, { navigate });
+  main.querySelector('h2')?.focus({ preventScroll: true });
+  await tick(true);
+}
+
+signOut.addEventListener('click', () => {
+  setToken(null);
+  signOut.hidden = true;
+  showSignIn();
+});
+window.addEventListener('hashchange', () => void route());
+setInterval(() => {
+  if (!document.hidden && current) void tick();
+}, POLL_MS);
+void route();
+document.querySelector('a.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
