@@ -1,0 +1,129 @@
+import { inject } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createDb, type Db } from '../../src/store/db.js';
+import { ensureDatabase } from '../../src/store/embedded.js';
+import { loadMigrations, migrate } from '../../src/store/migrate.js';
+
+const pools: Db[] = [];
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.end()));
+});
+
+let counter = 0;
+async function emptyDatabase(label: string): Promise<string> {
+  return ensureDatabase(
+    inject('pgAdminUrl'),
+    `t_mig_${label}_${process.pid}_${Date.now().toString(36)}_${counter++}`,
+  );
+}
+function pool(url: string): Db {
+  const db = createDb({ connectionString: url, max: 3 });
+  pools.push(db);
+  return db;
+}
+
+async function columns(db: Db, table: string): Promise<string[]> {
+  const { rows } = await db.query<{ column_name: string }>(
+    `SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
+    [table],
+  );
+  return rows.map((r) => r.column_name);
+}
+
+describe('migrations', () => {
+  it('are numbered, uniquely versioned and in order', async () => {
+    const all = await loadMigrations();
+    expect(all.length).toBeGreaterThanOrEqual(1);
+    expect(all[0]!.name).toMatch(/^0001_/);
+    const versions = all.map((m) => m.version);
+    expect(new Set(versions).size).toBe(versions.length);
+    expect([...versions].sort((a, b) => a - b)).toEqual(versions);
+    for (const m of all) expect(m.name).toMatch(/^\d{4}_[\w-]+\.sql$/);
+  });
+
+  it('create the schema on a fresh database with the guide’s names', async () => {
+    const db = pool(await emptyDatabase('fresh'));
+    const all = await loadMigrations();
+    expect(await migrate(db)).toEqual(all.map((m) => m.name));
+    const sessions = await columns(db, 'sessions');
+    for (const c of [
+      'id',
+      'type',
+      'input',
+      'status',
+      'priority',
+      'created_at',
+      'updated_at',
+      'run_at',
+      'claimed_by',
+      'claimed_at',
+      'attempt',
+      'max_attempts',
+      'timeout_ms',
+      'lease_token',
+      'lease_expires_at',
+      'result',
+      'error_message',
+      'artifacts',
+    ])
+      expect(sessions, c).toContain(c);
+    const health = await columns(db, 'runner_health');
+    for (const c of [
+      'runner_id',
+      'last_heartbeat',
+      'active_sessions',
+      'total_sessions_executed',
+      'total_failures',
+      'uptime_seconds',
+      'status',
+      'max_concurrency',
+      'hostname',
+      'version',
+    ])
+      expect(health, c).toContain(c);
+    const config = await columns(db, 'scheduler_config');
+    expect(config).toContain('max_concurrency');
+    expect(config).toContain('poll_interval_ms');
+    const { rows } = await db.query<{ max_concurrency: number; poll_interval_ms: number }>(
+      'SELECT max_concurrency, poll_interval_ms FROM scheduler_config',
+    );
+    expect(rows).toEqual([{ max_concurrency: 3, poll_interval_ms: 5000 }]);
+    const { rows: fn } = await db.query(`SELECT 1 FROM pg_proc WHERE proname = 'sfw_claim'`);
+    expect(fn).toHaveLength(1);
+  });
+
+  it('are a no-op when run again', async () => {
+    const db = pool(await emptyDatabase('rerun'));
+    await migrate(db);
+    const before = await db.query('SELECT version, name, applied_at FROM schema_migrations ORDER BY version');
+    expect(await migrate(db)).toEqual([]);
+    expect(await migrate(db)).toEqual([]);
+    const after = await db.query('SELECT version, name, applied_at FROM schema_migrations ORDER BY version');
+    expect(after.rows).toEqual(before.rows);
+  });
+
+  it('apply each migration exactly once under three concurrent runs from separate pools', async () => {
+    const url = await emptyDatabase('concurrent');
+    const runs = await Promise.all([migrate(pool(url)), migrate(pool(url)), migrate(pool(url))]);
+    const all = (await loadMigrations()).map((m) => m.name);
+    // One run applies everything; the others wait on the advisory lock and find nothing to do.
+    expect(runs.flat().sort()).toEqual([...all].sort());
+    expect(runs.filter((r) => r.length > 0)).toHaveLength(1);
+    const db = pool(url);
+    const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+    expect(rows[0]!.n).toBe(all.length);
+    const { rows: cfg } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM scheduler_config');
+    expect(cfg[0]!.n).toBe(1);
+  });
+
+  it('leave a database already in use intact (data kept, nothing re-applied)', async () => {
+    const db = pool(await emptyDatabase('inuse'));
+    await migrate(db);
+    await db.query(`INSERT INTO sessions (id, type) VALUES (gen_random_uuid(), 'kept')`);
+    expect(await migrate(db)).toEqual([]);
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM sessions WHERE type = 'kept'`,
+    );
+    expect(rows[0]!.n).toBe(1);
+  });
+});
