@@ -183,6 +183,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installRequestMetrics(app);
 
   app.addHook('onRequest', async (req) => {
+    // Request-scoped logger: every line about a session or runner carries its id.
+    const { id, runnerId } = (req.params ?? {}) as { id?: string; runnerId?: string };
+    if (id !== undefined || runnerId !== undefined) {
+      req.log = req.log.child({
+        ...(id === undefined ? {} : { sessionId: id }),
+        ...(runnerId === undefined ? {} : { runnerId }),
+      });
+    }
     const scope = req.routeOptions.config.scope ?? 'public';
     if (scope === 'read') {
       try {
@@ -201,6 +209,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
+    else req.log.debug({ status, code: body.error.code }, `request refused: ${body.error.message}`);
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
