@@ -1,10 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import type { FlowStep } from '../../src/protocol/flow.js';
 import { processingWindow } from '../../src/store/bench-seed.js';
 import { startApiProcess, startRunnerProcess, until, type BenchApi, type Proc } from '../lib/env.js';
 import { startFixtureServer, type FixtureServer } from '../lib/fixture-server.js';
 import { size, type BenchContext } from '../lib/context.js';
-import { BENCH_BROWSER_ARGS } from '../lib/browser-args.js';
+import { BENCH_BROWSER_ARGS, BENCH_CHROMIUM_SANDBOX } from '../lib/browser-args.js';
 import { chromiumPath, type PartResult, type Row } from '../lib/report.js';
 import { nowMs, ratio, round, summarize } from '../lib/stats.js';
 
@@ -41,10 +44,12 @@ async function rawSession(browser: Browser, base: string): Promise<void> {
 }
 
 async function measureRaw(server: FixtureServer, concurrency: number, n: number): Promise<number> {
+  const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-bench-raw-'));
   const browser = await chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
-    args: BENCH_BROWSER_ARGS,
+    args: [...BENCH_BROWSER_ARGS, `--disk-cache-dir=${cacheDir}`],
+    chromiumSandbox: BENCH_CHROMIUM_SANDBOX,
   });
   try {
     await Promise.all(Array.from({ length: concurrency }, () => rawSession(browser, server.url)));
@@ -61,6 +66,7 @@ async function measureRaw(server: FixtureServer, concurrency: number, n: number)
     return n / ((nowMs() - t0) / 1000);
   } finally {
     await browser.close();
+    await rm(cacheDir, { recursive: true, force: true });
   }
 }
 
