@@ -1,23 +1,63 @@
 import { loadConfig } from '../../core/config.js';
+import { ConfigError } from '../../core/errors.js';
+import { RUNNER_CONFIG_KEYS, startRunner, type StartedRunner } from '../../runner/main.js';
 import { API_CONFIG_KEYS, startApi } from '../../server/main.js';
 import { defineCommand } from '../command.js';
 import { untilSignal } from '../signals.js';
 
+/** The runner settings `up` takes besides the API's (the runner talks to this API with its token). */
+const UP_RUNNER_KEYS = RUNNER_CONFIG_KEYS.filter(
+  (k) => k !== 'apiBaseUrl' && k !== 'runnerToken' && k !== 'logLevel',
+);
+
 export default defineCommand({
   name: 'up',
   summary: 'Start everything on this machine: embedded Postgres, the API with its dashboard, and one runner',
-  usage: 'up [--port 3000] [--max-concurrency 3]',
-  config: API_CONFIG_KEYS,
+  usage: 'up [--port 3000] [--max-concurrency 3] [--sessions-dir ./sessions]',
+  config: [...API_CONFIG_KEYS, ...UP_RUNNER_KEYS],
   maxPositionals: 0,
   async run(ctx) {
-    const cfg = loadConfig(API_CONFIG_KEYS, {
-      flags: ctx.flags as Record<string, string | boolean | undefined>,
-      env: ctx.env,
+    const flags = ctx.flags as Record<string, string | boolean | undefined>;
+    const cfg = loadConfig(API_CONFIG_KEYS, { flags, env: ctx.env });
+    const runnerCfg = loadConfig(UP_RUNNER_KEYS, { flags, env: ctx.env });
+    let forced = false;
+    let runner: StartedRunner | undefined;
+    const signalled = untilSignal(() => {
+      forced = true;
+      if (runner) {
+        ctx.err('second signal: aborting in-flight sessions and handing them back to the queue…');
+        void runner.force();
+      }
     });
     const api = await startApi(cfg);
-    ctx.err(`Session Framework is up: API and dashboard at ${api.url}/  (Ctrl-C stops everything)`);
-    await untilSignal();
-    ctx.err('stopping…');
+    try {
+      runner = await startRunner(
+        { ...runnerCfg, apiBaseUrl: api.url, runnerToken: cfg.runnerToken, logLevel: cfg.logLevel },
+        {
+          fixedPollInterval: flags['poll-interval-ms'] !== undefined || Boolean(ctx.env.POLL_INTERVAL_MS),
+        },
+      );
+      for (const p of runner.problems) ctx.err(`sfw up: skipped session module ${p}`);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) {
+        await api.stop();
+        throw err;
+      }
+      ctx.err(`sfw up: no runner started: ${err.message}`);
+    }
+    ctx.err(
+      `Session Framework is up: API and dashboard at ${api.url}/` +
+        (runner ? `, runner ${runner.runnerId} serving ${runner.types.join(', ')}` : '') +
+        '  (Ctrl-C stops everything)',
+    );
+    await signalled;
+    let code = 0;
+    if (runner) {
+      ctx.err('stopping: draining the runner (Ctrl-C again aborts its sessions and hands them back)…');
+      code = forced ? await runner.force() : await runner.stop();
+    }
+    ctx.err('stopping the API…');
     await api.stop();
+    return code;
   },
 });

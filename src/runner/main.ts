@@ -1,0 +1,168 @@
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { VERSION } from '../core/version.js';
+import { SfwClient } from '../sdk/client.js';
+import { createTargetCheck, parseTargetPolicy } from '../protocol/targets.js';
+import { CHROMIUM_HELP, findChromium } from '../browser/chromium.js';
+import { BrowserPool } from '../browser/pool.js';
+import { loadSessionTypes } from '../sessions/registry.js';
+import { executeSession } from '../sessions/execute.js';
+import { Runner, type ServedType } from './runner.js';
+
+/** Wires a Runner from the config schema: session types from SESSIONS_DIR, Chromium, the pool, the client. */
+
+export const RUNNER_CONFIG_KEYS = [
+  'apiBaseUrl',
+  'runnerToken',
+  'runnerId',
+  'maxConcurrency',
+  'pollIntervalMs',
+  'heartbeatIntervalMs',
+  'sessionsDir',
+  'chromiumPath',
+  'shutdownTimeoutMs',
+  'allowedTargets',
+  'allowPrivateTargets',
+  'allowFlowEvaluate',
+  'logLevel',
+] as const;
+
+export type RunnerConfig = Config<(typeof RUNNER_CONFIG_KEYS)[number]>;
+
+/** hostname-pid-random: unique per process, readable in runner_health, valid as a runner id. */
+export function defaultRunnerId(): string {
+  const host =
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '') || 'runner';
+  return `${host.slice(0, 150)}-${process.pid}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface StartedRunner {
+  runner: Runner;
+  runnerId: string;
+  types: string[];
+  /** Session modules that could not be loaded: `file: message`. */
+  problems: string[];
+  chromium: string | undefined;
+  stop(): Promise<number>;
+  force(): Promise<number>;
+}
+
+export interface StartRunnerOptions {
+  log?: Logger;
+  /** POLL_INTERVAL_MS was set explicitly: do not follow scheduler_config.poll_interval_ms. */
+  fixedPollInterval?: boolean;
+}
+
+export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
+  const runnerId = cfg.runnerId ?? defaultRunnerId();
+  const log = (opts.log ?? createLogger(cfg.logLevel, { component: 'runner' })).child({ runnerId });
+
+  const checkUrl = createTargetCheck(
+    parseTargetPolicy({ allowedTargets: cfg.allowedTargets, allowPrivateTargets: cfg.allowPrivateTargets }),
+  );
+  const loaded = await loadSessionTypes(cfg.sessionsDir);
+  const problems = loaded.problems.map((p) => `${p.file}: ${p.message}`);
+  for (const p of loaded.problems) log.error({ file: p.file, err: p.message }, 'session module not loaded');
+
+  const chromium = findChromium(cfg.chromiumPath);
+  if (cfg.chromiumPath !== undefined && chromium === undefined)
+    throw new ConfigError(
+      `CHROMIUM_PATH=${cfg.chromiumPath} is not an executable Chromium. ${CHROMIUM_HELP}`,
+    );
+
+  const all = [...loaded.types.values()];
+  const served: ServedType[] = all
+    .filter((t) => !t.browser || chromium !== undefined)
+    .map((t) => ({ name: t.name, browser: t.browser }));
+  const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
+  if (skipped.length > 0)
+    log.warn(
+      { skippedTypes: skipped },
+      `no Chromium found: browser session types are not served. ${CHROMIUM_HELP}`,
+    );
+  if (served.length === 0) {
+    throw new ConfigError(
+      chromium === undefined
+        ? `no session type to serve without a browser. ${CHROMIUM_HELP}`
+        : 'no session type to serve: check SESSIONS_DIR',
+    );
+  }
+
+  let pool: BrowserPool | undefined;
+  if (chromium !== undefined && served.some((t) => t.browser)) {
+    pool = new BrowserPool({ executablePath: chromium, log: log.child({ component: 'browser' }) });
+    try {
+      await pool.start();
+    } catch (err) {
+      await pool.close().catch(() => undefined);
+      throw new ConfigError(
+        `Chromium at ${chromium} failed to start: ${(err as Error).message}. ${CHROMIUM_HELP}`,
+      );
+    }
+  }
+
+  const client = new SfwClient({
+    baseUrl: cfg.apiBaseUrl,
+    token: cfg.runnerToken,
+    userAgent: `sfw-runner/${VERSION}`,
+    retries: 2,
+    maxBackoffMs: 2000,
+  });
+  const runner = new Runner({
+    runnerId,
+    client,
+    types: served,
+    pool,
+    log,
+    maxConcurrency: cfg.maxConcurrency,
+    pollIntervalMs: opts.fixedPollInterval ? cfg.pollIntervalMs : undefined,
+    heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+    shutdownTimeoutMs: cfg.shutdownTimeoutMs,
+    version: VERSION,
+    executor: (session, ctx) => {
+      const type = loaded.types.get(session.type);
+      if (!type)
+        return Promise.resolve({ status: 'error', errorMessage: `unknown session type ${session.type}` });
+      return executeSession({
+        session,
+        type,
+        ...(pool && type.browser ? { pool } : {}),
+        signal: ctx.signal,
+        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
+        log: ctx.log,
+        flow: { allowEvaluate: cfg.allowFlowEvaluate, checkUrl },
+      });
+    },
+  });
+  try {
+    await runner.start();
+  } catch (err) {
+    await pool?.close().catch(() => undefined);
+    await client.close();
+    throw err;
+  }
+  let closed: Promise<number> | undefined;
+  const finish = (p: Promise<number>) =>
+    (closed ??= p.then(async (code) => {
+      await client.close();
+      return code;
+    }));
+  return {
+    runner,
+    runnerId,
+    types: served.map((t) => t.name),
+    problems,
+    chromium,
+    stop: () => finish(runner.stop()),
+    force: () => {
+      const p = runner.force();
+      return closed ?? finish(p);
+    },
+  };
+}
