@@ -88,8 +88,8 @@ setInterval(() => {}, 1000);
   children.push(child);
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const line = await waitFor(() => out.split('\n').find((l) => l.startsWith('{')), {
     timeoutMs: 90_000,
     intervalMs: 100,
