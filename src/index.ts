@@ -4,3 +4,14 @@ export type * from './protocol/schemas.js';
 export type { FlowStep, FlowResult, FlowStepResult, FlowSessionInput } from './protocol/flow.js';
 export { SfwError, ValidationError, NotFoundError, LeaseLostError, ConfigError } from './core/errors.js';
 export type { SessionStatus, RunnerStatus, ArtifactMode } from './core/types.js';
+export { defineSession } from './sessions/define.js';
+export type {
+  SessionDefinition,
+  BrowserSessionDefinition,
+  NoBrowserSessionDefinition,
+  SessionRunContext,
+  NoBrowserRunContext,
+  SessionArtifacts,
+  ZodLikeSchema,
+  JsonSchema,
+} from './sessions/define.js';

@@ -1,0 +1,128 @@
+import type { BrowserContext, Page } from 'playwright-core';
+import { ValidationError } from '../core/errors.js';
+
+/** A zod schema (v3 or v4), or anything else with the same `safeParse` shape. */
+export interface ZodLikeSchema<T = unknown> {
+  safeParse(data: unknown):
+    | { success: true; data: T }
+    | {
+        success: false;
+        error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> };
+      };
+}
+
+/** A JSON schema (draft 2020-12 / 07), validated with ajv. */
+export type JsonSchema = Record<string, unknown> & {
+  type?: unknown;
+  properties?: unknown;
+  $schema?: string;
+};
+
+export interface SessionArtifacts {
+  /** Stores a file with the session (e.g. a screenshot); names: letters, digits, `.`, `_`, `-`. */
+  add(name: string, data: Buffer, contentType?: string): Promise<void>;
+}
+
+interface RunContextBase<I> {
+  input: I;
+  /** Aborted on timeout, cancellation or runner shutdown: stop work and return or throw. */
+  signal: AbortSignal;
+  log: (message: string, data?: Record<string, unknown>) => void;
+  /** 1 on the first try, 2 on the first retry… */
+  attempt: number;
+  sessionId: string;
+  artifacts: SessionArtifacts;
+}
+
+/** What `run` gets in a browser session: a fresh page and its context. */
+export interface SessionRunContext<I = unknown> extends RunContextBase<I> {
+  page: Page;
+  context: BrowserContext;
+}
+
+/** What `run` gets in a `browser: false` session: no page, no context. */
+export interface NoBrowserRunContext<I = unknown> extends RunContextBase<I> {
+  page?: undefined;
+  context?: undefined;
+}
+
+interface DefinitionBase {
+  /** Session type name: what clients pass as `type` when they enqueue. */
+  name: string;
+  /** Checked before `run`; bad input fails the session with the field path. */
+  input?: ZodLikeSchema | JsonSchema;
+  /** Default timeout of sessions of this type when the enqueuer gives none. */
+  timeoutMs?: number;
+  maxAttempts?: number;
+}
+
+export interface BrowserSessionDefinition<I = unknown, R = unknown> extends DefinitionBase {
+  browser?: true;
+  /** Keep one context and page for this type, cleared (cookies, storage, permissions) between sessions. */
+  reuseContext?: boolean;
+  run(ctx: SessionRunContext<I>): Promise<R> | R;
+}
+
+export interface NoBrowserSessionDefinition<I = unknown, R = unknown> extends DefinitionBase {
+  browser: false;
+  reuseContext?: false;
+  run(ctx: NoBrowserRunContext<I>): Promise<R> | R;
+}
+
+export type SessionDefinition<I = unknown, R = unknown> =
+  BrowserSessionDefinition<I, R> | NoBrowserSessionDefinition<I, R>;
+
+export const SESSION_DEFINITION = Symbol.for('session-framework.session-definition');
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
+
+/**
+ * Declares a session type. A module in SESSIONS_DIR default-exports the result:
+ *
+ *   export default defineSession({ name: 'login-check', input: z.object({ user: z.string() }),
+ *     async run({ page, input }) { await page.goto('https://example.com'); return { ok: true }; } });
+ */
+export function defineSession<I = unknown, R = unknown>(
+  def: NoBrowserSessionDefinition<I, R>,
+): NoBrowserSessionDefinition<I, R>;
+export function defineSession<I = unknown, R = unknown>(
+  def: BrowserSessionDefinition<I, R>,
+): BrowserSessionDefinition<I, R>;
+export function defineSession<I, R>(def: SessionDefinition<I, R>): SessionDefinition<I, R> {
+  checkDefinition(def);
+  Object.defineProperty(def, SESSION_DEFINITION, { value: true, enumerable: false });
+  return def;
+}
+
+/** Throws a ValidationError naming the first bad field of a session definition. */
+export function checkDefinition(def: unknown): asserts def is SessionDefinition {
+  if (typeof def !== 'object' || def === null) {
+    throw new ValidationError('definition', 'must be an object passed to defineSession({ name, run })');
+  }
+  const d = def as Record<string, unknown>;
+  if (typeof d.name !== 'string' || !NAME_PATTERN.test(d.name)) {
+    throw new ValidationError(
+      'name',
+      'must be 1-100 characters: letters, digits, ".", "_", ":", "-", starting with a letter or digit',
+    );
+  }
+  if (typeof d.run !== 'function') throw new ValidationError('run', 'must be a function');
+  if (d.browser !== undefined && typeof d.browser !== 'boolean') {
+    throw new ValidationError('browser', 'must be true or false');
+  }
+  if (d.reuseContext !== undefined && typeof d.reuseContext !== 'boolean') {
+    throw new ValidationError('reuseContext', 'must be true or false');
+  }
+  if (d.browser === false && d.reuseContext === true) {
+    throw new ValidationError('reuseContext', 'needs a browser: remove browser: false or reuseContext');
+  }
+  for (const field of ['timeoutMs', 'maxAttempts'] as const) {
+    const v = d[field];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 1)) {
+      throw new ValidationError(field, 'must be a positive integer');
+    }
+  }
+  if (d.input !== undefined && (typeof d.input !== 'object' || d.input === null)) {
+    throw new ValidationError('input', 'must be a zod schema or a JSON schema object');
+  }
+}

@@ -1,0 +1,350 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BrowserContext, ConsoleMessage, Page } from 'playwright-core';
+import type { ArtifactMode } from '../core/types.js';
+import type { ClaimedSession } from '../protocol/schemas.js';
+import type { FlowSessionInput } from '../protocol/flow.js';
+import { logFn, type LogFn, type LogSink } from '../browser/log.js';
+import type { BrowserLease, BrowserPool } from '../browser/pool.js';
+import { FlowStepError, runFlow } from './flow.js';
+import type { SessionType } from './registry.js';
+
+export type ExecutionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
+
+export interface ExecutionOutcome {
+  status: ExecutionStatus;
+  result?: unknown;
+  errorMessage?: string;
+}
+
+export interface ExecuteOptions {
+  session: ClaimedSession;
+  type: SessionType;
+  /** Needed by browser session types. */
+  pool?: BrowserPool;
+  /** The runner's abort (cancellation or forced shutdown): the outcome is `cancelled`. */
+  signal: AbortSignal;
+  upload(name: string, data: Buffer, contentType: string): Promise<void>;
+  log?: LogSink;
+  flow?: { allowEvaluate?: boolean; checkUrl?: (url: string) => void; defaultStepTimeoutMs?: number };
+}
+
+const ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+const ARTIFACT_STEP_TIMEOUT_MS = 10_000;
+const CONSOLE_MAX_LINES = 5000;
+const CONSOLE_MAX_BYTES = 1 << 20;
+
+class TimeoutAbort extends Error {
+  constructor(ms: number) {
+    super(`timed out after ${ms} ms`);
+  }
+}
+
+class BrowserGone extends Error {}
+
+function wants(mode: ArtifactMode, failed: boolean): boolean {
+  return mode === 'always' || (mode === 'on-failure' && failed);
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return typeof err === 'string' ? err : 'the session threw a non-Error value';
+}
+
+/** Rejects when `signal` aborts; never resolves. */
+function rejectOnAbort(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
+  let onAbort = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => {});
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/** Console and page-error lines of a session, bounded. */
+class ConsoleLines {
+  readonly lines: string[] = [];
+  private bytes = 0;
+  private dropped = 0;
+
+  add(line: string): void {
+    if (this.lines.length >= CONSOLE_MAX_LINES || this.bytes + line.length > CONSOLE_MAX_BYTES) {
+      this.dropped++;
+      return;
+    }
+    this.lines.push(line);
+    this.bytes += line.length + 1;
+  }
+
+  text(): string {
+    const tail = this.dropped > 0 ? [`… ${this.dropped} more lines not kept`] : [];
+    return [...this.lines, ...tail].join('\n') + '\n';
+  }
+}
+
+/** Waits for `work` but gives up after `ms` (artifact capture must never hold a session). */
+async function bounded<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([work.catch(() => undefined), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs one claimed session to an outcome: validates its input, leases a browser context, runs the flow
+ * or the code session under the session's timeout, records artifacts, and always releases the context.
+ * Statuses: a throw or the timeout → `failed`; the browser crashing → `error`; the runner's signal →
+ * `cancelled`. Artifact uploads never change the outcome.
+ */
+export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOutcome> {
+  const { session, type } = opts;
+  const log: LogFn = logFn(opts.log);
+  if (opts.signal.aborted) return { status: 'cancelled', errorMessage: 'cancelled before it started' };
+
+  let input: unknown;
+  try {
+    input = type.validateInput(session.input);
+  } catch (err) {
+    return { status: 'failed', errorMessage: `invalid input: ${messageOf(err)}` };
+  }
+
+  const timeoutMs = session.timeoutMs;
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(new TimeoutAbort(timeoutMs)), timeoutMs);
+  const signal = AbortSignal.any([opts.signal, timeout.signal]);
+  const consoleLines = new ConsoleLines();
+  const upload = async (name: string, data: Buffer, contentType: string) => {
+    if (!ARTIFACT_NAME.test(name)) {
+      log(
+        'artifact skipped: bad name (letters, digits, ".", "_", "-")',
+        { sessionId: session.id, name },
+        'warn',
+      );
+      return;
+    }
+    try {
+      await opts.upload(name, data, contentType);
+    } catch (err) {
+      log('artifact upload failed', { sessionId: session.id, name, error: messageOf(err) }, 'warn');
+    }
+  };
+
+  let lease: BrowserLease | undefined;
+  try {
+    if (type.browser) {
+      if (!opts.pool)
+        return { status: 'error', errorMessage: 'this runner has no browser for this session type' };
+      const aborted = rejectOnAbort(signal);
+      try {
+        lease = await Promise.race([
+          opts.pool.acquire(type.reuseContext ? { reuseContext: type.name } : {}),
+          aborted.promise,
+        ]);
+      } catch (err) {
+        if (opts.signal.aborted) return { status: 'cancelled', errorMessage: messageOf(opts.signal.reason) };
+        if (timeout.signal.aborted)
+          return { status: 'failed', errorMessage: messageOf(timeout.signal.reason) };
+        return { status: 'error', errorMessage: `browser unavailable: ${messageOf(err)}` };
+      } finally {
+        aborted.dispose();
+      }
+    }
+    return await runWithLease(opts, input, lease, signal, timeout.signal, consoleLines, upload, log);
+  } finally {
+    clearTimeout(timer);
+    if (consoleLines.lines.length > 0) {
+      await bounded(
+        upload('console.log', Buffer.from(consoleLines.text()), 'text/plain; charset=utf-8'),
+        ARTIFACT_STEP_TIMEOUT_MS,
+      );
+    }
+    if (lease) await bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
+  }
+}
+
+async function runWithLease(
+  opts: ExecuteOptions,
+  input: unknown,
+  lease: BrowserLease | undefined,
+  signal: AbortSignal,
+  timeoutSignal: AbortSignal,
+  consoleLines: ConsoleLines,
+  upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
+  log: LogFn,
+): Promise<ExecutionOutcome> {
+  const { session, type } = opts;
+  const page = lease?.page;
+  const context = lease?.context;
+  const detach = context ? watchConsole(context, consoleLines) : () => {};
+  const traceMode = session.artifactOptions.trace;
+  let tracing = false;
+  if (context && traceMode !== 'off') {
+    try {
+      await context.tracing.start({ screenshots: true, snapshots: true, sources: false });
+      tracing = true;
+    } catch (err) {
+      log('trace not started', { sessionId: session.id, error: messageOf(err) }, 'warn');
+    }
+  }
+  const userLog = (message: string, data?: Record<string, unknown>) => {
+    consoleLines.add(`${new Date().toISOString()} log: ${message}${data ? ` ${safeJson(data)}` : ''}`);
+    log(message, { sessionId: session.id, ...data });
+  };
+  const artifacts = {
+    add: (name: string, data: Buffer, contentType = 'application/octet-stream') =>
+      upload(name, data, contentType),
+  };
+
+  const base = { input, signal, log: userLog, attempt: session.attempt, sessionId: session.id, artifacts };
+  const gone = browserGone(page, context);
+  const aborted = rejectOnAbort(signal);
+  let outcome: ExecutionOutcome;
+  try {
+    const work =
+      type.kind === 'flow'
+        ? runFlow(page!, input as FlowSessionInput, {
+            signal,
+            ...(opts.flow?.allowEvaluate !== undefined ? { allowEvaluate: opts.flow.allowEvaluate } : {}),
+            ...(opts.flow?.checkUrl ? { checkUrl: opts.flow.checkUrl } : {}),
+            ...(opts.flow?.defaultStepTimeoutMs !== undefined
+              ? { defaultStepTimeoutMs: opts.flow.defaultStepTimeoutMs }
+              : {}),
+            onScreenshot: (name, png) => upload(/\.\w+$/.test(name) ? name : `${name}.png`, png, 'image/png'),
+          })
+        : type.run(page && context ? { page, context, ...base } : base);
+    work.catch(() => {});
+    const result = await Promise.race([work, aborted.promise, gone.promise]);
+    outcome = { status: 'succeeded', result: toJson(result) };
+  } catch (err) {
+    outcome = classify(err, opts.signal, timeoutSignal, lease);
+  } finally {
+    aborted.dispose();
+    gone.dispose();
+    detach();
+  }
+
+  if (page && context && outcome.status !== 'cancelled' && !lease?.crashed) {
+    const failed = outcome.status !== 'succeeded';
+    if (wants(session.artifactOptions.screenshot, failed)) {
+      const png = await bounded(
+        page.screenshot({ timeout: ARTIFACT_STEP_TIMEOUT_MS, type: 'png' }),
+        ARTIFACT_STEP_TIMEOUT_MS,
+      );
+      if (png) await upload(failed ? 'failure.png' : 'final.png', png, 'image/png');
+    }
+    if (tracing) await finishTrace(context, wants(traceMode, failed), upload, log, session.id);
+  }
+  return outcome;
+}
+
+function classify(
+  err: unknown,
+  runnerSignal: AbortSignal,
+  timeoutSignal: AbortSignal,
+  lease: BrowserLease | undefined,
+): ExecutionOutcome {
+  if (runnerSignal.aborted) {
+    const reason: unknown = runnerSignal.reason;
+    return { status: 'cancelled', errorMessage: reason instanceof Error ? reason.message : 'cancelled' };
+  }
+  if (timeoutSignal.aborted) return { status: 'failed', errorMessage: messageOf(timeoutSignal.reason) };
+  if (err instanceof BrowserGone || lease?.crashed) {
+    return { status: 'error', errorMessage: `browser crashed or disconnected: ${messageOf(err)}` };
+  }
+  if (err instanceof FlowStepError)
+    return { status: 'failed', errorMessage: err.message, result: err.result };
+  return { status: 'failed', errorMessage: messageOf(err) };
+}
+
+/** Rejects when the page's renderer crashes or its context closes under the session. */
+function browserGone(
+  page: Page | undefined,
+  context: BrowserContext | undefined,
+): { promise: Promise<never>; dispose(): void } {
+  let dispose = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    if (!page || !context) return;
+    const onCrash = () => reject(new BrowserGone('the page crashed'));
+    const onClose = () => reject(new BrowserGone('the browser closed'));
+    page.once('crash', onCrash);
+    context.once('close', onClose);
+    dispose = () => {
+      page.off('crash', onCrash);
+      context.off('close', onClose);
+    };
+  });
+  promise.catch(() => {});
+  return { promise, dispose: () => dispose() };
+}
+
+function watchConsole(context: BrowserContext, lines: ConsoleLines): () => void {
+  const onConsole = (msg: ConsoleMessage) => {
+    lines.add(`${new Date().toISOString()} console.${msg.type()}: ${msg.text()}`);
+  };
+  const onError = (error: { error(): Error }) => {
+    const e = error.error();
+    lines.add(`${new Date().toISOString()} pageerror: ${e.message || String(e)}`);
+  };
+  context.on('console', onConsole);
+  context.on('weberror', onError);
+  return () => {
+    context.off('console', onConsole);
+    context.off('weberror', onError);
+  };
+}
+
+async function finishTrace(
+  context: BrowserContext,
+  keep: boolean,
+  upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
+  log: LogFn,
+  sessionId: string,
+): Promise<void> {
+  if (!keep) {
+    await bounded(context.tracing.stop(), ARTIFACT_STEP_TIMEOUT_MS);
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'sfw-trace-'));
+  try {
+    const path = join(dir, 'trace.zip');
+    const stopped = await bounded(
+      context.tracing.stop({ path }).then(() => true),
+      30_000,
+    );
+    if (!stopped) {
+      log('trace not saved', { sessionId }, 'warn');
+      return;
+    }
+    await upload('trace.zip', await readFile(path), 'application/zip');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The result travels as JSON: make that explicit, so a bad value fails here with a clear message. */
+function toJson(result: unknown): unknown {
+  if (result === undefined) return null;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(result);
+  } catch (err) {
+    throw new Error(`the session's result is not JSON-serializable: ${messageOf(err)}`);
+  }
+  return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+function safeJson(data: unknown): string {
+  try {
+    return JSON.stringify(data);
+  } catch {
+    return '[unserializable]';
+  }
+}

@@ -1,0 +1,269 @@
+import type { Locator, Page } from 'playwright-core';
+import type { FlowAction, FlowResult, FlowSessionInput, FlowStep } from '../protocol/flow.js';
+
+export const DEFAULT_STEP_TIMEOUT_MS = 15_000;
+
+export interface FlowOptions {
+  signal: AbortSignal;
+  /** Timeout of a step without its own `timeoutMs`. */
+  defaultStepTimeoutMs?: number;
+  /** `evaluate` steps run page JavaScript given by the enqueuer: off unless the runner allows it. */
+  allowEvaluate?: boolean;
+  /** Throws to refuse a `goto` URL (an allowlist); called after placeholders are filled. */
+  checkUrl?: (url: string) => void;
+  onScreenshot: (name: string, png: Buffer) => Promise<void>;
+}
+
+/** A flow step failed: which one, why (Playwright's message), and what the steps before it produced. */
+export class FlowStepError extends Error {
+  override readonly name = 'FlowStepError';
+  /** 0-based, as in `input.steps.N`. */
+  readonly index: number;
+  readonly action: FlowAction;
+  readonly reason: string;
+  readonly result: FlowResult;
+
+  constructor(index: number, action: FlowAction, reason: string, result: FlowResult) {
+    super(`step ${index + 1} (${action}): ${reason}`);
+    this.index = index;
+    this.action = action;
+    this.reason = reason;
+    this.result = result;
+  }
+}
+
+const PLACEHOLDER = /\{\{\s*input\.([A-Za-z0-9_$][A-Za-z0-9_$.-]*)\s*\}\}/g;
+
+function lookup(root: unknown, path: string): unknown {
+  let v: unknown = root;
+  for (const key of path.split('.')) {
+    if (typeof v !== 'object' || v === null || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+/** Replaces `{{input.x}}` with input.input.x (or input.x); a missing value is an error. */
+export function fillPlaceholders(text: string, input: Record<string, unknown>): string {
+  return text.replace(PLACEHOLDER, (_, path: string) => {
+    let v = lookup(input.input, path);
+    if (v === undefined) v = lookup(input, path);
+    if (v === undefined || v === null) {
+      throw new Error(`placeholder {{input.${path}}} has no value: set input.${path} when enqueuing`);
+    }
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  });
+}
+
+function withPlaceholders<S extends FlowStep>(step: S, input: Record<string, unknown>): S {
+  const out: Record<string, unknown> = { ...step };
+  for (const [k, v] of Object.entries(out)) {
+    if (k !== 'action' && typeof v === 'string') out[k] = fillPlaceholders(v, input);
+  }
+  return out as S;
+}
+
+/** Playwright's messages carry a multi-line call log: keep it, on one line, within bounds. */
+function describeError(err: unknown): string {
+  const raw = err instanceof Error ? err.message : String(err);
+  const text = raw
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^=+ *(logs)? *=+$/.test(l))
+    .join(' ');
+  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
+}
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new Error(typeof r === 'string' ? r : 'aborted');
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return abortable(new Promise<void>((r) => setTimeout(r, ms)), signal);
+}
+
+/** Retries `check` until it returns null (the condition holds) or the timeout passes. */
+async function pollUntil(
+  check: () => Promise<string | null>,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 20;
+  for (;;) {
+    const problem = await check();
+    if (problem === null) return;
+    if (Date.now() >= deadline) throw new Error(`${problem} (after ${timeoutMs} ms)`);
+    await sleep(Math.min(delay, Math.max(1, deadline - Date.now())), signal);
+    delay = Math.min(delay * 2, 250);
+  }
+}
+
+function checkGotoUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`"${url.slice(0, 200)}" is not an absolute URL (use http:// or https://)`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new Error(`only http and https URLs can be opened, not ${parsed.protocol.replace(':', '')}:`);
+  }
+}
+
+async function extract(loc: Locator, attribute: string | undefined, all: boolean, timeout: number) {
+  if (!all) {
+    const first = loc.first();
+    if (attribute === undefined) return ((await first.textContent({ timeout })) ?? '').trim();
+    return first.getAttribute(attribute, { timeout });
+  }
+  await loc.first().waitFor({ state: 'attached', timeout });
+  return loc.evaluateAll(
+    (els, attr) => els.map((el) => (attr === null ? (el.textContent ?? '').trim() : el.getAttribute(attr))),
+    attribute ?? null,
+  );
+}
+
+async function runStep(
+  page: Page,
+  step: FlowStep,
+  timeout: number,
+  extracted: Record<string, unknown>,
+  opts: FlowOptions,
+): Promise<void> {
+  const at = (selector: string) => page.locator(selector).first();
+  switch (step.action) {
+    case 'goto':
+      checkGotoUrl(step.url);
+      opts.checkUrl?.(step.url);
+      await page.goto(step.url, { timeout, waitUntil: 'load' });
+      return;
+    case 'click':
+      await at(step.selector).click({ timeout });
+      return;
+    case 'fill':
+      await at(step.selector).fill(step.value, { timeout });
+      return;
+    case 'press':
+      if (step.selector === undefined) await page.keyboard.press(step.key);
+      else await at(step.selector).press(step.key, { timeout });
+      return;
+    case 'select':
+      await at(step.selector).selectOption(step.value, { timeout });
+      return;
+    case 'check':
+      await at(step.selector).check({ timeout });
+      return;
+    case 'uncheck':
+      await at(step.selector).uncheck({ timeout });
+      return;
+    case 'hover':
+      await at(step.selector).hover({ timeout });
+      return;
+    case 'waitFor':
+      if (step.selector !== undefined)
+        await at(step.selector).waitFor({ state: step.state ?? 'visible', timeout });
+      else await sleep(step.ms ?? 0, opts.signal);
+      return;
+    case 'extract':
+      extracted[step.as] = await extract(
+        page.locator(step.selector),
+        step.attribute,
+        step.all === true,
+        timeout,
+      );
+      return;
+    case 'assert': {
+      const loc = page.locator(step.selector);
+      const quoted = JSON.stringify(step.selector);
+      await pollUntil(
+        async () => {
+          if (step.count !== undefined) {
+            const n = await loc.count();
+            if (n !== step.count) return `expected ${step.count} elements matching ${quoted}, found ${n}`;
+          }
+          if (step.visible !== undefined) {
+            const visible = await loc.first().isVisible();
+            if (visible !== step.visible) {
+              return `expected ${quoted} to be ${step.visible ? 'visible' : 'hidden'}, it is ${visible ? 'visible' : 'hidden or missing'}`;
+            }
+          }
+          if (step.text !== undefined) {
+            if ((await loc.count()) === 0)
+              return `expected ${quoted} to contain text ${JSON.stringify(step.text)}, no element matches`;
+            const actual = (await loc.first().textContent({ timeout: 1000 })) ?? '';
+            if (!actual.includes(step.text)) {
+              return `expected ${quoted} to contain text ${JSON.stringify(step.text)}, got ${JSON.stringify(actual.trim().slice(0, 200))}`;
+            }
+          }
+          return null;
+        },
+        timeout,
+        opts.signal,
+      );
+      return;
+    }
+    case 'screenshot': {
+      const png = await page.screenshot({ fullPage: step.fullPage === true, timeout, type: 'png' });
+      await opts.onScreenshot(step.name, png);
+      return;
+    }
+    case 'evaluate': {
+      if (!opts.allowEvaluate) {
+        throw new Error(
+          "evaluate steps are disabled on this runner (enable them with the runner's allow-evaluate setting)",
+        );
+      }
+      const value: unknown = await page.evaluate(step.expression);
+      if (step.as !== undefined) extracted[step.as] = value;
+      return;
+    }
+  }
+}
+
+/**
+ * Runs the steps of a flow session on `page`. Returns `{extracted, steps}`; a failing step throws a
+ * FlowStepError with its index, action and message, and the partial result.
+ */
+export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOptions): Promise<FlowResult> {
+  const result: FlowResult = { extracted: {}, steps: [] };
+  const defaultTimeout = opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
+  for (const [index, raw] of input.steps.entries()) {
+    const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    if (opts.signal.aborted) throw abortReason(opts.signal);
+    try {
+      const step = withPlaceholders(raw, input);
+      await abortable(
+        runStep(page, step, step.timeoutMs ?? defaultTimeout, result.extracted, opts),
+        opts.signal,
+      );
+      result.steps.push({ action: raw.action, ok: true, ms: elapsed() });
+    } catch (err) {
+      if (opts.signal.aborted) throw abortReason(opts.signal);
+      const reason = describeError(err);
+      result.steps.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
+      throw new FlowStepError(index, raw.action, reason, result);
+    }
+  }
+  return result;
+}

@@ -1,0 +1,234 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium } from '../../src/browser/chromium.js';
+import { BrowserPool, type BrowserLease } from '../../src/browser/pool.js';
+import { FlowStepError, fillPlaceholders, runFlow, type FlowOptions } from '../../src/sessions/flow.js';
+import type { FlowSessionInput, FlowStep } from '../../src/protocol/flow.js';
+import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+
+let pool: BrowserPool;
+let site: FixtureServer;
+
+beforeAll(async () => {
+  const executablePath = findChromium(process.env.CHROMIUM_PATH);
+  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
+  site = await startFixtureServer();
+  pool = new BrowserPool({ executablePath });
+  await pool.start();
+});
+afterAll(async () => {
+  await pool?.close();
+  await site?.close();
+});
+
+async function withPage<T>(fn: (lease: BrowserLease) => Promise<T>): Promise<T> {
+  const lease = await pool.acquire();
+  try {
+    return await fn(lease);
+  } finally {
+    await lease.release();
+  }
+}
+
+function flow(steps: FlowStep[], extra: Record<string, unknown> = {}): FlowSessionInput {
+  return { steps, ...extra };
+}
+
+function options(over: Partial<FlowOptions> = {}): FlowOptions & { shots: Map<string, Buffer> } {
+  const shots = new Map<string, Buffer>();
+  return {
+    signal: new AbortController().signal,
+    defaultStepTimeoutMs: 5000,
+    onScreenshot: async (name, png) => {
+      shots.set(name, png);
+    },
+    shots,
+    ...over,
+  };
+}
+
+describe('flow steps', () => {
+  it('runs every action: goto, fill, press, select, check, uncheck, click, hover, waitFor, extract, assert, screenshot', async () => {
+    const opts = options();
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow(
+          [
+            { action: 'goto', url: `${site.url}/pages/form.html` },
+            { action: 'fill', selector: '#name', value: '{{input.user.name}}' },
+            { action: 'press', selector: '#name', key: 'Enter' },
+            { action: 'assert', selector: '#pressed', text: 'key Enter' },
+            { action: 'press', key: 'Tab' },
+            { action: 'select', selector: '#color', value: '{{input.color}}' },
+            { action: 'check', selector: '#agree' },
+            { action: 'uncheck', selector: '#news' },
+            { action: 'click', selector: '#submit' },
+            { action: 'assert', selector: '#result', text: 'Hello Ada, color green, agree true, news false' },
+            { action: 'extract', selector: '#result', as: 'greeting' },
+            { action: 'extract', selector: '#link', as: 'href', attribute: 'href' },
+            { action: 'screenshot', name: 'form' },
+            { action: 'goto', url: `${site.url}/pages/slow.html?delay=300` },
+            { action: 'waitFor', selector: '#late' },
+            { action: 'waitFor', selector: '#spinner', state: 'detached' },
+            { action: 'waitFor', ms: 10 },
+            { action: 'assert', selector: '#tooltip', visible: false },
+            { action: 'hover', selector: '#hover-target' },
+            { action: 'assert', selector: '#tooltip', visible: true },
+            { action: 'assert', selector: '#late', count: 1 },
+            { action: 'screenshot', name: 'slow-full', fullPage: true },
+          ],
+          { color: 'green', input: { user: { name: 'Ada' } } },
+        ),
+        opts,
+      ),
+    );
+    expect(result.extracted).toEqual({
+      greeting: 'Hello Ada, color green, agree true, news false',
+      href: '/pages/list.html',
+    });
+    expect(result.steps).toHaveLength(22);
+    expect(result.steps.every((s) => s.ok && typeof s.ms === 'number' && s.ms >= 0)).toBe(true);
+    expect(result.steps.map((s) => s.action)).toContain('hover');
+    expect([...opts.shots.keys()]).toEqual(['form', 'slow-full']);
+    for (const png of opts.shots.values())
+      expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+  });
+
+  it('extracts 60 items as text and as attributes, in page order', async () => {
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: `${site.url}/pages/list.html` },
+          { action: 'extract', selector: 'li.item', as: 'names', all: true },
+          { action: 'extract', selector: 'li.item', as: 'ids', attribute: 'data-id', all: true },
+          { action: 'extract', selector: 'li.item', as: 'first' },
+          { action: 'assert', selector: 'li.item', count: 60 },
+        ]),
+        options(),
+      ),
+    );
+    const names = result.extracted.names as string[];
+    expect(names).toHaveLength(60);
+    expect(names[0]).toBe('Item 1');
+    expect(names[59]).toBe('Item 60');
+    expect(result.extracted.ids).toEqual(Array.from({ length: 60 }, (_, i) => String(i + 1)));
+    expect(result.extracted.first).toBe('Item 1');
+  });
+
+  it('fails an assert with the step index, action, message and the partial result', async () => {
+    const err = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: `${site.url}/pages/form.html` },
+          { action: 'extract', selector: '#title', as: 'title' },
+          { action: 'assert', selector: '#title', text: 'Log in', timeoutMs: 300 },
+          { action: 'click', selector: '#submit' },
+        ]),
+        options(),
+      ).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    );
+    expect(err).toBeInstanceOf(FlowStepError);
+    const e = err as FlowStepError;
+    expect(e.index).toBe(2);
+    expect(e.action).toBe('assert');
+    expect(e.message).toMatch(
+      /^step 3 \(assert\): expected "#title" to contain text "Log in", got "Sign up"/,
+    );
+    expect(e.result.extracted).toEqual({ title: 'Sign up' });
+    expect(e.result.steps.map((s) => [s.action, s.ok])).toEqual([
+      ['goto', true],
+      ['extract', true],
+      ['assert', false],
+    ]);
+  });
+
+  it('times a step out at its timeoutMs with Playwright’s message', async () => {
+    const started = Date.now();
+    const err = (await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: `${site.url}/pages/slow.html?delay=100000` },
+          { action: 'click', selector: '#late', timeoutMs: 400 },
+        ]),
+        options(),
+      ).catch((e: unknown) => e),
+    )) as FlowStepError;
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(err).toBeInstanceOf(FlowStepError);
+    expect(err.index).toBe(1);
+    expect(err.message).toMatch(/^step 2 \(click\): .*Timeout 400ms exceeded/);
+    expect(err.message).toContain("locator('#late')");
+  });
+
+  it('rejects non-http URLs, applies checkUrl, and runs evaluate only when allowed', async () => {
+    await withPage(async ({ page }) => {
+      const file = await runFlow(
+        page,
+        flow([{ action: 'goto', url: 'file:///etc/passwd' }]),
+        options(),
+      ).catch((e: Error) => e);
+      expect(file).toBeInstanceOf(FlowStepError);
+      expect((file as Error).message).toBe(
+        'step 1 (goto): only http and https URLs can be opened, not file:',
+      );
+
+      const blocked = await runFlow(
+        page,
+        flow([{ action: 'goto', url: `${site.url}/pages/simple.html` }]),
+        options({
+          checkUrl: (url) => {
+            throw new Error(`${new URL(url).host} is not on the allowlist`);
+          },
+        }),
+      ).catch((e: Error) => e);
+      expect((blocked as Error).message).toMatch(
+        /^step 1 \(goto\): 127\.0\.0\.1:\d+ is not on the allowlist$/,
+      );
+
+      const steps: FlowStep[] = [
+        { action: 'goto', url: `${site.url}/pages/simple.html` },
+        { action: 'evaluate', expression: 'document.title', as: 'title' },
+      ];
+      const denied = await runFlow(page, flow(steps), options()).catch((e: Error) => e);
+      expect((denied as Error).message).toMatch(/^step 2 \(evaluate\): evaluate steps are disabled/);
+      const allowed = await runFlow(page, flow(steps), options({ allowEvaluate: true }));
+      expect(allowed.extracted).toEqual({ title: 'Simple fixture' });
+    });
+  });
+
+  it('stops at once when the signal aborts', async () => {
+    const ac = new AbortController();
+    const started = Date.now();
+    const run = withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: `${site.url}/pages/simple.html` },
+          { action: 'waitFor', ms: 30_000 },
+        ]),
+        options({ signal: ac.signal }),
+      ),
+    );
+    setTimeout(() => ac.abort(new Error('cancelled by the runner')), 200);
+    await expect(run).rejects.toThrow('cancelled by the runner');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('placeholders', () => {
+  it('fills {{input.x}} from input.input first, then top-level input, objects as JSON', () => {
+    const input = { steps: [], a: 'top', input: { a: 'inner', n: 3, o: { k: [1] } }, b: 'only-top' };
+    expect(fillPlaceholders('{{input.a}}-{{ input.b }}-{{input.n}}', input)).toBe('inner-only-top-3');
+    expect(fillPlaceholders('{{input.o}}', input)).toBe('{"k":[1]}');
+    expect(() => fillPlaceholders('{{input.missing}}', input)).toThrow(
+      'placeholder {{input.missing}} has no value: set input.missing when enqueuing',
+    );
+    expect(fillPlaceholders('no placeholders {{other}}', input)).toBe('no placeholders {{other}}');
+  });
+});
