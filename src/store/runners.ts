@@ -137,13 +137,16 @@ export interface QueueStats {
 }
 
 /**
- * The queue's shape. Counting terminal statuses walks the history, so they come from the status index;
- * queued and running counts come from their small partial indexes.
+ * The queue's shape. Queued and running counts come from their small partial indexes; final statuses from
+ * the rollup the triggers keep (lifetime counts), so no query walks the history.
  */
 export async function queueStats(db: Queryable, liveWithinMs = 60_000): Promise<QueueStats> {
   const [status, prio, types, oldest, fleet] = await Promise.all([
+    // Final statuses come from the session_stats rollup (migration 0002), not a count over the history.
     db.query<{ status: string; n: number }>(
-      'SELECT status, count(*)::integer AS n FROM sessions GROUP BY status',
+      `SELECT status, count(*)::integer AS n FROM sessions WHERE status IN ('queued', 'running') GROUP BY status
+       UNION ALL
+       SELECT status, sum(count)::integer FROM session_stats WHERE kind = 'finished' GROUP BY status`,
     ),
     db.query<{ priority: number; n: number }>(
       `SELECT priority, count(*)::integer AS n FROM sessions WHERE status = 'queued' GROUP BY priority ORDER BY priority DESC`,
