@@ -48,6 +48,8 @@ export interface StartedRunner {
   types: string[];
   /** Session modules that could not be loaded: `file: message`. */
   problems: string[];
+  /** Said once at start, for the user (e.g. no Chromium: which types are not served and how to fix it). */
+  warnings: string[];
   chromium: string | undefined;
   stop(): Promise<number>;
   force(): Promise<number>;
@@ -57,6 +59,8 @@ export interface StartRunnerOptions {
   log?: Logger;
   /** POLL_INTERVAL_MS was set explicitly: do not follow scheduler_config.poll_interval_ms. */
   fixedPollInterval?: boolean;
+  /** Chromium discovery (default findChromium: CHROMIUM_PATH, Playwright's cache, the system's). */
+  findChromium?: (explicit?: string) => string | undefined;
 }
 
 export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
@@ -70,28 +74,24 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   const problems = loaded.problems.map((p) => `${p.file}: ${p.message}`);
   for (const p of loaded.problems) log.error({ file: p.file, err: p.message }, 'session module not loaded');
 
-  const chromium = findChromium(cfg.chromiumPath);
-  if (cfg.chromiumPath !== undefined && chromium === undefined)
+  const chromium = (opts.findChromium ?? findChromium)(cfg.chromiumPath);
+  if (cfg.chromiumPath !== undefined && chromium === undefined) {
     throw new ConfigError(
-      `CHROMIUM_PATH=${cfg.chromiumPath} is not an executable Chromium. ${CHROMIUM_HELP}`,
+      `CHROMIUM_PATH=${cfg.chromiumPath} is not an executable file: set it to a Chromium or Chrome executable, or unset it to search the usual places`,
     );
+  }
 
+  const warnings: string[] = [];
   const all = [...loaded.types.values()];
   const served: ServedType[] = all
     .filter((t) => !t.browser || chromium !== undefined)
     .map((t) => ({ name: t.name, browser: t.browser }));
   const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
-  if (skipped.length > 0)
-    log.warn(
-      { skippedTypes: skipped },
-      `no Chromium found: browser session types are not served. ${CHROMIUM_HELP}`,
-    );
-  if (served.length === 0) {
-    throw new ConfigError(
-      chromium === undefined
-        ? `no session type to serve without a browser. ${CHROMIUM_HELP}`
-        : 'no session type to serve: check SESSIONS_DIR',
-    );
+  if (served.length === 0) throw new ConfigError(`no session type can run here. ${CHROMIUM_HELP}`);
+  if (skipped.length > 0) {
+    const message = `browser session types not served (${skipped.join(', ')}). ${CHROMIUM_HELP}`;
+    warnings.push(message);
+    log.warn({ skippedTypes: skipped }, message);
   }
 
   let pool: BrowserPool | undefined;
@@ -158,6 +158,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     runnerId,
     types: served.map((t) => t.name),
     problems,
+    warnings,
     chromium,
     stop: () => finish(runner.stop()),
     force: () => {

@@ -37,7 +37,6 @@ describe('sfw up + sfw run', () => {
     up = spawnSfw(['up', '--port', String(port), '--max-concurrency', '2'], {
       DATA_DIR: dir,
       LOG_LEVEL: 'warn',
-      CHROMIUM_PATH: '/usr/bin/chromium',
     });
     await up.waitForOutput(
       /Session Framework is up: API and dashboard at http:\/\/127\.0\.0\.1:\d+\/, runner \S+ serving/,

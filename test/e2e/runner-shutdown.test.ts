@@ -31,7 +31,6 @@ function runnerProcess(runnerId: string): SfwProcess {
     POLL_INTERVAL_MS: '1000',
     HEARTBEAT_INTERVAL_MS: '500',
     SESSIONS_DIR,
-    CHROMIUM_PATH: '/usr/bin/chromium',
   });
   spawned.push(p);
   return p;

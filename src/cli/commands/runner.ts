@@ -27,6 +27,7 @@ export default defineCommand({
     });
     holder.runner = started;
     for (const p of started.problems) ctx.err(`sfw runner: skipped session module ${p}`);
+    for (const w of started.warnings) ctx.err(`sfw runner: ${w}`);
     ctx.err(
       `runner ${started.runnerId} serving ${started.types.join(', ')} from ${cfg.apiBaseUrl}` +
         ` (Ctrl-C drains; a second Ctrl-C aborts and hands sessions back)`,

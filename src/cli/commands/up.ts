@@ -38,6 +38,7 @@ export default defineCommand({
         },
       );
       for (const p of runner.problems) ctx.err(`sfw up: skipped session module ${p}`);
+      for (const w of runner.warnings) ctx.err(`sfw up: ${w}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) {
         await api.stop();
