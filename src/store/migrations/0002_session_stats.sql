@@ -124,12 +124,19 @@ CREATE TRIGGER sessions_stats_insert AFTER INSERT ON sessions
 CREATE TRIGGER sessions_stats_update AFTER UPDATE ON sessions
   REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sfw_stats_after_update();
 
--- Sessions that finished before this migration count too.
-SELECT sfw_stats_record(coalesce(jsonb_agg(e), '[]'::jsonb))
+-- Sessions claimed or finished before this migration count too (one aggregate pass over the history).
+INSERT INTO session_stats (kind, type, status, bucket, shard, count, sum)
+SELECT kind, type, status,
+       CASE WHEN kind = 'finished' THEN 0 ELSE width_bucket(value, sfw_stats_bounds(kind)) END, 0, count(*),
+       coalesce(sum(value), 0)
 FROM (
-  SELECT 'duration' AS kind, type, status, greatest(extract(epoch FROM finished_at - claimed_at), 0) AS value
+  SELECT 'claim_wait' AS kind, type, 'running' AS status, greatest(extract(epoch FROM claimed_at - run_at), 0) AS value
+  FROM sessions WHERE claimed_at IS NOT NULL
+  UNION ALL
+  SELECT 'duration', type, status, greatest(extract(epoch FROM finished_at - claimed_at), 0)
   FROM sessions WHERE status IN ('succeeded', 'failed', 'error', 'cancelled') AND claimed_at IS NOT NULL
     AND finished_at IS NOT NULL
   UNION ALL
   SELECT 'finished', type, status, 0 FROM sessions WHERE status IN ('succeeded', 'failed', 'error', 'cancelled')
-) e;
+) e
+GROUP BY 1, 2, 3, 4;
