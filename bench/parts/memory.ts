@@ -52,7 +52,13 @@ export async function runMemory(ctx: BenchContext): Promise<PartResult> {
         }
         const before = server.requests;
         // Warm-up round so Chromium is launched, then the measured round.
+        let idlePss = 0;
         for (const round_ of ['warm-up', 'measured']) {
+          if (round_ === 'measured') {
+            // Chromium after the warm-up, with no session open: what the browser costs before any page.
+            await new Promise((r) => setTimeout(r, 500));
+            idlePss = chromiumPss(runner.pid).bytes;
+          }
           const seen = server.requests;
           const { items } = await api.client.createSessions(
             Array.from({ length: c }, () => ({ type: 'flow', input: { steps: holdFlow(server.url) } })),
@@ -74,6 +80,8 @@ export async function runMemory(ctx: BenchContext): Promise<PartResult> {
               'chromium processes': chrome.processes,
               'chromium PSS MB': round(chrome.bytes / MB, 1),
               'chromium PSS MB / session': round(chrome.bytes / MB / c, 1),
+              'chromium idle PSS MB': round(idlePss / MB, 1),
+              'marginal PSS MB / session': round((chrome.bytes - idlePss) / MB / c, 1),
               'runner RSS MB': round(rss / MB, 1),
               'runner RSS MB / session': round(rss / MB / c, 1),
             });
@@ -94,7 +102,8 @@ export async function runMemory(ctx: BenchContext): Promise<PartResult> {
     'runner RSS MB': round(idleRss / MB, 1),
   });
   notes.push(
-    `concurrency 0: the runner idle before its first session (${idleHadBrowser ? 'Chromium already running' : 'no Chromium process yet'})`,
+    `concurrency 0: the runner's own node process, idle before its first session (${idleHadBrowser ? 'Chromium already launched, counted apart' : 'no Chromium process yet'}); runner RSS never includes Chromium`,
+    'marginal PSS: (PSS with C pages open − PSS of the same browser with none) / C',
     `sampled ${800} ms after the C-th page load while every session holds its page (waitFor ${HOLD_MS} ms); PSS shares Chromium's common pages fairly among its processes`,
     'the page is a small local form with 50 list items: real sites cost more',
   );
@@ -105,6 +114,9 @@ export async function runMemory(ctx: BenchContext): Promise<PartResult> {
     ratios: {
       'chromium PSS MB per session at the highest concurrency': Number(
         last?.['chromium PSS MB / session'] ?? Number.NaN,
+      ),
+      'marginal chromium PSS MB per session at the highest concurrency': Number(
+        last?.['marginal PSS MB / session'] ?? Number.NaN,
       ),
     },
     notes,

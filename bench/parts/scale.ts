@@ -8,6 +8,7 @@ import {
 } from '../../src/store/bench-seed.js';
 import { claimSessions, completeSession } from '../../src/store/sessions.js';
 import { startApiProcess } from '../lib/env.js';
+import { cpuMeter } from '../lib/procs.js';
 import { size, type BenchContext } from '../lib/context.js';
 import type { PartResult, Row } from '../lib/report.js';
 import { nowMs, ratio, round, summarize, type Summary } from '../lib/stats.js';
@@ -26,6 +27,8 @@ interface Measure {
   httpClaim: Summary;
   dbClaim: Summary;
   claimsPerSec: number;
+  /** Postgres CPU per claim+complete pair in the throughput run (steadier than latency on a busy machine). */
+  pgCpuMsPerPair: number | null;
   plans: string[];
 }
 
@@ -114,9 +117,12 @@ export async function runScale(ctx: BenchContext): Promise<PartResult> {
       ctx.log(`scale: ${label}: measuring`);
       const httpClaim = summarize(await claimLatency(api.runnerClient, 'scale-lat', latencyN));
       const dbClaim = summarize(await dbClaimLatency(db, 'scale-lat-db', dbLatencyN));
+      const cpu = cpuMeter({ postgres: ctx.pg.pid });
       const claimsPerSec = round(await claimThroughput(api.runnerClient, workers, throughputN), 1);
+      const pgCpu = cpu().postgres;
+      const pgCpuMsPerPair = pgCpu === undefined ? null : round((pgCpu * 1000) / throughputN, 3);
       const plans = await explainClaim(db, 'scale-lat', [TYPE]);
-      measures.push({ label, history, queued, httpClaim, dbClaim, claimsPerSec, plans });
+      measures.push({ label, history, queued, httpClaim, dbClaim, claimsPerSec, pgCpuMsPerPair, plans });
     };
 
     ctx.log(`scale: seeding ${smallHistory} finished sessions`);
@@ -149,6 +155,7 @@ export async function runScale(ctx: BenchContext): Promise<PartResult> {
     'db claim p50 ms': m.dbClaim.p50,
     'db claim p95 ms': m.dbClaim.p95,
     [`claim+complete/s (${workers} runners)`]: m.claimsPerSec,
+    'postgres cpu ms per pair': m.pgCpuMsPerPair,
   }));
   const usesReadyIndex = measures.every((m) => (m.plans[1] ?? '').includes('sessions_ready_idx'));
   return {
@@ -161,6 +168,18 @@ export async function runScale(ctx: BenchContext): Promise<PartResult> {
       'db claim p50, large backlog / small history': ratio(deep.dbClaim.p50, small.dbClaim.p50),
       'throughput, large history / small history': ratio(large.claimsPerSec, small.claimsPerSec),
       'throughput, large backlog / small history': ratio(deep.claimsPerSec, small.claimsPerSec),
+      ...(small.pgCpuMsPerPair && large.pgCpuMsPerPair && deep.pgCpuMsPerPair
+        ? {
+            'postgres cpu per pair, large history / small history': ratio(
+              large.pgCpuMsPerPair,
+              small.pgCpuMsPerPair,
+            ),
+            'postgres cpu per pair, large backlog / small history': ratio(
+              deep.pgCpuMsPerPair,
+              small.pgCpuMsPerPair,
+            ),
+          }
+        : {}),
     },
     notes: [
       `claim latency: one runner, claim 1 then complete, ${latencyN} times (HTTP) and ${dbLatencyN} times (store, no HTTP)`,

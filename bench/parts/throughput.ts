@@ -51,18 +51,26 @@ async function measureRunners(
   const api = await startApiProcess(url);
   const procs: Proc[] = [];
   try {
-    const enqueuePerSec = await enqueue(api.client, n);
     for (let k = 0; k < runners; k++) {
       procs.push(
         startRunnerProcess({ apiUrl: api.url, runnerId: `bench-runner-${k}`, maxConcurrency: perRunner }),
       );
     }
+    // Runners idle in their long-poll before work arrives: their start-up is not measured.
+    await until(
+      async () => (await api.client.runners()).filter((r) => r.live).length >= runners,
+      `${runners} runners registered`,
+      60_000,
+      100,
+      () => procs.map((p) => p.output().slice(-1000)).join('\n'),
+    );
     const cpu = cpuMeter({
       postgres: ctx.pg.pid,
       api: api.proc.pid,
       ...Object.fromEntries(procs.map((p, k) => [`runner${k}`, p.pid])),
       bench: 'self',
     });
+    const enqueuePerSec = await enqueue(api.client, n);
     const deadlineMs = 60_000 + n * 20;
     await until(
       async () => {
@@ -73,7 +81,7 @@ async function measureRunners(
       },
       `${n} sessions finished by ${runners} runners`,
       deadlineMs,
-      100,
+      250,
     );
     const used = cpu();
     const w = await processingWindow(db, TYPE);
@@ -96,8 +104,8 @@ async function measureClaimLoops(
   const { url, db } = await ctx.pg.sessionsDatabase('throughput_api');
   const api = await startApiProcess(url);
   try {
-    const enqueuePerSec = await enqueue(api.client, n);
     const cpu = cpuMeter({ postgres: ctx.pg.pid, api: api.proc.pid, bench: 'self' });
+    const enqueuePerSec = await enqueue(api.client, n);
     let finished = 0;
     await Promise.all(
       Array.from({ length: loops }, async (_, k) => {
@@ -133,9 +141,10 @@ async function measureClaimLoops(
 
 async function measureGraphile(ctx: BenchContext, n: number, concurrency: number): Promise<Outcome> {
   const url = await ctx.pg.database('throughput_gw');
-  // Jobs are added before the worker starts, like the sessions: only processing is timed.
+  // Jobs are added before the worker starts: only processing is timed (CPU includes the enqueue, as for sfw).
   const seed = await startGraphile(url, 1, {});
   await seed.runner.stop();
+  const cpu = cpuMeter({ postgres: ctx.pg.pid, 'graphile-worker (bench process)': 'self' });
   const t0 = nowMs();
   for (let done = 0; done < n; done += BATCH) {
     const count = Math.min(BATCH, n - done);
@@ -144,7 +153,6 @@ async function measureGraphile(ctx: BenchContext, n: number, concurrency: number
   const enqueuePerSec = n / ((nowMs() - t0) / 1000);
   await seed.utils.release();
   let first = 0;
-  const cpu = cpuMeter({ postgres: ctx.pg.pid, 'graphile-worker (bench process)': 'self' });
   const gw = await startGraphile(url, concurrency, {
     [TYPE]: async () => {
       if (first === 0) first = nowMs();

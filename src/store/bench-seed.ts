@@ -31,9 +31,13 @@ export async function seedQueuedSessions(db: Queryable, type: string, count: num
   );
 }
 
-/** Refreshes planner statistics and the visibility map after a bulk load. */
+/**
+ * Refreshes planner statistics and the visibility map after a bulk load, then writes the dirty pages out
+ * so a checkpoint does not land in the middle of a measurement (CHECKPOINT needs a privileged role).
+ */
 export async function analyzeSessions(db: Queryable): Promise<void> {
   await db.query('VACUUM (ANALYZE) sessions');
+  await db.query('CHECKPOINT').catch(() => {});
 }
 
 /** Sessions of `type` by status. */
@@ -55,7 +59,7 @@ export async function processingWindow(
 ): Promise<{ n: number; firstClaimedAt: Date | null; lastFinishedAt: Date | null }> {
   const { rows } = await db.query<{ n: number; first: Date | null; last: Date | null }>(
     `SELECT count(*)::integer AS n, min(claimed_at) AS first, max(finished_at) AS last
-     FROM sessions WHERE type = $1 AND finished_at IS NOT NULL AND created_at >= coalesce($2, '-infinity')`,
+     FROM sessions WHERE type = $1 AND finished_at IS NOT NULL AND created_at >= coalesce($2::timestamptz, '-infinity'::timestamptz)`,
     [type, since ?? null],
   );
   const r = rows[0];
