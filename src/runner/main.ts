@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../core/log.js';
 import { VERSION } from '../core/version.js';
 import { SfwClient } from '../sdk/client.js';
 import { createTargetCheck, parseTargetPolicy } from '../protocol/targets.js';
+import { RunnerIdSchema } from '../protocol/schemas.js';
 import { CHROMIUM_HELP, findChromium } from '../browser/chromium.js';
 import { BrowserPool } from '../browser/pool.js';
 import { loadSessionTypes } from '../sessions/registry.js';
@@ -31,6 +32,8 @@ export const RUNNER_CONFIG_KEYS = [
 ] as const;
 
 export type RunnerConfig = Config<(typeof RUNNER_CONFIG_KEYS)[number]>;
+
+const RUNNER_ID_RE = new RegExp(RunnerIdSchema.pattern ?? '^[A-Za-z0-9][A-Za-z0-9._:@-]*$');
 
 /** hostname-pid-random: unique per process, readable in runner_health, valid as a runner id. */
 export function defaultRunnerId(): string {
@@ -65,6 +68,11 @@ export interface StartRunnerOptions {
 
 export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
   const runnerId = cfg.runnerId ?? defaultRunnerId();
+  if (!RUNNER_ID_RE.test(runnerId) || runnerId.length > 200) {
+    throw new ConfigError(
+      `RUNNER_ID (--runner-id) "${runnerId}" is not a valid runner id: up to 200 letters, digits and . _ : @ -, starting with a letter or digit`,
+    );
+  }
   const log = (opts.log ?? createLogger(cfg.logLevel, { component: 'runner' })).child({ runnerId });
 
   const checkUrl = createTargetCheck(

@@ -51,6 +51,7 @@ describe('startRunner', () => {
     await writeFile(path.join(sessionsDir, 'broken.mjs'), 'export default { name: 42 };');
     const started = await startRunner(config({ RUNNER_ID: 'wired-nochrome', SESSIONS_DIR: sessionsDir }), {
       log: silentLog,
+      fixedPollInterval: true,
       findChromium: () => undefined,
     });
     try {
@@ -76,6 +77,12 @@ describe('startRunner', () => {
     }
   });
 
+  it('refuses a RUNNER_ID the API would not accept, naming the variable', async () => {
+    await expect(startRunner(config({ RUNNER_ID: 'my runner' }), { log: silentLog })).rejects.toThrow(
+      /RUNNER_ID \(--runner-id\) "my runner" is not a valid runner id/,
+    );
+  });
+
   it('refuses a CHROMIUM_PATH that is not an executable, naming the variable', async () => {
     await expect(
       startRunner(config({ CHROMIUM_PATH: '/nonexistent/chromium' }), { log: silentLog }),
@@ -88,6 +95,7 @@ describe('startRunner', () => {
   it('with Chromium runs a flow and reports browser memory and effective concurrency in runner_health', async () => {
     const started = await startRunner(config({ RUNNER_ID: 'wired-chrome', MAX_CONCURRENCY: '2' }), {
       log: silentLog,
+      fixedPollInterval: true,
     });
     try {
       expect(started.types).toContain('flow');
