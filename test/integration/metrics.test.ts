@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { DEFAULT_ALERT_THRESHOLDS } from '../../src/server/alerts.js';
-import { startTestApi, type TestApi } from '../helpers/api.js';
+import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 
 let api: TestApi;
 
@@ -150,11 +150,19 @@ describe('GET /metrics', () => {
   });
 
   it('reports a runner that stopped heartbeating as down and fires RunnerDown', async () => {
-    await api.runnerClient.heartbeat('runner-silent', { activeSessions: 0, maxConcurrency: 1, sessions: [] });
+    await api.runnerClient.heartbeat('runner-silent', {
+      activeSessions: 0,
+      maxConcurrency: 1,
+      sessions: [],
+      hostname: 'odd "host"\\name\nline',
+    });
     await api.db.query(
       `UPDATE runner_health SET last_heartbeat = now() - interval '90 seconds' WHERE runner_id = 'runner-silent'`,
     );
-    const m = samples(await api.client.metrics());
+    const text = await api.client.metrics();
+    expect(promtool(['check', 'metrics'], text).status).toBe(0);
+    expect(text).toContain('hostname="odd \\"host\\"\\\\name\\nline"');
+    const m = samples(text);
     expect(m.get('sfw_runner_up{runner_id="runner-silent"}')).toBe(0);
     expect(m.get('sfw_runners{state="down"}')).toBeGreaterThanOrEqual(1);
     const alerts = await api.client.alerts();
@@ -205,5 +213,26 @@ describe('deploy/prometheus', () => {
     const config = promtool(['check', 'config', '--syntax-only', 'deploy/prometheus/prometheus.yml']);
     expect(config.out).toContain('SUCCESS');
     expect(config.status).toBe(0);
+  });
+});
+
+describe('GET /metrics behind tokens', () => {
+  it('needs the API token when ops endpoints are protected; the runner token is refused', async () => {
+    const guarded = await startTestApi('metrics-auth', { auth: true });
+    try {
+      expect((await fetch(`${guarded.url}/metrics`)).status).toBe(401);
+      const asRunner = await fetch(`${guarded.url}/metrics`, {
+        headers: { authorization: `Bearer ${RUNNER_TOKEN}` },
+      });
+      expect(asRunner.status).toBe(403);
+      const res = await fetch(`${guarded.url}/metrics`, {
+        headers: { authorization: `Bearer ${API_TOKEN}` },
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+      expect(await res.text()).toContain('# TYPE sfw_session_duration_seconds histogram');
+    } finally {
+      await guarded.stop();
+    }
   });
 });
