@@ -11,7 +11,16 @@ import {
 } from 'playwright-core';
 import { chromiumArgs } from './chromium.js';
 import { logFn, type LogFn, type LogSink } from './log.js';
-import { findPidsByArg, isAlive, killGroup, procCmdline, procStat, treePssBytes } from './procfs.js';
+import {
+  findPidsByArg,
+  isAlive,
+  killGroup,
+  procCmdline,
+  processTree,
+  procStat,
+  reapTree,
+  treePssBytes,
+} from './procfs.js';
 
 export interface BrowserPoolOptions {
   executablePath: string;
@@ -56,6 +65,8 @@ interface Instance {
   contexts: Set<BrowserContext>;
   retired: boolean;
   disconnected: boolean;
+  /** Rejects when the browser disconnects: calls in flight then may never settle on their own. */
+  gone: Promise<never>;
   closing: Promise<void> | undefined;
 }
 
@@ -218,6 +229,11 @@ export class BrowserPool {
     );
     const profileDir = pid === undefined ? undefined : argValue(procCmdline(pid), '--user-data-dir');
     await writeFile(join(dir, OWNER_FILE), JSON.stringify({ ...owner, browserPid: pid, profileDir }));
+    let onGone = () => {};
+    const gone = new Promise<never>((_, reject) => {
+      onGone = () => reject(new Error('the browser disconnected'));
+    });
+    gone.catch(() => {});
     const inst: Instance = {
       generation: ++this.gen,
       browser,
@@ -228,9 +244,13 @@ export class BrowserPool {
       contexts: new Set(),
       retired: false,
       disconnected: false,
+      gone,
       closing: undefined,
     };
-    browser.on('disconnected', () => this.onDisconnected(inst));
+    browser.on('disconnected', () => {
+      onGone();
+      this.onDisconnected(inst);
+    });
     this.instances.add(inst);
     if (this.closed) {
       await this.closeInstance(inst);
@@ -281,7 +301,11 @@ export class BrowserPool {
 
   private closeInstance(inst: Instance): Promise<void> {
     inst.closing ??= (async () => {
+      // Chromium's helpers are reparented when it exits: note them now to make sure they go too.
+      const tree = inst.pid === undefined ? [] : await processTree(inst.pid);
+      const procs = tree.map((pid) => procStat(pid)).filter((p) => p !== undefined);
       await inst.browser.close().catch(() => {});
+      await reapTree(procs, 2000);
       await this.cleanupInstance(inst);
     })();
     return inst.closing;
@@ -323,14 +347,14 @@ export class BrowserPool {
 
   private async newContextPage(inst: Instance): Promise<{ context: BrowserContext; page: Page }> {
     inst.contextsCreated++;
-    const context = await inst.browser.newContext(this.opts.contextOptions);
+    const context = await Promise.race([inst.browser.newContext(this.opts.contextOptions), inst.gone]);
     inst.contexts.add(context);
     context.once('close', () => {
       inst.contexts.delete(context);
       this.maybeCloseRetired(inst);
     });
     try {
-      return { context, page: await context.newPage() };
+      return { context, page: await Promise.race([context.newPage(), inst.gone]) };
     } catch (err) {
       await context.close().catch(() => {});
       throw err;
@@ -407,7 +431,7 @@ export class BrowserPool {
         return;
       }
       for (const [key, k] of this.kept) if (k === kept) this.kept.delete(key);
-      await context.close().catch(() => {});
+      if (!inst.disconnected) await Promise.race([context.close(), inst.gone]).catch(() => {});
     };
     return {
       context,

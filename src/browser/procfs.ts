@@ -5,6 +5,8 @@ import { readFile, readdir } from 'node:fs/promises';
 
 interface ProcInfo {
   pid: number;
+  /** R, S, D, Z (zombie: exited, not yet reaped)… */
+  state: string;
   ppid: number;
   startTime: string;
 }
@@ -17,7 +19,7 @@ function parseStat(text: string, pid: number): ProcInfo | undefined {
   const ppid = Number(fields[1]);
   const startTime = fields[19];
   if (!Number.isFinite(ppid) || startTime === undefined) return undefined;
-  return { pid, ppid, startTime };
+  return { pid, state: fields[0] ?? '?', ppid, startTime };
 }
 
 function listPids(): number[] {
@@ -103,7 +105,7 @@ export async function treePssBytes(root: number): Promise<number> {
 
 export function isAlive(pid: number, startTime?: string): boolean {
   const info = procStat(pid);
-  if (!info) return false;
+  if (!info || info.state === 'Z' || info.state === 'X') return false;
   return startTime === undefined || info.startTime === startTime;
 }
 
@@ -114,6 +116,26 @@ export function killGroup(pid: number): void {
       process.kill(target, 'SIGKILL');
     } catch {
       // already gone
+    }
+  }
+}
+
+/** Waits up to `ms` for the processes to exit, then SIGKILLs those left (same start time only). */
+export async function reapTree(
+  procs: ReadonlyArray<{ pid: number; startTime: string }>,
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  let left = procs.filter((p) => isAlive(p.pid, p.startTime));
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+    left = left.filter((p) => isAlive(p.pid, p.startTime));
+  }
+  for (const p of left) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
     }
   }
 }
