@@ -215,7 +215,10 @@ export class Runner {
       'runner started',
     );
     await this.heartbeat();
-    this.loops = [this.heartbeatLoop(), this.claimLoop()];
+    this.loops = [
+      this.guard('heartbeat', () => this.heartbeatLoop()),
+      this.guard('claim', () => this.claimLoop()),
+    ];
   }
 
   /**
@@ -232,6 +235,26 @@ export class Runner {
   force(): Promise<number> {
     this.forceAbort.abort();
     return this.stop();
+  }
+
+  /** Keeps a loop alive through a bug in one turn: log it, back off, go on until the runner stops. */
+  private async guard(name: string, loop: () => Promise<void>): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        await loop();
+        return;
+      } catch (err) {
+        if (this.stopTimers.signal.aborted) return;
+        this.log.error(
+          { loop: name, err: (err as Error).stack ?? String(err) },
+          'runner loop failed; restarting it',
+        );
+        await sleep(
+          backoff(Math.min(failures, 16), this.backoffMs, this.maxBackoffMs),
+          this.stopTimers.signal,
+        );
+      }
+    }
   }
 
   // ---- claim loop ----------------------------------------------------------------------------------
