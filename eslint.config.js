@@ -32,6 +32,9 @@ export default tseslint.config(
       ],
     },
   },
-  { files: ['src/cli/**', 'test/**', 'bench/**', 'bin/**'], rules: { 'no-restricted-syntax': 'off' } },
+  {
+    files: ['src/cli/**', 'test/**', 'bench/**', 'bin/**', 'scripts/**'],
+    rules: { 'no-restricted-syntax': 'off' },
+  },
   { files: ['**/*.js', '**/*.cjs', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
 );
