@@ -34,10 +34,11 @@ describe('sfw up + sfw run', () => {
   it('starts Postgres, the API and a runner; runs a flow; Ctrl-C stops everything', async () => {
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    up = spawnSfw(['up', '--port', String(port), '--max-concurrency', '2'], {
-      DATA_DIR: dir,
-      LOG_LEVEL: 'warn',
-    });
+    up = spawnSfw(
+      ['up', '--port', String(port), '--max-concurrency', '2'],
+      { DATA_DIR: dir, LOG_LEVEL: 'warn' },
+      { detached: true },
+    );
     await up.waitForOutput(
       /Session Framework is up: API and dashboard at http:\/\/127\.0\.0\.1:\d+\/, runner \S+ serving/,
       90_000,
@@ -75,7 +76,34 @@ describe('sfw up + sfw run', () => {
       await client.close();
     }
 
-    up.child.kill('SIGINT');
+    // Ctrl-C (SIGINT to the whole process group) while a session runs: the runner drains it before the
+    // API stops, so the waiting `sfw run` still gets its result.
+    const slowFile = path.join(dir, 'slow.json');
+    await writeFile(
+      slowFile,
+      JSON.stringify({
+        steps: [
+          { action: 'goto', url: siteUrl },
+          { action: 'waitFor', ms: 1500 },
+          { action: 'extract', selector: 'h1', as: 'title' },
+        ],
+      }),
+    );
+    const slow = spawnSfw(['run', slowFile, '--json'], { API_BASE_URL: apiUrl });
+    const watch = new SfwClient({ baseUrl: apiUrl, retries: 0 });
+    try {
+      await waitFor(async () => (await watch.listSessions({ status: 'running' })).items.length === 1, {
+        what: 'the slow flow running',
+      });
+    } finally {
+      await watch.close();
+    }
+    process.kill(-up.child.pid!, 'SIGINT');
+    expect(await slow.exited).toBe(0);
+    expect(JSON.parse(slow.output().trim().split('\n').at(-1)!)).toMatchObject({
+      status: 'succeeded',
+      result: { extracted: { title: 'Hello from the shop' } },
+    });
     expect(await up.exited).toBe(0);
     expect(up.output()).toMatch(/draining the runner[\s\S]*stopping the API/);
     // Postgres, the API and Chromium all belong to the tagged process tree: none may be left.

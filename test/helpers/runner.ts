@@ -97,12 +97,18 @@ export interface SfwProcess {
 }
 
 /** Spawns `sfw <args>` from source as its own process, with a tag to find its descendants by. */
-export function spawnSfw(args: string[], env: Record<string, string | undefined>): SfwProcess {
+export function spawnSfw(
+  args: string[],
+  env: Record<string, string | undefined>,
+  opts: { detached?: boolean } = {},
+): SfwProcess {
   const tag = randomUUID();
   const child = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, ...args], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'info', ...env, SFW_PROCESS_TAG: tag },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, like a command started in a terminal: a signal to the group is Ctrl-C.
+    detached: opts.detached ?? false,
   });
   let out = '';
   const listeners = new Set<() => void>();
