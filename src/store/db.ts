@@ -25,6 +25,9 @@ export function createDb(options: DbOptions): Db {
   });
   // A dropped idle connection (Postgres restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  // The pool listens for errors only on idle clients; one checked out between two queries (a reaper or
+  // migration transaction) would otherwise turn a Postgres restart into an uncaught 'error' event.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -308,3 +308,28 @@ describe('two API replicas', () => {
     }
   });
 });
+
+describe('a dropped database connection', () => {
+  it('does not crash the process when it is checked out between two queries (as in a reaper pass)', async () => {
+    const client = await api.db.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      // What a Postgres restart does to every connection: terminated by the administrator (57P01).
+      await api.db.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+      const err = await waitFor(
+        () =>
+          client.query('SELECT 1').then(
+            () => null,
+            (e: unknown) => e as Error,
+          ),
+        { timeoutMs: 5000, what: 'the terminated connection to fail' },
+      );
+      expect(err.message).toMatch(/terminat|Connection/i);
+    } finally {
+      client.release(true);
+    }
+    // The pool carries on with fresh connections; the reaper too.
+    expect(await reaper.runOnce()).not.toBeUndefined();
+  });
+});
