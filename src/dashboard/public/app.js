@@ -18,6 +18,7 @@ const ROUTES = [
 
 const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
+const announce = document.getElementById('announce');
 const alertsEl = document.getElementById('alerts');
 const signOut = document.getElementById('sign-out');
 let current = null;
@@ -30,8 +31,10 @@ const navigate = (hash) => {
 
 function showError(err) {
   if (err instanceof Unauthorized) return showSignIn();
-  statusLine.textContent =
-    err instanceof ApiError ? `API: ${err.message}` : `Cannot reach the API: ${err.message}`;
+  const text = err instanceof ApiError ? `API: ${err.message}` : `Cannot reach the API: ${err.message}`;
+  // Announce a new problem once; the status line itself is not a live region (it ticks every poll).
+  if (statusLine.textContent !== text) announce.textContent = text;
+  statusLine.textContent = text;
   statusLine.classList.add('stale');
 }
 
@@ -61,8 +64,14 @@ function showSignIn() {
   });
 }
 
+let shownAlerts = '';
 async function refreshAlerts() {
   const { items } = await get('/v1/alerts');
+  // The banner is not a live region (its ages tick every poll): announce only when the set of alerts changes.
+  const key = JSON.stringify(items.map((a) => [a.name, a.runnerId ?? '']));
+  if (key !== shownAlerts && items.length > 0)
+    announce.textContent = `${items.length} alert${items.length === 1 ? '' : 's'}: ${items.map((a) => a.name).join(', ')}`;
+  shownAlerts = key;
   alertsEl.hidden = items.length === 0;
   render(
     alertsEl,

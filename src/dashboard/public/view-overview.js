@@ -9,7 +9,7 @@ export function mount(el) {
   render(
     el,
     html`<h2 tabindex="-1">Overview</h2>
-      <div class="cards" id="fleet-cards" aria-live="polite"></div>
+      <div class="cards" id="fleet-cards"></div>
       <section aria-labelledby="charts-h">
         <h3 id="charts-h">Last hour</h3>
         <div class="charts" id="charts">Loading…</div>
