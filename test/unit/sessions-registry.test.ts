@@ -40,7 +40,9 @@ describe('loadSessionTypes', () => {
     const { types, problems } = await loadSessionTypes(dir);
     expect([...types.keys()].sort()).toEqual(['api-check', 'defined', 'flow', 'good']);
 
-    const byFile = Object.fromEntries(problems.map((p) => [p.file.split('/').pop(), p.message]));
+    const byFile: Record<string, string> = Object.fromEntries(
+      problems.map((p) => [p.file.split('/').pop() ?? p.file, p.message]),
+    );
     expect(Object.keys(byFile).sort()).toEqual([
       'c-broken.mjs',
       'd-no-default.mjs',
