@@ -48,6 +48,7 @@ export function isPermanentRefusal(err: unknown): boolean {
 }
 
 export class ReportQueue {
+  /** Deliveries in flight by lease token. */
   private readonly pending = new Map<string, Promise<ReportOutcome>>();
   private readonly stopper = new AbortController();
   private readonly backoffMs: number;
@@ -65,16 +66,19 @@ export class ReportQueue {
     return this.pending.size;
   }
 
-  has(sessionId: string): boolean {
-    return this.pending.has(sessionId);
+  /** A report of this attempt (lease) is pending. */
+  has(leaseToken: string): boolean {
+    return this.pending.has(leaseToken);
   }
 
   /** Delivers the report; resolves once it is accepted, refused for a lost lease, or the queue is abandoned. */
   submit(report: Report): Promise<ReportOutcome> {
-    const existing = this.pending.get(report.sessionId);
+    // Keyed by lease: each attempt of a session is its own report.
+    const key = report.body.leaseToken;
+    const existing = this.pending.get(key);
     if (existing) return existing;
-    const p = this.deliver(report).finally(() => this.pending.delete(report.sessionId));
-    this.pending.set(report.sessionId, p);
+    const p = this.deliver(report).finally(() => this.pending.delete(key));
+    this.pending.set(key, p);
     return p;
   }
 

@@ -349,13 +349,16 @@ export class Runner {
       browser: this.browserTypes.has(session.type),
       done: Promise.resolve(),
     };
+    // The same session claimed again (its old lease lapsed while this runner was cut off, and it was
+    // recovered and handed back to us): the old attempt is stale, stop it and never report it.
+    const stale = this.executing.get(session.id);
+    if (stale) this.abortSession(session.id, stale.session.leaseToken, 'lost');
     this.executing.set(session.id, entry);
     this.held.set(session.id, session.leaseToken);
     entry.done = this.runSession(entry).catch((err: unknown) => {
       this.log.error({ sessionId: session.id, err: (err as Error).message }, 'session bookkeeping failed');
-      this.executing.delete(session.id);
-      this.held.delete(session.id);
-      this.wake();
+      if (this.executing.get(session.id) === entry) this.executing.delete(session.id);
+      this.release(session.id, session.leaseToken);
     });
   }
 
@@ -399,12 +402,12 @@ export class Runner {
     } finally {
       clearTimeout(hardTimer);
     }
-    this.executing.delete(s.id);
+    if (this.executing.get(s.id) === entry) this.executing.delete(s.id);
     const ms = Date.now() - t0;
     switch (entry.reason) {
       case 'lost':
         log.warn({ ms }, 'session aborted: its lease was lost (recovered by the API); result not reported');
-        this.release(s.id);
+        this.release(s.id, s.leaseToken);
         return;
       case 'shutdown':
         // Kept in `held`: the forced shutdown hands it back to the queue.
@@ -434,11 +437,12 @@ export class Runner {
       },
       before: Promise.allSettled(uploads),
     });
-    if (result !== 'abandoned') this.release(s.id);
+    if (result !== 'abandoned') this.release(s.id, s.leaseToken);
   }
 
-  private release(id: string): void {
-    this.held.delete(id);
+  /** This attempt no longer holds the session (a newer attempt of the same session may). */
+  private release(id: string, leaseToken: string): void {
+    if (this.held.get(id) === leaseToken) this.held.delete(id);
     this.wake();
   }
 

@@ -187,4 +187,33 @@ describe('runner loop', () => {
     const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-timeout')!;
     expect(h.status).toBe('stopped');
   });
+  it('a lapsed lease: the old attempt is aborted and never reported; the attempt that follows wins', async () => {
+    // A short lease and no renewal in between: the reaper recovers the session and this runner claims it again.
+    const short = await startTestApi('runner_lost', { staleSessionTimeoutMs: 1000, reaperIntervalMs: 100 });
+    const aborted: number[] = [];
+    const exec: Executor = async (s, { signal }) => {
+      if (s.attempt === 1) {
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+        aborted.push(s.attempt);
+        return { status: 'succeeded', result: { attempt: 1 } };
+      }
+      return { status: 'succeeded', result: { attempt: s.attempt } };
+    };
+    const r = await startRunner(short, { runnerId: 'loop-lost', executor: exec, heartbeatIntervalMs: 2500 });
+    try {
+      const s = await short.client.createSession({ type: 'sleep', maxAttempts: 3 });
+      const done = await short.client.waitUntilDone(s.id, { timeoutMs: 20_000 });
+      expect(done.status).toBe('succeeded');
+      expect(done.result).toEqual({ attempt: done.attempt });
+      expect(done.attempt).toBeGreaterThanOrEqual(2);
+      expect(done.attempts[0]).toMatchObject({ attempt: 1, errorMessage: 'Runner connection lost' });
+      // The first attempt is stopped at once (superseded by the new claim) or at the next heartbeat (lost).
+      await waitFor(() => aborted.length === 1, { timeoutMs: 5000, what: 'attempt 1 aborted' });
+      await waitFor(() => r.runner.activeSessions === 0, { what: 'runner holds nothing' });
+      expect((await short.client.getSession(s.id)).result).toEqual({ attempt: done.attempt });
+    } finally {
+      await r.stop();
+      await short.stop();
+    }
+  });
 });

@@ -110,7 +110,7 @@ describe('ReportQueue', () => {
       },
     });
     const p = q.submit({ sessionId: 's1', body: body() });
-    expect(q.has('s1')).toBe(true);
+    expect(q.has(LEASE)).toBe(true);
     await expect(p).resolves.toBe('abandoned');
     expect(delays).toHaveLength(50);
     expect(Math.max(...delays)).toBeLessThanOrEqual(80);
