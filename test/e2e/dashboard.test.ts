@@ -210,6 +210,13 @@ describe('dashboard in Chromium', () => {
       page.locator('#runners tbody tr', { hasText: 'runner-us-2' }).locator('.badge').textContent(),
     ).resolves.toBe('down');
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-runners.png') });
+
+    // A runner's name opens the sessions it ran.
+    await eu.getByRole('link', { name: 'runner-eu-1' }).click();
+    await expect(page.getByLabel('Runner').inputValue()).resolves.toBe('runner-eu-1');
+    await waitFor(async () => (await page.locator('#sessions tbody tr').count()) === 2, {
+      what: "runner-eu-1's two sessions",
+    });
   });
 
   it('cancels a queued session and re-runs it from the UI', async () => {

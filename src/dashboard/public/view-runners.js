@@ -39,7 +39,11 @@ export function mount(el) {
               'Version',
             ],
             items.map((r) => [
-              r.runnerId,
+              html`<a
+                href="#/sessions?runnerId=${encodeURIComponent(r.runnerId)}"
+                title="Sessions of this runner"
+                >${r.runnerId}</a
+              >`,
               badge(runnerState(r)),
               `${duration(r.heartbeatAgeMs)} ago`,
               `${r.activeSessions} / ${r.maxConcurrency}${

@@ -7,7 +7,11 @@ const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'error', 'cancelle
 const PAGE = 25;
 
 export function mount(el, params) {
-  const filter = { status: params.get('status') ?? '', type: params.get('type') ?? '' };
+  const filter = {
+    status: params.get('status') ?? '',
+    type: params.get('type') ?? '',
+    runnerId: params.get('runnerId') ?? '',
+  };
   // Cursors of the pages before the current one (the first page has none).
   const cursors = [];
   let cursor = null;
@@ -30,6 +34,14 @@ export function mount(el, params) {
           autocomplete="off"
           pattern="[A-Za-z0-9][A-Za-z0-9._:\\-]*"
         />
+        <label for="filter-runner">Runner</label>
+        <input
+          id="filter-runner"
+          name="runnerId"
+          value="${filter.runnerId}"
+          placeholder="any runner"
+          autocomplete="off"
+        />
         <button type="submit">Apply</button>
       </form>
       <p id="list-state" class="hint" aria-live="polite"></p>
@@ -42,16 +54,18 @@ export function mount(el, params) {
   const form = el.querySelector('#session-filters');
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    location.hash = `#/sessions${query({ status: form.status.value, type: form.type.value.trim() })}`;
+    location.hash = `#/sessions${query({
+      status: form.status.value,
+      type: form.type.value.trim(),
+      runnerId: form.runnerId.value.trim(),
+    })}`;
   });
   form.status.addEventListener('change', () => form.requestSubmit());
   const newer = el.querySelector('#page-newer');
   const older = el.querySelector('#page-older');
 
   const refresh = async () => {
-    const page = await get(
-      `/v1/sessions${query({ status: filter.status, type: filter.type, limit: PAGE, cursor })}`,
-    );
+    const page = await get(`/v1/sessions${query({ ...filter, limit: PAGE, cursor })}`);
     nextCursor = page.nextCursor;
     newer.disabled = cursors.length === 0 && cursor === null;
     older.disabled = nextCursor === null;
@@ -62,7 +76,9 @@ export function mount(el, params) {
     render(
       el.querySelector('#session-list'),
       page.items.length === 0
-        ? html`<p>No sessions${filter.status || filter.type ? ' match these filters' : ' yet'}.</p>`
+        ? html`<p>
+            No sessions${filter.status || filter.type || filter.runnerId ? ' match these filters' : ' yet'}.
+          </p>`
         : table(
             ['Session', 'Type', 'Status', 'Priority', 'Attempt', 'Created', 'Ran for', 'Runner'],
             page.items.map((s) => [
