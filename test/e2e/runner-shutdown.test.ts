@@ -1,4 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
 import { killTagged, spawnSfw, taggedProcesses, type SfwProcess } from '../helpers/runner.js';
@@ -131,13 +132,18 @@ describe('sfw runner shutdown', () => {
   });
 
   it('sfw runner with a bad flag or setting says what to fix', async () => {
-    const bogus = spawnSfw(['runner', '--bogus'], {});
-    spawned.push(bogus);
-    expect(await bogus.exited).toBe(2);
-    expect(bogus.output()).toMatch(/sfw runner: Unknown option '--bogus'.*sfw runner --help/);
-    const bad = spawnSfw(['runner'], { MAX_CONCURRENCY: 'lots', API_BASE_URL: api.url });
-    spawned.push(bad);
-    expect(await bad.exited).toBe(2);
-    expect(bad.output()).toContain('MAX_CONCURRENCY must be a whole number, got "lots"');
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await main(['runner', '--bogus'], {})).toBe(2);
+      expect(await main(['runner'], { MAX_CONCURRENCY: 'lots', API_BASE_URL: api.url })).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines[0]).toMatch(/^sfw runner: Unknown option '--bogus'.*sfw runner --help/);
+    expect(lines[1]).toContain('MAX_CONCURRENCY must be a whole number, got "lots"');
   });
 });
