@@ -12,6 +12,7 @@ export interface FixtureServer {
   url: string;
   /** Milliseconds from t0 to the page request, in arrival order. */
   arrivals: number[];
+  /** Page (.html) requests so far; favicon and other requests are not counted. */
   requests: number;
   close(): Promise<void>;
 }
@@ -23,8 +24,8 @@ export async function startFixtureServer(): Promise<FixtureServer> {
   const state = { arrivals: [] as number[], requests: 0 };
   const server = http.createServer((req, res) => {
     const now = nowMs();
-    state.requests++;
     const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname === '/' || u.pathname.endsWith('.html')) state.requests++;
     const t0 = Number(u.searchParams.get('t0'));
     if (t0 > 0) state.arrivals.push(now - t0);
     const name = path.basename(u.pathname === '/' ? 'list.html' : u.pathname);
