@@ -244,3 +244,138 @@ describe('fault injection', () => {
     }
   });
 });
+
+/**
+ * Chaos: many sessions, 4 runner processes, a random runner kill -9ed and replaced every few seconds, one
+ * Postgres restart and one API outage. `npm run soak` runs it bigger (CHAOS_SESSIONS, CHAOS_SESSION_MS,
+ * CHAOS_KILL_FOR_MS) and prints the same figures line.
+ */
+describe('chaos', () => {
+  const SESSIONS = Number(process.env.CHAOS_SESSIONS ?? 1000);
+  const SESSION_MS = Number(process.env.CHAOS_SESSION_MS ?? 200);
+  const KILL_FOR_MS = Number(process.env.CHAOS_KILL_FOR_MS ?? 20_000);
+  const DEADLINE_MS = Number(process.env.CHAOS_DEADLINE_MS ?? 240_000);
+
+  it(
+    `${SESSIONS} sessions, 4 runners, random kill -9, a Postgres restart and an API outage: each ends exactly once`,
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-chaos-pg-'));
+      let pg: EmbeddedPostgres | undefined = await startEmbeddedPostgres(dir);
+      const url = await ensureDatabase(pg.url, 'chaos');
+      const db = createDb({ connectionString: url, max: 10 });
+      await migrate(db);
+      const chaosApi = await startTestApi('chaos', {
+        db: { db, url },
+        staleSessionTimeoutMs: LEASE_MS,
+        reaperIntervalMs: 200,
+      });
+      const generation = [0, 0, 0, 0];
+      const start = (slot: number) =>
+        runner(chaosApi, `chaos-${slot}-${generation[slot]!++}`, { MAX_CONCURRENCY: '5' });
+      try {
+        const slots = [0, 1, 2, 3].map(start);
+        await Promise.all(slots.map((p, i) => serving(p, `chaos-${i}-0`)));
+        const rand = (() => {
+          let a = 7;
+          return () => (a = (a * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+        })();
+        const batch = Array.from({ length: SESSIONS }, () => ({
+          type: 'sleep',
+          input: { ms: Math.round(SESSION_MS * (0.5 + rand())) },
+          maxAttempts: 5,
+        }));
+        for (let i = 0; i < batch.length; i += 5000)
+          await chaosApi.client.createSessions(batch.slice(i, i + 5000));
+
+        const t0 = Date.now();
+        let kills = 0;
+        let lastKill = t0;
+        let pgRestartMs = 0;
+        let apiOutageDone = false;
+        const left = async () => {
+          const { rows: r } = await db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM sessions WHERE status IN ('queued', 'running')`,
+          );
+          return r[0]!.n;
+        };
+        for (;;) {
+          const remaining = await left().catch(() => -1);
+          if (remaining === 0) break;
+          const now = Date.now();
+          if (process.env.CHAOS_VERBOSE)
+            console.log(`chaos t=${now - t0} ms remaining=${remaining} kills=${kills}`);
+          if (now - t0 > DEADLINE_MS)
+            throw new Error(`chaos run did not finish in ${DEADLINE_MS} ms: ${remaining} left`);
+          if (pgRestartMs === 0 && now - t0 > 4000) {
+            const t = Date.now();
+            await pg.stop();
+            pg = undefined;
+            pg = await startEmbeddedPostgres(dir);
+            pgRestartMs = Date.now() - t;
+          } else if (!apiOutageDone && now - t0 > 10_000) {
+            const outage = await apiOutage(chaosApi);
+            await new Promise((r) => setTimeout(r, 2000));
+            await outage.restore();
+            apiOutageDone = true;
+          } else if (now - t0 < KILL_FOR_MS && now - lastKill > 2000) {
+            const slot = Math.floor(rand() * 4);
+            const victim = slots[slot]!;
+            victim.child.kill('SIGKILL');
+            await killTagged(victim.tag);
+            slots[slot] = start(slot);
+            kills++;
+            lastKill = Date.now();
+          }
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        const drainMs = Date.now() - t0;
+
+        const { rows: all } = await db.query<{
+          status: string;
+          attempt: number;
+          attempts: { status: string; runnerId: string }[];
+        }>('SELECT status, attempt, attempts FROM sessions');
+        expect(all).toHaveLength(SESSIONS);
+        const byStatus: Record<string, number> = {};
+        let attemptsRecorded = 0;
+        let failedAttempts = 0;
+        for (const r of all) {
+          byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+          expect(['succeeded', 'error']).toContain(r.status);
+          // Every claim is recorded once in the history, and a success only once, as the last entry.
+          expect(r.attempts).toHaveLength(r.attempt);
+          const wins = r.attempts.filter((a) => a.status === 'succeeded');
+          expect(wins).toHaveLength(r.status === 'succeeded' ? 1 : 0);
+          if (r.status === 'succeeded') expect(r.attempts.at(-1)!.status).toBe('succeeded');
+          attemptsRecorded += r.attempts.length;
+          failedAttempts += r.attempts.filter((a) => a.status !== 'succeeded').length;
+        }
+        const { rows: health } = await db.query<{ executed: number; failures: number }>(
+          `SELECT sum(total_sessions_executed)::int AS executed, sum(total_failures)::int AS failures FROM runner_health`,
+        );
+        expect(health[0]).toEqual({ executed: attemptsRecorded, failures: failedAttempts });
+        expect(kills).toBeGreaterThan(0);
+        expect(pgRestartMs).toBeGreaterThan(0);
+        expect(apiOutageDone).toBe(true);
+        const figures = {
+          sessions: SESSIONS,
+          runners: 4,
+          kills,
+          pgRestartMs,
+          apiOutageMs: 2000,
+          drainMs,
+          byStatus,
+          retriedAttempts: attemptsRecorded - SESSIONS,
+        };
+        console.log(`chaos figures: ${JSON.stringify(figures)}`);
+      } finally {
+        for (const p of spawned.splice(0)) await killTagged(p.tag);
+        await chaosApi.stop();
+        await db.end();
+        await pg?.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    DEADLINE_MS + 120_000,
+  );
+});
