@@ -62,7 +62,14 @@ export function environment(postgresVersion: string, smoke: boolean): Environmen
   const cpus = os.cpus();
   return {
     date: new Date().toISOString(),
-    command: [path.basename(process.argv0), ...process.execArgv, ...process.argv.slice(1)]
+    command: [
+      ...Object.entries(process.env)
+        .filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_DATABASE_URL')
+        .map(([k, v]) => `${k}=${v}`),
+      path.basename(process.argv0),
+      ...process.execArgv,
+      ...process.argv.slice(1),
+    ]
       .map((a) => a.replace(ROOT, ''))
       .join(' '),
     smoke,
