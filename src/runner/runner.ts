@@ -9,7 +9,8 @@ import {
   SessionBudget,
   effectiveConcurrency,
 } from './admission.js';
-import { ReportQueue, isLeaseGone, isPermanentRefusal } from './reports.js';
+import { ReportQueue, httpStatusOf, isLeaseGone, isPermanentRefusal } from './reports.js';
+import { ConfigError } from '../core/errors.js';
 
 /**
  * The runner loop: claim up to its free slots by long-poll, run each session, report the result; heartbeat
@@ -214,7 +215,18 @@ export class Runner {
       },
       'runner started',
     );
-    await this.heartbeat();
+    // A wrong token or runner id will not heal by retrying: say so and stop. An API that is down might.
+    const failed = await this.heartbeat();
+    const status = httpStatusOf(failed);
+    if (status === 401 || status === 403 || status === 400) {
+      this.state = 'stopped';
+      await this.closePool();
+      throw new ConfigError(
+        status === 400
+          ? `the API refused this runner: ${(failed as Error).message}`
+          : `the API refused RUNNER_TOKEN (HTTP ${status}): set RUNNER_TOKEN (--runner-token) to the API's runner token`,
+      );
+    }
     this.loops = [
       this.guard('heartbeat', () => this.heartbeatLoop()),
       this.guard('claim', () => this.claimLoop()),
@@ -499,7 +511,7 @@ export class Runner {
   }
 
   /** One heartbeat: reports health, renews leases, applies scheduler config, obeys cancel and lost. */
-  private async heartbeat(): Promise<void> {
+  private async heartbeat(): Promise<unknown> {
     await this.measureBrowser();
     const refs = [...this.held].map(([id, leaseToken]) => ({ id, leaseToken }));
     const effective = this.effectiveConcurrency();
@@ -520,7 +532,7 @@ export class Runner {
       reply = await this.client.heartbeat(this.runnerId, body);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'heartbeat failed; will retry');
-      return;
+      return err;
     }
     if (!this.fixedMax && reply.config.maxConcurrency !== this.max) {
       this.log.info(
@@ -549,7 +561,7 @@ export class Runner {
   // ---- shutdown ------------------------------------------------------------------------------------
 
   private async shutdown(): Promise<number> {
-    if (this.state === 'new') {
+    if (this.state === 'new' || this.state === 'stopped') {
       this.state = 'stopped';
       return 0;
     }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { RUNNER_CONFIG_KEYS, startRunner } from '../../src/runner/main.js';
-import { startTestApi, type TestApi } from '../helpers/api.js';
+import { RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { silentLog } from '../helpers/runner.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -81,6 +81,32 @@ describe('startRunner', () => {
     await expect(startRunner(config({ RUNNER_ID: 'my runner' }), { log: silentLog })).rejects.toThrow(
       /RUNNER_ID \(--runner-id\) "my runner" is not a valid runner id/,
     );
+  });
+
+  it('stops at start with a clear message when the API refuses RUNNER_TOKEN', async () => {
+    const secured = await startTestApi('runner_wiring_auth', { auth: true });
+    try {
+      const cfg = loadConfig(RUNNER_CONFIG_KEYS, {
+        env: {
+          API_BASE_URL: secured.url,
+          RUNNER_TOKEN: 'wrong',
+          SESSIONS_DIR: 'test/fixtures/runner-sessions',
+        },
+      });
+      await expect(startRunner(cfg, { log: silentLog, findChromium: () => undefined })).rejects.toThrow(
+        /the API refused RUNNER_TOKEN \(HTTP 401\): set RUNNER_TOKEN/,
+      );
+      const ok = await startRunner(
+        { ...cfg, runnerToken: RUNNER_TOKEN, runnerId: 'wired-auth' },
+        { log: silentLog, findChromium: () => undefined },
+      );
+      expect(await ok.stop()).toBe(0);
+      expect((await secured.client.runners()).map((r) => [r.runnerId, r.status])).toEqual([
+        ['wired-auth', 'stopped'],
+      ]);
+    } finally {
+      await secured.stop();
+    }
   });
 
   it('refuses a CHROMIUM_PATH that is not an executable, naming the variable', async () => {
