@@ -321,7 +321,7 @@ export class Runner {
         if (isPermanentRefusal(err))
           this.log.error({ err: msg, retryInMs: delay }, 'claim refused by the API (check RUNNER_TOKEN)');
         else this.log.warn({ err: msg, retryInMs: delay, failures }, 'claim failed; retrying');
-        await sleep(delay, this.stopTimers.signal);
+        await sleep(delay, this.claimAbort.signal);
         continue;
       }
       for (const s of sessions) this.startSession(s);
