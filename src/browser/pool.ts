@@ -10,6 +10,7 @@ import {
   type Page,
 } from 'playwright-core';
 import { chromiumArgs } from './chromium.js';
+import { featureArgs } from './features.js';
 import { logFn, type LogFn, type LogSink } from './log.js';
 import {
   findPidsByArg,
@@ -208,10 +209,12 @@ export class BrowserPool {
     const started = Date.now();
     let browser: Browser;
     try {
+      const features = await featureArgs(this.tempRoot);
       browser = await chromium.launch({
         executablePath: this.opts.executablePath,
         headless: this.opts.headless ?? true,
-        args: [...chromiumArgs(), `--disk-cache-dir=${join(dir, 'cache')}`],
+        args: [...chromiumArgs(), ...features.args, `--disk-cache-dir=${join(dir, 'cache')}`],
+        ignoreDefaultArgs: features.ignoreDefaultArgs,
         artifactsDir: join(dir, 'artifacts'),
         chromiumSandbox: typeof process.getuid === 'function' && process.getuid() !== 0,
         // The runner owns the signals: it drains sessions before closing the pool.

@@ -4,10 +4,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findChromium } from '../../src/browser/chromium.js';
 import { BrowserPool } from '../../src/browser/pool.js';
-import { isAlive, processTree } from '../../src/browser/procfs.js';
+import { EXTRA_DISABLED_FEATURES } from '../../src/browser/features.js';
+import { isAlive, procCmdline, processTree } from '../../src/browser/procfs.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -24,8 +25,10 @@ beforeAll(async () => {
   // Each file gets its own temp root, so sweeping and process checks see only this file's browsers.
   tempDir = await mkdtemp(join(tmpdir(), 'sfw-pool-test-'));
 });
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+});
 afterAll(async () => {
-  await Promise.all(pools.map((p) => p.close()));
   await site?.close();
   if (tempDir) await rm(tempDir, { recursive: true, force: true });
 });
@@ -70,6 +73,17 @@ describe('browser pool', () => {
     expect(await b.page.evaluate(() => [document.cookie, localStorage.getItem('k')])).toEqual(['', null]);
     await b.release();
     expect(pool.generation).toBe(1);
+  });
+
+  it('launches Chromium with one --disable-features: Playwright’s list plus the per-context WebUI popups', async () => {
+    const pool = await newPool({ prewarm: false });
+    const switches = procCmdline(pool.browserPid!).filter((a) => a.startsWith('--disable-features='));
+    expect(switches).toHaveLength(1);
+    const features = switches[0]!.split('=')[1]!.split(',');
+    expect(features).toEqual(
+      expect.arrayContaining(['PaintHolding', 'HttpsUpgrades', ...EXTRA_DISABLED_FEATURES]),
+    );
+    expect(procCmdline(pool.browserPid!)).toEqual(expect.arrayContaining(['--disable-dev-shm-usage']));
   });
 
   it('reuseContext keeps one context and page per type and clears cookies, storage and permissions', async () => {
