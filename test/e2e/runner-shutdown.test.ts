@@ -131,6 +131,22 @@ describe('sfw runner shutdown', () => {
     await expectNoProcessLeft(again);
   });
 
+  it('kill -9 of the runner mid-session leaves no Chromium behind', async () => {
+    const runnerId = 'killed-1';
+    const p = runnerProcess(runnerId);
+    await p.waitForOutput(/runner killed-1 serving/);
+    await waitFor(async () => (await taggedProcesses(p.tag)).some((x) => /chrom/i.test(x.cmd)), {
+      what: 'Chromium started by the runner',
+    });
+    const s = await api.client.createSession({ type: 'sleep', input: { ms: 60_000 } });
+    await waitFor(async () => (await status(s.id)) === 'running', { what: 'session running' });
+    p.child.kill('SIGKILL');
+    await p.exited;
+    await expectNoProcessLeft(p);
+    // Still held by the dead runner's lease: the API's reaper recovers it when the lease lapses.
+    expect(await status(s.id)).toBe('running');
+  });
+
   it('sfw runner with a bad flag or setting says what to fix', async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
