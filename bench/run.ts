@@ -25,6 +25,8 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
 export interface BenchRun {
   results: PartResult[];
   files: string[];
+  /** Parts that threw (their error was logged). */
+  failed: string[];
 }
 
 export async function runBench(
@@ -37,12 +39,20 @@ export async function runBench(
   const log = opts.log ?? ((s: string) => console.log(s));
   const smoke = opts.smoke ?? SMOKE;
   const pg = await startBenchPostgres(opts.adminUrl);
-  const out: BenchRun = { results: [], files: [] };
+  const out: BenchRun = { results: [], files: [], failed: [] };
   try {
     for (const part of parts) {
       const env = environment(pg.version, smoke);
       const t0 = Date.now();
-      const result = await PARTS[part]!({ pg, smoke, log });
+      let result: PartResult;
+      try {
+        result = await PARTS[part]!({ pg, smoke, log });
+      } catch (err) {
+        // One broken part does not cost the others' figures; the run still fails at the end.
+        log(`\n== ${part} == FAILED: ${(err as Error).stack ?? String(err)}`);
+        out.failed.push(part);
+        continue;
+      }
       result.notes.push(
         `part took ${Math.round((Date.now() - t0) / 1000)} s; load average before ${env.machine.loadavg.join(' ')}`,
       );
@@ -64,7 +74,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const parts = args.length > 0 ? args : Object.keys(PARTS);
   runBench(parts).then(
-    () => process.exit(0),
+    (run) => process.exit(run.failed.length > 0 ? 1 : 0),
     (err: unknown) => {
       console.error(err);
       process.exit(1);

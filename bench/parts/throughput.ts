@@ -107,9 +107,12 @@ async function measureClaimLoops(
     const cpu = cpuMeter({ postgres: ctx.pg.pid, api: api.proc.pid, bench: 'self' });
     const enqueuePerSec = await enqueue(api.client, n);
     let finished = 0;
+    const deadline = Date.now() + 60_000 + n * 20;
     await Promise.all(
       Array.from({ length: loops }, async (_, k) => {
         while (finished < n) {
+          if (Date.now() > deadline)
+            throw new Error(`claim loops: only ${finished} of ${n} sessions done in time`);
           const { sessions } = await api.runnerClient.claim(`bench-loop-${k}`, {
             slots,
             types: [TYPE],

@@ -30,6 +30,7 @@ describe('bench smoke', () => {
       log: (l) => lines.push(l),
     });
 
+    expect(run.failed, lines.join('\n').slice(-4000)).toEqual([]);
     expect(run.results.map((r) => r.part)).toEqual(parts);
     expect(run.files).toHaveLength(parts.length);
     for (const [i, result] of run.results.entries()) {
