@@ -305,6 +305,9 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     log: (line) => console.error(line),
     ...options,
   };
+  const t0 = Date.now();
+  const log = o.log;
+  o.log = (line) => log(line.replace('[fleet]', `[fleet +${((Date.now() - t0) / 1000).toFixed(1)}s]`));
   const network: Network = o.network === 'auto' ? (netnsAvailable() ? 'netns' : 'loopback') : o.network;
   const started = Date.now();
   const work = await mkdtemp(path.join(os.tmpdir(), 'sfw-fleet-'));
@@ -413,7 +416,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     };
 
     for (const i of [1, 2, 3]) startRunner(i);
-    await waitFor('three runners to register', 60_000, async () => {
+    await waitFor('three runners to register', 120_000, async () => {
       const live = (await c.runners()).filter((r) => r.runnerId.startsWith('fleet-runner-'));
       return live.length >= 3 ? true : undefined;
     });
@@ -442,18 +445,21 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     );
     const joinedAt = Date.now();
     startRunner(4);
-    await waitFor('fleet-runner-4 to register', 60_000, async () =>
+    await waitFor('fleet-runner-4 to register', 120_000, async () =>
       (await c.runners()).some((r) => r.runnerId === 'fleet-runner-4') ? true : undefined,
     );
     await enqueue(batch.slice(wave1.length));
     o.log(`[fleet] enqueued ${o.sessions - wave1.length} more`);
 
-    // runner-2 stops gracefully while it is running sessions.
+    // runner-2 stops gracefully while it is running sessions: with every slot busy, so that no claim of
+    // its own is in flight at the signal (see docs/scaling.md, "Safe shutdown").
     const victim = 'fleet-runner-2';
     const inFlight = await waitFor(`${victim} to be busy`, o.timeoutMs, async () => {
       if ((await doneCount()) < Math.ceil(o.sessions * o.stopAt)) return undefined;
+      const view = (await c.runners()).find((r) => r.runnerId === victim);
+      const slots = view?.effectiveConcurrency ?? view?.maxConcurrency ?? o.maxConcurrency;
       const { items } = await c.listSessions({ status: 'running', runnerId: victim, limit: 100 });
-      return items.length > 0 ? items.map((s) => s.id) : undefined;
+      return items.length > 0 && items.length >= slots ? items.map((s) => s.id) : undefined;
     });
     const signalledAt = Date.now();
     runners.get(victim)!.child.kill('SIGTERM');
