@@ -110,7 +110,8 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     } catch (err) {
       await pool.close().catch(() => undefined);
       throw new ConfigError(
-        `Chromium at ${chromium} failed to start: ${(err as Error).message}. ${CHROMIUM_HELP}`,
+        `Chromium at ${chromium} failed to start: ${(err as Error).message.split('\n')[0]}. ` +
+          'Check that it runs on this machine, or set CHROMIUM_PATH (--chromium-path) to another Chromium',
       );
     }
   }
