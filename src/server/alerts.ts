@@ -68,7 +68,8 @@ export function evaluateAlerts(
       });
     }
   }
-  const liveRunners = runners.filter((r) => r.live);
+  // Draining runners take no new sessions: they are not capacity.
+  const liveRunners = runners.filter((r) => r.live && r.status !== 'draining');
   const capacity = liveRunners.reduce((sum, r) => sum + r.maxConcurrency, 0);
   const queued = queue.byStatus.queued ?? 0;
   const limit = capacity * t.queueBackupFactor;

@@ -193,11 +193,16 @@ export function writeFleet(out: Exposition, f: FleetSnapshot): void {
   for (const h of f.duration)
     out.histogram('sfw_session_duration_seconds', { type: h.type, status: h.status }, h);
 
-  const live = f.runners.filter((r) => r.live);
+  // Capacity counts runners that take new sessions: live and not draining (as the running status in /v1/queue).
+  const live = f.runners.filter((r) => runnerState(r) === 'up');
   out.family('sfw_runners', 'gauge', 'Runners by state: up, draining, down (no heartbeat), stopped');
   for (const s of RUNNER_STATES)
     out.sample('sfw_runners', { state: s }, f.runners.filter((r) => runnerState(r) === s).length);
-  out.family('sfw_fleet_capacity', 'gauge', "Global concurrency: the sum of live runners' max concurrency");
+  out.family(
+    'sfw_fleet_capacity',
+    'gauge',
+    'Global concurrency: the sum of max concurrency over live runners that take sessions (not draining)',
+  );
   out.sample(
     'sfw_fleet_capacity',
     {},

@@ -168,6 +168,21 @@ describe('GET /metrics', () => {
     const alerts = await api.client.alerts();
     expect(alerts.find((a) => a.name === 'RunnerDown')?.runnerId).toBe('runner-silent');
   });
+
+  it('counts a draining runner as draining and not as capacity (it takes no new sessions)', async () => {
+    const before = samples(await api.client.metrics()).get('sfw_fleet_capacity') ?? 0;
+    await api.runnerClient.heartbeat('runner-drain', {
+      activeSessions: 1,
+      maxConcurrency: 2,
+      sessions: [],
+      status: 'draining',
+    });
+    const m = samples(await api.client.metrics());
+    expect(m.get('sfw_runner_draining{runner_id="runner-drain"}')).toBe(1);
+    expect(m.get('sfw_runners{state="draining"}')).toBe(1);
+    expect(m.get('sfw_fleet_capacity')).toBe(before);
+    expect((await api.client.queue()).fleetCapacity).toBe(before);
+  });
 });
 
 describe('GET /v1/stats/timeseries', () => {

@@ -49,8 +49,10 @@ export async function fleetAlerts(
     queuedByPriority: [],
     queuedByType: [],
     oldestQueuedAgeMs: null,
-    runnersLive: runners.filter((r) => r.live).length,
-    fleetCapacity: runners.filter((r) => r.live).reduce((n, r) => n + r.maxConcurrency, 0),
+    runnersLive: runners.filter((r) => r.live && r.status !== 'draining').length,
+    fleetCapacity: runners
+      .filter((r) => r.live && r.status !== 'draining')
+      .reduce((n, r) => n + r.maxConcurrency, 0),
   };
   return { runners, alerts: evaluateAlerts(runners, queue, recent, ops.thresholds) };
 }
