@@ -7,6 +7,7 @@ import { createLogger } from '../../src/core/log.js';
 import { checkAuthConfig } from '../../src/server/main.js';
 import { artifactPath } from '../../src/server/routes/artifacts.js';
 import { buildApp } from '../../src/server/app.js';
+import { TokenBuckets } from '../../src/server/ratelimit.js';
 import { ApiError } from '../../src/sdk/client.js';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
@@ -104,6 +105,7 @@ describe('auth matrix over every endpoint of the OpenAPI document', () => {
       'GET /healthz',
       'GET /readyz',
       'GET /openapi.json',
+      'GET /metrics',
     ])
       expect(keys, k).toContain(k);
     for (const e of list) expect(['public', 'client', 'runner', 'ops', 'read'], e.path).toContain(e.scope);
@@ -332,9 +334,23 @@ describe('size limits', () => {
 });
 
 describe('rate limits', () => {
+  it('keeps the bucket table bounded, dropping idle keys first', () => {
+    let now = 0;
+    const buckets = new TokenBuckets({ perSec: 10, burst: 2, maxKeys: 3, now: () => now });
+    for (let i = 0; i < 100; i++) buckets.take(`ip:${i}`);
+    expect(buckets.size).toBeLessThanOrEqual(3);
+    // An active key that has spent its burst keeps its debt while idle ones are dropped.
+    buckets.take('busy');
+    buckets.take('busy');
+    expect(buckets.take('busy')).toBeGreaterThan(0);
+    now += 1000;
+    for (let i = 0; i < 5; i++) buckets.take(`late:${i}`);
+    expect(buckets.size).toBeLessThanOrEqual(3);
+  });
+
   it('limits client endpoints per token with 429 and Retry-After, never runner endpoints', async () => {
-    const { db, url: databaseUrl } = await freshDb('auth_rl');
-    void databaseUrl;
+    const { db } = await freshDb('auth_rl');
+    let clock = 0;
     const app = await buildApp({
       db,
       auth: { apiToken: API_TOKEN, runnerToken: RUNNER_TOKEN, protectOps: false },
@@ -342,7 +358,8 @@ describe('rate limits', () => {
       maxBodyBytes: 1 << 20,
       maxArtifactBytes: 1 << 20,
       artifactsDir: api.artifactsDir,
-      rateLimit: { perSec: 1, burst: 5 },
+      // A clock that moves only when the test says so: refills are exact, not a matter of machine speed.
+      rateLimit: { perSec: 1, burst: 5, now: () => clock },
       version: 'test',
     });
     try {
@@ -356,6 +373,10 @@ describe('rate limits', () => {
       expect(limited.statusCode).toBe(429);
       expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect(limited.json()).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+      // One second later, one more request is allowed.
+      clock += 1000;
+      expect((await get(API_TOKEN)).statusCode).toBe(200);
+      expect((await get(API_TOKEN)).statusCode).toBe(429);
       // Runners keep heartbeating however busy the clients are.
       for (let i = 0; i < 20; i++) {
         const hb = await app.inject({
@@ -385,7 +406,7 @@ describe('rate limits', () => {
       maxBodyBytes: 1 << 20,
       maxArtifactBytes: 1 << 20,
       artifactsDir: api.artifactsDir,
-      rateLimit: { perSec: 1, burst: 2 },
+      rateLimit: { perSec: 1, burst: 2, now: () => 0 },
       version: 'test',
     });
     try {
