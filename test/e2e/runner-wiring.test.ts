@@ -118,6 +118,14 @@ describe('startRunner', () => {
     ).rejects.toThrow(/CHROMIUM_PATH=\/nonexistent\/chromium is not an executable/);
   });
 
+  it('says which Chromium failed to start when the executable is not a working browser', async () => {
+    const fake = path.join(dir, 'fake-chromium');
+    await writeFile(fake, '#!/bin/sh\necho "this is not a browser" >&2\nexit 3\n', { mode: 0o755 });
+    await expect(startRunner(config({ CHROMIUM_PATH: fake }), { log: silentLog })).rejects.toThrow(
+      new RegExp(`Chromium at ${fake} failed to start: .*set CHROMIUM_PATH`),
+    );
+  });
+
   it('with Chromium runs a flow and reports browser memory and effective concurrency in runner_health', async () => {
     const started = await startRunner(config({ RUNNER_ID: 'wired-chrome', MAX_CONCURRENCY: '2' }), {
       log: silentLog,
