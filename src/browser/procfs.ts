@@ -42,7 +42,9 @@ export function procStat(pid: number): ProcInfo | undefined {
 
 export function procCmdline(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    // Chromium's helper processes rewrite their title: one string, arguments joined by spaces.
+    return args.length === 1 && args[0]!.includes(' --') ? args[0]!.split(' ') : args;
   } catch {
     return [];
   }

@@ -166,7 +166,8 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
         ARTIFACT_STEP_TIMEOUT_MS,
       );
     }
-    if (lease) await bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
+    // The outcome does not wait for the context to close (or be cleared for reuse).
+    if (lease) void bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
   }
 }
 

@@ -1,11 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { findChromium } from '../../src/browser/chromium.js';
+import { CHROMIUM_HELP, chromiumArgs, findChromium } from '../../src/browser/chromium.js';
 import { BrowserPool } from '../../src/browser/pool.js';
 import { EXTRA_DISABLED_FEATURES } from '../../src/browser/features.js';
 import { isAlive, procCmdline, processTree } from '../../src/browser/procfs.js';
@@ -53,6 +53,20 @@ function pgrep(marker: string): number[] {
 }
 
 const page = (path: string) => `${site.url}/pages/${path}`;
+
+describe('finding Chromium', () => {
+  it('finds an executable (the real binary behind a launcher script), honours an explicit path', () => {
+    const found = findChromium();
+    expect(found).toBeDefined();
+    expect(readFileSync(found!).subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(findChromium(found)).toBe(found);
+    expect(findChromium('/nonexistent/chrome')).toBeUndefined();
+    expect(CHROMIUM_HELP).toContain('CHROMIUM_PATH');
+    expect(chromiumArgs()).toEqual(
+      expect.arrayContaining(['--disable-dev-shm-usage', '--no-first-run', '--disable-gpu']),
+    );
+  });
+});
 
 describe('browser pool', () => {
   it('gives each session a fresh context: cookies and storage of one are not seen by the next', async () => {
