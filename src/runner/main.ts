@@ -12,6 +12,8 @@ import { BrowserPool } from '../browser/pool.js';
 import { loadSessionTypes } from '../sessions/registry.js';
 import { executeSession } from '../sessions/execute.js';
 import { Runner, type ServedType } from './runner.js';
+import { DEFAULT_BASE_BUDGET_BYTES, DEFAULT_SESSION_BUDGET_BYTES } from './admission.js';
+import { DEFAULT_MAX_CONCURRENCY } from '../core/types.js';
 
 /** Wires a Runner from the config schema: session types from SESSIONS_DIR, Chromium, the pool, the client. */
 
@@ -104,7 +106,15 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
 
   let pool: BrowserPool | undefined;
   if (chromium !== undefined && served.some((t) => t.browser)) {
-    pool = new BrowserPool({ executablePath: chromium, log: log.child({ component: 'browser' }) });
+    // A leak guard: a browser grown past the guide's whole-runner budget is retired and relaunched.
+    const memoryBudgetBytes =
+      DEFAULT_BASE_BUDGET_BYTES +
+      (cfg.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY) * DEFAULT_SESSION_BUDGET_BYTES;
+    pool = new BrowserPool({
+      executablePath: chromium,
+      memoryBudgetBytes,
+      log: log.child({ component: 'browser' }),
+    });
     try {
       await pool.start();
     } catch (err) {
