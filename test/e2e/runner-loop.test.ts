@@ -96,7 +96,8 @@ describe('runner loop', () => {
       const ms = Date.now() - t0;
       expect(done.status).toBe('cancelled');
       expect(done.errorMessage).toBe('Cancelled by request');
-      expect(ms).toBeLessThan(1000 + 1000);
+      // One heartbeat interval, plus slack for a loaded machine.
+      expect(ms).toBeLessThan(1000 + 1500);
       await waitFor(() => r.runner.activeSessions === 0, { what: 'runner released the session' });
     } finally {
       expect(await r.stop()).toBe(0);
