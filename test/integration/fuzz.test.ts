@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 
 /**
@@ -404,5 +405,109 @@ describe('fuzzing every endpoint', () => {
     });
     expect(complete.status).toBe(400);
     expect(await digest()).toBe(before);
+  });
+});
+
+describe('fuzzing the CLI arguments', () => {
+  it('answers 300 seeded bad command lines with exit 1 or 2 and a message, never a crash or a stack trace', async () => {
+    const r = rng(SEED + 1);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    // Commands that start servers or wait for results are left to the e2e tests.
+    const commands = ['enqueue', 'sessions', 'status', 'cancel'];
+    const flags = [
+      '--input',
+      '--input-file',
+      '--priority',
+      '--run-at',
+      '--timeout-ms',
+      '--max-attempts',
+      '--idempotency-key',
+      '--count',
+      '--batch-file',
+      '--status',
+      '--type',
+      '--runner',
+      '--limit',
+      '--cursor',
+      '--json',
+      '--api-base-url',
+      '--bogus',
+      '-x',
+      '--',
+      '--json=1',
+      '--limit=',
+    ];
+    const values = [
+      '',
+      '{bad',
+      '{"a":1}',
+      '[]',
+      'null',
+      '-1',
+      '0',
+      '3',
+      '1e3',
+      'abc',
+      '99999999999999999999',
+      '\u0000',
+      '\ud800',
+      'x'.repeat(10_000),
+      '../../etc/passwd',
+      '/nonexistent/file.json',
+      'http://127.0.0.1:1',
+      'postgres://x',
+      'queued',
+      'bogus',
+      '01900000-0000-7000-8000-000000000000',
+      'not-a-uuid',
+      '2026-13-45T99:99:99Z',
+    ];
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    const outSpy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      stdout.push(String(chunk));
+      return true;
+    });
+    const errSpy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      stderr.push(String(chunk));
+      return true;
+    });
+    const problems: string[] = [];
+    const codes = new Map<number, number>();
+    try {
+      for (let i = 0; i < 300; i++) {
+        const argv = [pick(commands)];
+        const n = Math.floor(r() * 4);
+        for (let k = 0; k < n; k++) {
+          if (r() < 0.3) argv.push(pick(values));
+          else {
+            argv.push(pick(flags));
+            if (r() < 0.8) argv.push(pick(values));
+          }
+        }
+        stderr.length = 0;
+        let code: number;
+        try {
+          code = await main(argv, { API_BASE_URL: api.url, API_TOKEN });
+        } catch (err) {
+          problems.push(`${JSON.stringify(argv).slice(0, 200)} threw ${(err as Error).message}`);
+          continue;
+        }
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+        const said = stderr.join('');
+        if (![0, 1, 2].includes(code)) problems.push(`${JSON.stringify(argv).slice(0, 200)} exited ${code}`);
+        if (code !== 0 && !said.startsWith('sfw '))
+          problems.push(`${JSON.stringify(argv).slice(0, 200)}: no message`);
+        if (/\n\s+at .+:\d+:\d+/.test(said))
+          problems.push(`${JSON.stringify(argv).slice(0, 200)}: stack trace`);
+        if (/internal error|\b5\d\d\b/.test(said))
+          problems.push(`${JSON.stringify(argv).slice(0, 200)}: ${said.slice(0, 200)}`);
+      }
+    } finally {
+      outSpy.mockRestore();
+      errSpy.mockRestore();
+    }
+    expect(problems, `seed ${SEED + 1}`).toEqual([]);
+    expect((codes.get(2) ?? 0) + (codes.get(1) ?? 0)).toBeGreaterThan(150);
   });
 });
