@@ -217,4 +217,38 @@ describe('runner loop', () => {
       await short.stop();
     }
   });
+  it('memory-aware admission: with memory for one browser session, claims one at a time', async () => {
+    await clearQueue();
+    const MB = 1024 * 1024;
+    let active = () => 0;
+    const r = await startRunner(api, {
+      runnerId: 'loop-memory',
+      maxConcurrency: 4,
+      types: [{ name: 'sleep', browser: true }],
+      // 1.2 GB free when idle; each running session takes its 500 MB budget out of it.
+      freeMemory: () => 1200 * MB - active() * 500 * MB,
+    });
+    active = () => r.runner.activeSessions;
+    let maxSeen = 0;
+    try {
+      expect(r.runner.effectiveConcurrency()).toBe(1);
+      const { items } = await api.client.createSessions(
+        Array.from({ length: 4 }, () => ({ type: 'sleep', input: { ms: 150 } })),
+      );
+      await waitFor(
+        async () => {
+          maxSeen = Math.max(maxSeen, (await runningByRunner(api.db)).get('loop-memory') ?? 0);
+          const done = await Promise.all(items.map((s) => api.client.getSession(s.id)));
+          return done.every((s) => s.status === 'succeeded');
+        },
+        { timeoutMs: 20_000, intervalMs: 10, what: 'four sessions done' },
+      );
+      expect(maxSeen).toBe(1);
+      const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-memory')!;
+      expect(h.maxConcurrency).toBe(4);
+      expect(h.effectiveConcurrency).toBe(1);
+    } finally {
+      await r.stop();
+    }
+  });
 });
