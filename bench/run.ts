@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { SMOKE, startBenchPostgres } from './lib/env.js';
+import { SMOKE, sfwMode, startBenchPostgres } from './lib/env.js';
 import type { BenchContext } from './lib/context.js';
 import { environment, printResult, RESULTS_DIR, writeResult, type PartResult } from './lib/report.js';
 import { runScale } from './parts/scale.js';
@@ -43,6 +43,7 @@ export async function runBench(
   try {
     for (const part of parts) {
       const env = environment(pg.version, smoke);
+      env.versions['sfw processes from'] = sfwMode();
       const t0 = Date.now();
       let result: PartResult;
       try {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,17 +75,48 @@ export async function startBenchPostgres(adminUrl = process.env.BENCH_DATABASE_U
   };
 }
 
-/** How `sfw` is started: the built dist/ (default, as users run it) or src/ through tsx (BENCH_SFW=src). */
+/** Newest modification time of the files under `dir` (0 when it does not exist). */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+let chosenMode: 'dist' | 'src' | undefined;
+
+/**
+ * How `sfw` is started: the built dist/ as users run it, when it is at least as new as src/; otherwise
+ * src/ through tsx. BENCH_SFW=dist or BENCH_SFW=src forces one.
+ */
 export function sfwCommand(args: string[]): { cmd: string; argv: string[] } {
-  const mode =
-    process.env.BENCH_SFW ?? (existsSync(path.join(ROOT, 'dist', 'cli', 'main.js')) ? 'dist' : 'src');
-  if (mode === 'src') {
+  if (sfwMode() === 'src') {
     return {
       cmd: process.execPath,
       argv: ['--import', 'tsx', path.join(ROOT, 'bench', 'lib', 'sfw-src.ts'), ...args],
     };
   }
   return { cmd: process.execPath, argv: [path.join(ROOT, 'bin', 'sfw.js'), ...args] };
+}
+
+export function sfwMode(): 'dist' | 'src' {
+  const forced = process.env.BENCH_SFW;
+  chosenMode ??=
+    forced === 'src' || forced === 'dist'
+      ? forced
+      : existsSync(path.join(ROOT, 'dist', 'cli', 'main.js')) &&
+          newestMtime(path.join(ROOT, 'dist')) >= newestMtime(path.join(ROOT, 'src'))
+        ? 'dist'
+        : 'src';
+  return chosenMode;
 }
 
 export interface Proc {

@@ -9,9 +9,6 @@ import { PARTS, runBench } from '../../bench/run.js';
  * a result file with the machine and versions. Nothing here is about speed.
  */
 
-// Runner and API processes from source: the test checks this checkout, not a possibly stale dist/.
-process.env.BENCH_SFW ??= 'src';
-
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
