@@ -88,9 +88,12 @@ describe('lapsed leases', () => {
     expect(r.attempts).toMatchObject([
       { attempt: 1, status: 'error', errorMessage: RUNNER_LOST_MESSAGE, runnerId: 'lapse-a' },
     ]);
-    // Not claimable before its backoff has passed.
+    // Not claimable before its backoff has passed (pushed out so a slow machine cannot reach it first).
+    const backoffUntil = r.run_at;
+    await api.db.query(`UPDATE sessions SET run_at = now() + interval '1 hour' WHERE id = $1`, [s.id]);
     const early = await api.runnerClient.claim('lapse-b', { slots: 1, types: ['lapse'] });
     expect(early.sessions).toHaveLength(0);
+    await api.db.query('UPDATE sessions SET run_at = $2 WHERE id = $1', [s.id, backoffUntil]);
 
     // The late runner's writes are refused: its lease moved on.
     await expect(
@@ -132,24 +135,33 @@ describe('lapsed leases', () => {
   });
 
   it('leaves sessions alone while their runner heartbeats', async () => {
-    const s = await api.client.createSession({ type: 'alive' });
-    const c = await claimOne('alive-runner', 'alive');
-    for (let i = 0; i < 6; i++) {
-      await api.runnerClient.heartbeat('alive-runner', {
-        activeSessions: 1,
-        maxConcurrency: 1,
-        sessions: [{ id: s.id, leaseToken: c.leaseToken }],
+    // A lease long enough that a loaded machine cannot miss it between two heartbeats.
+    const own = await startTestApi('reaper_alive', { staleSessionTimeoutMs: 1500 });
+    const ownReaper = new Reaper(own.db, 60_000, 10_000);
+    try {
+      const s = await own.client.createSession({ type: 'alive' });
+      const { sessions } = await own.runnerClient.claim('alive-runner', { slots: 1, types: ['alive'] });
+      const c = sessions[0]!;
+      const until = Date.now() + 3500;
+      while (Date.now() < until) {
+        await own.runnerClient.heartbeat('alive-runner', {
+          activeSessions: 1,
+          maxConcurrency: 1,
+          sessions: [{ id: s.id, leaseToken: c.leaseToken }],
+        });
+        expect(await ownReaper.runOnce()).toMatchObject({ requeued: 0, errored: 0, timedOut: 0 });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const done = await own.runnerClient.complete(s.id, {
+        leaseToken: c.leaseToken,
+        status: 'succeeded',
+        result: { ok: 1 },
       });
-      await reaper.runOnce();
-      expect((await row(s.id)).status).toBe('running');
-      await new Promise((r) => setTimeout(r, LEASE_MS / 4));
+      expect(done.status).toBe('succeeded');
+      expect(done.attempts).toHaveLength(1);
+    } finally {
+      await own.stop();
     }
-    await api.runnerClient.complete(s.id, {
-      leaseToken: c.leaseToken,
-      status: 'succeeded',
-      result: { ok: 1 },
-    });
-    expect((await row(s.id)).status).toBe('succeeded');
   });
 
   it('ends a session running past its timeout plus the grace on a live runner', async () => {

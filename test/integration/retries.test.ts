@@ -49,7 +49,8 @@ describe('retries', () => {
       expect(after.claimedBy).toBeNull();
       expect(after.finishedAt).toBeNull();
       delays.push(backoffMs(after));
-      // Not claimable until its run_at.
+      // Not claimable until its run_at (pushed out so a slow machine cannot reach it first).
+      await api.db.query(`UPDATE sessions SET run_at = now() + interval '1 hour' WHERE id = $1`, [s.id]);
       const early = await api.runnerClient.claim('runner-retry-error', { slots: 1, types: ['retry-error'] });
       expect(early.sessions).toHaveLength(0);
       await skipBackoff(s.id);
