@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import { ValidationError } from '../../src/core/errors.js';
 import { defineSession } from '../../src/sessions/define.js';
@@ -118,6 +119,24 @@ describe('defineSession', () => {
       'input: must be a zod schema or a JSON schema object',
     );
     expect(bad({ name: 'x', run: () => 1, timeoutMs: 1 })).not.toThrow();
+  });
+
+  it('types the run context: a page for browser sessions, none for browser: false', () => {
+    defineSession({
+      name: 'typed-browser',
+      run: (ctx) => {
+        expectTypeOf(ctx.page).toEqualTypeOf<Page>();
+        expectTypeOf(ctx.context).toEqualTypeOf<BrowserContext>();
+      },
+    });
+    defineSession({
+      name: 'typed-api',
+      browser: false,
+      run: (ctx) => {
+        expectTypeOf(ctx.page).toEqualTypeOf<undefined>();
+        expectTypeOf(ctx.signal).toEqualTypeOf<AbortSignal>();
+      },
+    });
   });
 });
 
