@@ -170,7 +170,6 @@ describe('GET /metrics', () => {
   });
 
   it('counts a draining runner as draining and not as capacity (it takes no new sessions)', async () => {
-    const before = samples(await api.client.metrics()).get('sfw_fleet_capacity') ?? 0;
     await api.runnerClient.heartbeat('runner-drain', {
       activeSessions: 1,
       maxConcurrency: 2,
@@ -178,10 +177,15 @@ describe('GET /metrics', () => {
       status: 'draining',
     });
     const m = samples(await api.client.metrics());
+    const runners = await api.client.runners();
     expect(m.get('sfw_runner_draining{runner_id="runner-drain"}')).toBe(1);
     expect(m.get('sfw_runners{state="draining"}')).toBe(1);
-    expect(m.get('sfw_fleet_capacity')).toBe(before);
-    expect((await api.client.queue()).fleetCapacity).toBe(before);
+    expect(runners.find((r) => r.runnerId === 'runner-drain')?.status).toBe('draining');
+    // Capacity is the sum over live runners that take sessions; the draining one is not among them.
+    const taking = runners.filter((r) => r.live && r.status === 'running');
+    const capacity = taking.reduce((n, r) => n + r.maxConcurrency, 0);
+    expect(m.get('sfw_fleet_capacity')).toBe(capacity);
+    expect((await api.client.queue()).fleetCapacity).toBe(capacity);
   });
 });
 

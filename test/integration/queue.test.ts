@@ -20,78 +20,83 @@ async function runningCountsByRunner(): Promise<Map<string, number>> {
 }
 
 describe('claiming', () => {
-  it('claims 5,000 sessions exactly once across 50 concurrent claimers, priority then FIFO, within max concurrency', async () => {
-    const N = 5000;
-    const sessions = Array.from({ length: N }, (_, i) => ({ type: 'race', priority: i % 5, input: { i } }));
-    const { items } = await api.client.createSessions(sessions);
-    expect(items).toHaveLength(N);
+  it(
+    'claims 5,000 sessions exactly once across 50 concurrent claimers, priority then FIFO, within max concurrency',
+    { timeout: 240_000 },
+    async () => {
+      const N = 5000;
+      const sessions = Array.from({ length: N }, (_, i) => ({ type: 'race', priority: i % 5, input: { i } }));
+      const { items } = await api.client.createSessions(sessions);
+      expect(items).toHaveLength(N);
 
-    const MAX = 4;
-    const claimedBy = new Map<string, string>();
-    const duplicates: string[] = [];
-    let overLimit = 0;
-    const batches: ClaimedSession[][] = [];
-    const clients = Array.from(
-      { length: 5 },
-      () => new SfwClient({ baseUrl: api.url, retries: 0, connections: 10 }),
-    );
+      const MAX = 4;
+      const claimedBy = new Map<string, string>();
+      const duplicates: string[] = [];
+      let overLimit = 0;
+      const batches: ClaimedSession[][] = [];
+      const clients = Array.from(
+        { length: 5 },
+        () => new SfwClient({ baseUrl: api.url, retries: 0, connections: 10 }),
+      );
 
-    async function claimer(n: number): Promise<void> {
-      const runnerId = `claimer-${n}`;
-      const client = clients[n % clients.length]!;
-      for (;;) {
-        const { sessions: got } = await client.claim(runnerId, {
-          slots: 3,
-          types: ['race'],
-          waitMs: 0,
-          maxConcurrency: MAX,
-        });
-        if (got.length === 0) {
-          const { rows } = await api.db.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM sessions WHERE status = 'queued'`,
+      async function claimer(n: number): Promise<void> {
+        const runnerId = `claimer-${n}`;
+        const client = clients[n % clients.length]!;
+        for (;;) {
+          const { sessions: got } = await client.claim(runnerId, {
+            slots: 3,
+            types: ['race'],
+            waitMs: 0,
+            maxConcurrency: MAX,
+          });
+          if (got.length === 0) {
+            const { rows } = await api.db.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM sessions WHERE status = 'queued'`,
+            );
+            if (rows[0]!.n === 0) return;
+            continue;
+          }
+          batches.push(got);
+          for (const s of got) {
+            if (claimedBy.has(s.id)) duplicates.push(s.id);
+            claimedBy.set(s.id, runnerId);
+          }
+          const counts = await runningCountsByRunner();
+          if ((counts.get(runnerId) ?? 0) > MAX) overLimit++;
+          await Promise.all(
+            got.map((s) =>
+              client.complete(s.id, {
+                leaseToken: s.leaseToken,
+                status: 'succeeded',
+                result: { by: runnerId },
+              }),
+            ),
           );
-          if (rows[0]!.n === 0) return;
-          continue;
         }
-        batches.push(got);
-        for (const s of got) {
-          if (claimedBy.has(s.id)) duplicates.push(s.id);
-          claimedBy.set(s.id, runnerId);
-        }
-        const counts = await runningCountsByRunner();
-        if ((counts.get(runnerId) ?? 0) > MAX) overLimit++;
-        await Promise.all(
-          got.map((s) =>
-            client.complete(s.id, {
-              leaseToken: s.leaseToken,
-              status: 'succeeded',
-              result: { by: runnerId },
-            }),
-          ),
-        );
       }
-    }
-    await Promise.all(Array.from({ length: 50 }, (_, i) => claimer(i)));
-    await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(Array.from({ length: 50 }, (_, i) => claimer(i)));
+      await Promise.all(clients.map((c) => c.close()));
 
-    expect(duplicates).toEqual([]);
-    expect(claimedBy.size).toBe(N);
-    expect(overLimit).toBe(0);
-    // Within each batch: priority descending, then FIFO (created_at, id).
-    for (const batch of batches) {
-      for (let i = 1; i < batch.length; i++) {
-        const a = batch[i - 1]!;
-        const b = batch[i]!;
-        expect(
-          a.priority > b.priority || (a.priority === b.priority && a.createdAt <= b.createdAt && a.id < b.id),
-        ).toBe(true);
+      expect(duplicates).toEqual([]);
+      expect(claimedBy.size).toBe(N);
+      expect(overLimit).toBe(0);
+      // Within each batch: priority descending, then FIFO (created_at, id).
+      for (const batch of batches) {
+        for (let i = 1; i < batch.length; i++) {
+          const a = batch[i - 1]!;
+          const b = batch[i]!;
+          expect(
+            a.priority > b.priority ||
+              (a.priority === b.priority && a.createdAt <= b.createdAt && a.id < b.id),
+          ).toBe(true);
+        }
       }
-    }
-    const { rows } = await api.db.query<{ status: string; n: number }>(
-      `SELECT status, count(*)::int AS n FROM sessions WHERE type = 'race' GROUP BY status`,
-    );
-    expect(rows).toEqual([{ status: 'succeeded', n: N }]);
-  });
+      const { rows } = await api.db.query<{ status: string; n: number }>(
+        `SELECT status, count(*)::int AS n FROM sessions WHERE type = 'race' GROUP BY status`,
+      );
+      expect(rows).toEqual([{ status: 'succeeded', n: N }]);
+    },
+  );
 
   it('takes the highest priority first and FIFO within a priority, across claims', async () => {
     const low = await api.client.createSession({ type: 'order', priority: 0 });
