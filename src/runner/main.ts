@@ -75,7 +75,8 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
       `RUNNER_ID (--runner-id) "${runnerId}" is not a valid runner id: up to 200 letters, digits and . _ : @ -, starting with a letter or digit`,
     );
   }
-  const log = (opts.log ?? createLogger(cfg.logLevel, { component: 'runner' })).child({ runnerId });
+  const baseLog = opts.log ?? createLogger(cfg.logLevel, { component: 'runner' });
+  const log = baseLog.child({ runnerId });
 
   const checkUrl = createTargetCheck(
     parseTargetPolicy({ allowedTargets: cfg.allowedTargets, allowPrivateTargets: cfg.allowPrivateTargets }),
@@ -138,7 +139,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     client,
     types: served,
     pool,
-    log,
+    log: baseLog,
     maxConcurrency: cfg.maxConcurrency,
     pollIntervalMs: opts.fixedPollInterval ? cfg.pollIntervalMs : undefined,
     heartbeatIntervalMs: cfg.heartbeatIntervalMs,

@@ -630,10 +630,12 @@ export class Runner {
         await sleep(backoff(attempt, this.backoffMs, 2000));
       }
     }
-    this.log.error(
-      { sessions: requeue.map((r) => r.id) },
-      'API unreachable at shutdown: sessions still held will be recovered when their leases lapse',
-    );
+    if (requeue.length > 0)
+      this.log.error(
+        { sessions: requeue.map((r) => r.id) },
+        'API unreachable at shutdown: sessions still held will be recovered when their leases lapse',
+      );
+    else this.log.error('API unreachable at shutdown: final status not reported');
     return false;
   }
 

@@ -35,7 +35,11 @@ export default defineCommand({
     await signalled;
     ctx.err(`stopping: letting in-flight sessions finish (up to ${cfg.shutdownTimeoutMs} ms)…`);
     const code = forced ? await started.force() : await started.stop();
-    ctx.err(code === 0 ? 'runner stopped' : 'runner stopped; some sessions could not be reported');
+    ctx.err(
+      code === 0
+        ? 'runner stopped'
+        : 'runner stopped without reaching the API: sessions it held are recovered when their leases lapse',
+    );
     return code;
   },
 });
