@@ -53,6 +53,8 @@ export const DEFAULT_MAX_CONTEXTS_PER_BROWSER = 200;
 const TEMP_PREFIX = 'sfw-browser-';
 const OWNER_FILE = 'owner.json';
 const CLEAR_TIMEOUT_MS = 5000;
+/** A browser that has not closed by then is killed. */
+const CLOSE_TIMEOUT_MS = 10_000;
 const MEMORY_CHECK_INTERVAL_MS = 2000;
 
 /** One launched Chromium. */
@@ -154,13 +156,21 @@ export class BrowserPool {
       if (lease) return lease;
     }
     if (!this.prewarmed && this.prewarming) await this.prewarming;
-    let ready = this.takePrewarmed();
-    if (!ready) {
-      const inst = await this.instance();
-      ready = { inst, ...(await this.newContextPage(inst)) };
-    }
+    const ready = this.takePrewarmed() ?? (await this.freshReady());
     this.schedulePrewarm();
     return this.lease(ready, undefined);
+  }
+
+  /** A new context and page; tried once more on a relaunched browser if the browser died meanwhile. */
+  private async freshReady(): Promise<Ready> {
+    for (let attempt = 1; ; attempt++) {
+      const inst = await this.instance();
+      try {
+        return { inst, ...(await this.newContextPage(inst)) };
+      } catch (err) {
+        if (!inst.disconnected || attempt >= 2 || this.closed) throw err;
+      }
+    }
   }
 
   /** Proportional set size of all running Chromium process trees of this pool, in bytes. */
@@ -307,7 +317,12 @@ export class BrowserPool {
       // Chromium's helpers are reparented when it exits: note them now to make sure they go too.
       const tree = inst.pid === undefined ? [] : await processTree(inst.pid);
       const procs = tree.map((pid) => procStat(pid)).filter((p) => p !== undefined);
-      await inst.browser.close().catch(() => {});
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        inst.browser.close().catch(() => {}),
+        new Promise((r) => (timer = setTimeout(r, CLOSE_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timer);
       await reapTree(procs, 2000);
       await this.cleanupInstance(inst);
     })();
