@@ -262,12 +262,23 @@ export async function startEmbeddedPostgres(
   opts: { database?: string } = {},
 ): Promise<EmbeddedPostgres> {
   const root = path.resolve(dataDir);
-  const pgDir = path.join(root, 'pg');
   await mkdir(root, { recursive: true });
+  let pgDir = path.join(root, 'pg');
   if (isRoot()) {
     // As root the server runs as `postgres`, which must be able to pass through the data folder.
     const mode = (await stat(root)).mode & 0o777;
     if ((mode & 0o011) !== 0o011) await chmod(root, mode | 0o011);
+    await ensurePostgresUser();
+    if (!existsSync(path.join(pgDir, 'PG_VERSION')) && !canPostgresUserRun(root)) {
+      // A parent folder is private (e.g. /root): keep the cluster where `postgres` can reach it, tied to
+      // this data folder by its path, and say where in the data folder.
+      const id = createHash('sha1').update(root).digest('hex').slice(0, 16);
+      pgDir = path.join('/var/tmp', 'session-framework-data', id, 'pg');
+      await mkdir(path.dirname(pgDir), { recursive: true, mode: 0o711 });
+      await chmod(path.dirname(path.dirname(pgDir)), 0o711).catch(() => {});
+      await chmod(path.dirname(pgDir), 0o711).catch(() => {});
+      await writeFile(path.join(root, 'pg.location'), `${pgDir}\n`);
+    }
   }
   const database = opts.database ?? 'postgres';
   const ownerFile = path.join(root, 'pg.owner');
