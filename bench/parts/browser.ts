@@ -184,6 +184,7 @@ export async function runBrowser(ctx: BenchContext): Promise<PartResult> {
     'flow: goto a local page, fill, click, extract 50 items; one fresh browser context per session on both sides',
     `Chromium flags on both sides: ${BENCH_BROWSER_ARGS.join(' ')}`,
     'sfw is timed from the first claim to the last finish of the batch (after a warm-up), raw from its first to its last session',
+    "the runner's browser pool prepares the next context and page while a session runs; the raw loop opens them inline, as a plain script does",
     'raw runs half its sessions before sfw and half after (each with its own warm browser); its rate is over both halves',
   ];
   if (firstStep)
