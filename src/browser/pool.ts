@@ -27,7 +27,10 @@ export interface BrowserPoolOptions {
   executablePath: string;
   /** Retire a browser after it has created this many contexts (default 200). */
   maxContextsPerBrowser?: number;
-  /** Retire a browser when its process tree's PSS passes this many bytes. */
+  /**
+   * Retire a browser when its process tree's PSS passes this many bytes. Default: the scaling guide's
+   * allowance, 500 MB plus 500 MB per open context (catches a browser that leaks, not a busy one).
+   */
   memoryBudgetBytes?: number;
   log?: LogSink;
   headless?: boolean;
@@ -56,6 +59,8 @@ const CLEAR_TIMEOUT_MS = 5000;
 /** A browser that has not closed by then is killed. */
 const CLOSE_TIMEOUT_MS = 10_000;
 const MEMORY_CHECK_INTERVAL_MS = 2000;
+const GUIDE_BASE_BYTES = 500 * 2 ** 20;
+const GUIDE_PER_CONTEXT_BYTES = 500 * 2 ** 20;
 
 /** One launched Chromium. */
 interface Instance {
@@ -341,11 +346,13 @@ export class BrowserPool {
   }
 
   private scheduleMemoryCheck(): void {
-    const budget = this.opts.memoryBudgetBytes;
-    if (!budget || this.memoryCheck || Date.now() - this.lastMemoryCheck < MEMORY_CHECK_INTERVAL_MS) return;
+    if (this.memoryCheck || Date.now() - this.lastMemoryCheck < MEMORY_CHECK_INTERVAL_MS) return;
     this.lastMemoryCheck = Date.now();
     const inst = this.current;
     if (!inst?.pid || inst.contextsCreated < 2) return;
+    // Without a fixed budget, the guide's allowance: 500 MB base plus 500 MB per open context.
+    const budget =
+      this.opts.memoryBudgetBytes ?? GUIDE_BASE_BYTES + GUIDE_PER_CONTEXT_BYTES * inst.contexts.size;
     this.memoryCheck = treePssBytes(inst.pid)
       .then((bytes) => {
         if (bytes > budget && !inst.retired && !inst.disconnected) {
