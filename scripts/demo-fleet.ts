@@ -54,6 +54,8 @@ export interface FleetOptions {
   log: (line: string) => void;
   /** Called once the fleet is idle and verified, before it is torn down (the demo waits for Ctrl-C here). */
   beforeTeardown?: (apiUrl: string) => Promise<void>;
+  /** Aborting it ends the run early (the demo's Ctrl-C); the fleet is still torn down cleanly. */
+  signal?: AbortSignal;
 }
 
 export interface StopRecord {
@@ -90,10 +92,16 @@ class FleetError extends Error {}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns a value (not undefined), at most `timeoutMs`. */
-async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined>,
+  signal?: AbortSignal,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: string | undefined;
   for (let i = 0; Date.now() < deadline && i < 100_000; i++) {
+    if (signal?.aborted) throw new FleetError(`interrupted while waiting for ${what}`);
     try {
       const v = await check();
       if (v !== undefined) return v;
@@ -184,6 +192,9 @@ function startProc(
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Own process group: a Ctrl-C in the terminal reaches only this script, which stops the fleet in
+    // order (a second signal straight to a draining runner would abort its sessions).
+    detached: true,
   });
   const out = createWriteStream(logFile, { flags: 'a' });
   child.stdout?.pipe(out, { end: false });
@@ -215,7 +226,11 @@ function relayToSocket(socketPath: string, port: number): Promise<net.Server> {
     up.on('error', () => conn.destroy());
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE' ? new FleetError(`port ${port} is in use: pass --port <free port>`) : err,
+      ),
+    );
     server.listen(port, '127.0.0.1', () => resolve(server));
   });
 }
@@ -305,6 +320,8 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     log: (line) => console.error(line),
     ...options,
   };
+  const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) =>
+    waitFor(what, ms, check, o.signal);
   const t0 = Date.now();
   const log = o.log;
   o.log = (line) => log(line.replace('[fleet]', `[fleet +${((Date.now() - t0) / 1000).toFixed(1)}s]`));
@@ -358,7 +375,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
           path.join(logs, 'relay.log'),
         ),
       );
-      await waitFor('the hub relay socket', 60_000, async () => (existsSync(socket) ? true : undefined));
+      await wait('the hub relay socket', 60_000, async () => (existsSync(socket) ? true : undefined));
       relay = await relayToSocket(socket, o.port);
       apiBase = `http://${HUB_ADDR}:${HUB_PORT}`;
       apiUrl = `http://127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
@@ -379,7 +396,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     client = new SfwClient({ baseUrl: apiUrl, token: API_TOKEN, retries: 0 });
     const c = client;
     const apiProc = procs[0]!;
-    await waitFor('the API to be ready', 90_000, async () => {
+    await wait('the API to be ready', 90_000, async () => {
       if (apiProc.child.exitCode !== null)
         throw new FleetError(`sfw api exited: ${tail(path.join(logs, 'api.log'))}`);
       return (await c.ready()).ok ? true : undefined;
@@ -416,7 +433,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     };
 
     for (const i of [1, 2, 3]) startRunner(i);
-    await waitFor('three runners to register', 120_000, async () => {
+    await wait('three runners to register', 120_000, async () => {
       const live = (await c.runners()).filter((r) => r.runnerId.startsWith('fleet-runner-'));
       return live.length >= 3 ? true : undefined;
     });
@@ -440,12 +457,12 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     o.log(`[fleet] enqueued ${wave1.length} sessions of ${lo}-${hi} ms`);
 
     // A fourth runner joins mid-run.
-    await waitFor('the first sessions to finish', o.timeoutMs, async () =>
+    await wait('the first sessions to finish', o.timeoutMs, async () =>
       (await doneCount()) >= Math.ceil(wave1.length * o.joinAt) ? true : undefined,
     );
     const joinedAt = Date.now();
     startRunner(4);
-    await waitFor('fleet-runner-4 to register', 120_000, async () =>
+    await wait('fleet-runner-4 to register', 120_000, async () =>
       (await c.runners()).some((r) => r.runnerId === 'fleet-runner-4') ? true : undefined,
     );
     await enqueue(batch.slice(wave1.length));
@@ -454,7 +471,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     // runner-2 stops gracefully while it is running sessions: with every slot busy, so that no claim of
     // its own is in flight at the signal (see docs/scaling.md, "Safe shutdown").
     const victim = 'fleet-runner-2';
-    const inFlight = await waitFor(`${victim} to be busy`, o.timeoutMs, async () => {
+    const inFlight = await wait(`${victim} to be busy`, o.timeoutMs, async () => {
       if ((await doneCount()) < Math.ceil(o.sessions * o.stopAt)) return undefined;
       const view = (await c.runners()).find((r) => r.runnerId === victim);
       const slots = view?.effectiveConcurrency ?? view?.maxConcurrency ?? o.maxConcurrency;
@@ -471,7 +488,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     if (exitCode === 'timeout') throw new FleetError(`${victim} did not exit within 60 s of SIGTERM`);
     o.log(`[fleet] ${victim} exited with code ${exitCode}`);
 
-    await waitFor('every session to finish', o.timeoutMs, async () =>
+    await wait('every session to finish', o.timeoutMs, async () =>
       (await doneCount()) >= o.sessions ? true : undefined,
     );
     const sessions = await allSessions(c);
@@ -543,26 +560,38 @@ async function demo(args: string[]): Promise<number> {
     console.error('--network must be auto, netns or loopback');
     return 2;
   }
-  const report = await runFleet({
-    sessions: Number(flag(args, 'sessions') ?? 120),
-    sessionMs: [1500, 4000],
-    port: Number(flag(args, 'port') ?? 3000),
-    network,
-    heartbeatIntervalMs: 2000,
-    timeoutMs: 600_000,
-    keep: args.includes('--keep'),
-    log: (line) => console.log(line),
-    beforeTeardown: async (url) => {
-      console.log(`[fleet] done. The dashboard stays up at ${url}/ (token ${API_TOKEN}); Ctrl-C to stop.`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-    },
-  });
-  const once = report.sessions.every((s) => report.executions.get(s.id)?.length === 1);
-  console.log(`[fleet] every session executed exactly once: ${once ? 'yes' : 'NO'}`);
-  return once ? 0 : 1;
+  // Ctrl-C at any point ends the run; runners drain, the API and Postgres stop, the namespaces go.
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const report = await runFleet({
+      sessions: Number(flag(args, 'sessions') ?? 120),
+      sessionMs: [1500, 4000],
+      port: Number(flag(args, 'port') ?? 3000),
+      network,
+      heartbeatIntervalMs: 2000,
+      timeoutMs: 600_000,
+      keep: args.includes('--keep'),
+      signal: interrupt.signal,
+      log: (line) => console.log(line),
+      beforeTeardown: async (url) => {
+        console.log(`[fleet] done. The dashboard stays up at ${url}/ (token ${API_TOKEN}); Ctrl-C to stop.`);
+        if (interrupt.signal.aborted) return;
+        await new Promise<void>((resolve) => interrupt.signal.addEventListener('abort', () => resolve()));
+      },
+    });
+    const once = report.sessions.every((s) => report.executions.get(s.id)?.length === 1);
+    console.log(`[fleet] every session executed exactly once: ${once ? 'yes' : 'NO'}`);
+    return once ? 0 : 1;
+  } catch (err) {
+    console.error(`[fleet] ${err instanceof Error ? err.message : String(err)}`);
+    return interrupt.signal.aborted ? 130 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === SCRIPT) {
