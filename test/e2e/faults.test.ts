@@ -72,14 +72,23 @@ async function rows(target: TestApi, ids: string[]): Promise<Row[]> {
 }
 
 async function allSucceeded(target: TestApi, ids: string[], timeoutMs: number, what: string): Promise<Row[]> {
-  return waitFor(
-    async () => {
-      const r = await rows(target, ids);
-      return r.length === ids.length && r.every((x) => x.status === 'succeeded') ? r : null;
-    },
-    { timeoutMs, intervalMs: 200, what },
-  );
+  try {
+    return await waitFor(
+      async () => {
+        const r = await rows(target, ids);
+        return r.length === ids.length && r.every((x) => x.status === 'succeeded') ? r : null;
+      },
+      { timeoutMs, intervalMs: 200, what },
+    );
+  } catch (err) {
+    const counts: Record<string, number> = {};
+    for (const r of await rows(target, ids)) counts[r.status] = (counts[r.status] ?? 0) + 1;
+    throw new Error(`${(err as Error).message}; sessions by status: ${JSON.stringify(counts)}`);
+  }
 }
+
+/** Runner processes start Chromium; on a loaded machine a fault test needs more than the default minute. */
+const FAULT_TEST_MS = 180_000;
 
 async function totals(target: TestApi, runnerIds: string[]): Promise<{ executed: number; failures: number }> {
   const { rows: r } = await target.db.query<{ executed: number; failures: number }>(
@@ -91,158 +100,177 @@ async function totals(target: TestApi, runnerIds: string[]): Promise<{ executed:
 }
 
 describe('fault injection', () => {
-  it('kill -9 of a runner mid-session: recovered and finished by another runner, exactly one success', async () => {
-    const victim = runner(api, 'victim');
-    await serving(victim, 'victim');
-    const { items } = await api.client.createSessions([
-      { type: 'sleep', input: { ms: 3000 }, maxAttempts: 2 },
-      { type: 'sleep', input: { ms: 3000 }, maxAttempts: 2 },
-    ]);
-    const ids = items.map((s) => s.id);
-    await waitFor(
-      async () => (await rows(api, ids)).every((r) => r.status === 'running' && r.claimed_by === 'victim'),
-      {
-        timeoutMs: 20_000,
-        what: 'the victim to run both sessions',
-      },
-    );
-    const killedAt = Date.now();
-    victim.child.kill('SIGKILL');
-    await killTagged(victim.tag);
-    await victim.exited;
-    // A replacement comes up, as an orchestrator would start one.
-    const rescuer = runner(api, 'rescuer');
-    await serving(rescuer, 'rescuer');
-
-    const done = await allSucceeded(api, ids, 40_000, 'the rescuer to finish both sessions');
-    const recoveredInMs = Date.now() - killedAt;
-    for (const r of done) {
-      expect(r.claimed_by).toBe('rescuer');
-      expect(r.attempt).toBe(2);
-      expect(r.attempts.map((a) => [a.runnerId, a.status, a.errorMessage])).toEqual([
-        ['victim', 'error', RUNNER_LOST_MESSAGE],
-        ['rescuer', 'succeeded', null],
+  it(
+    'kill -9 of a runner mid-session: recovered and finished by another runner, exactly one success',
+    async () => {
+      const victim = runner(api, 'victim');
+      await serving(victim, 'victim');
+      const { items } = await api.client.createSessions([
+        { type: 'sleep', input: { ms: 3000 }, maxAttempts: 2 },
+        { type: 'sleep', input: { ms: 3000 }, maxAttempts: 2 },
       ]);
-      expect(r.attempts.filter((a) => a.status === 'succeeded')).toHaveLength(1);
-    }
-    expect(await totals(api, ['victim'])).toEqual({ executed: 2, failures: 2 });
-    expect(await totals(api, ['rescuer'])).toEqual({ executed: 2, failures: 0 });
-    // Runner start + lease 2 s + reaper pass + backoff ≤ 1 s + the 3 s session itself.
-    expect(recoveredInMs).toBeLessThan(30_000);
-    console.log(
-      `faults: kill -9 → both sessions finished by a new runner ${recoveredInMs} ms after the kill`,
-    );
-  });
-
-  it('a runner frozen past its lease: its sessions are recovered, its late result does not land, it carries on', async () => {
-    const frozen = runner(api, 'frozen', { MAX_CONCURRENCY: '1' });
-    await serving(frozen, 'frozen');
-    const s = await api.client.createSession({ type: 'sleep', input: { ms: 1500 }, maxAttempts: 2 });
-    await waitFor(async () => (await rows(api, [s.id]))[0]?.claimed_by === 'frozen', {
-      timeoutMs: 20_000,
-      what: 'the frozen runner to claim the session',
-    });
-    frozen.child.kill('SIGSTOP');
-    await waitFor(async () => (await rows(api, [s.id]))[0]?.status === 'queued', {
-      timeoutMs: 20_000,
-      what: 'the session to be recovered from the frozen runner',
-    });
-    const backup = runner(api, 'backup');
-    await serving(backup, 'backup');
-    const [done] = await allSucceeded(api, [s.id], 30_000, 'the backup runner to finish the session');
-    expect(done!.claimed_by).toBe('backup');
-
-    // The frozen runner wakes up with a finished session and a lost lease: its result must not land.
-    frozen.child.kill('SIGCONT');
-    backup.child.kill('SIGTERM');
-    expect(await backup.exited).toBe(0);
-    const next = await api.client.createSession({ type: 'sleep', input: { ms: 10 } });
-    const [served] = await allSucceeded(api, [next.id], 30_000, 'the woken runner to serve a new session');
-    expect(served!.claimed_by).toBe('frozen');
-    expect(frozen.child.exitCode).toBeNull();
-
-    const [after] = await rows(api, [s.id]);
-    expect(after!.status).toBe('succeeded');
-    expect(after!.claimed_by).toBe('backup');
-    expect(after!.attempts.map((a) => [a.runnerId, a.status])).toEqual([
-      ['frozen', 'error'],
-      ['backup', 'succeeded'],
-    ]);
-  });
-
-  it('the API going away mid-load: runners retry with backoff, nothing lost, nothing run twice', async () => {
-    const steady = await startTestApi('faults_api', { reaperIntervalMs: 500 });
-    try {
-      const a = runner(steady, 'api-out-a');
-      const b = runner(steady, 'api-out-b');
-      await Promise.all([serving(a, 'api-out-a'), serving(b, 'api-out-b')]);
-      const N = 60;
-      const { items } = await steady.client.createSessions(
-        Array.from({ length: N }, () => ({ type: 'sleep', input: { ms: 100 } })),
-      );
       const ids = items.map((s) => s.id);
       await waitFor(
-        async () => (await rows(steady, ids)).filter((r) => r.status === 'succeeded').length >= 10,
-        { timeoutMs: 30_000, what: 'the load to get going' },
+        async () => (await rows(api, ids)).every((r) => r.status === 'running' && r.claimed_by === 'victim'),
+        {
+          timeoutMs: 20_000,
+          what: 'the victim to run both sessions',
+        },
       );
-      const outage = await apiOutage(steady);
-      // An outage of a fixed length is the fault being injected, not a wait for a condition.
-      await new Promise((r) => setTimeout(r, 2000));
-      await outage.restore();
-      const done = await allSucceeded(steady, ids, 60_000, 'every session to finish after the outage');
-      for (const r of done) expect(r.attempts).toHaveLength(1);
-      expect(await totals(steady, ['api-out-a', 'api-out-b'])).toEqual({ executed: N, failures: 0 });
-      expect(a.child.exitCode).toBeNull();
-      expect(b.child.exitCode).toBeNull();
-    } finally {
-      await steady.stop();
-    }
-  });
+      const killedAt = Date.now();
+      victim.child.kill('SIGKILL');
+      await killTagged(victim.tag);
+      await victim.exited;
+      // A replacement comes up, as an orchestrator would start one.
+      const rescuer = runner(api, 'rescuer');
+      await serving(rescuer, 'rescuer');
 
-  it('Postgres stopped and started mid-load: API and runners recover without restarts, nothing lost', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-faults-pg-'));
-    let pg: EmbeddedPostgres | undefined = await startEmbeddedPostgres(dir);
-    const url = await ensureDatabase(pg.url, 'faults');
-    const db = createDb({ connectionString: url, max: 10 });
-    await migrate(db);
-    const own = await startTestApi('faults_pg', { db: { db, url }, reaperIntervalMs: 500 });
-    try {
-      const a = runner(own, 'pg-out-a');
-      const b = runner(own, 'pg-out-b');
-      await Promise.all([serving(a, 'pg-out-a'), serving(b, 'pg-out-b')]);
-      const N = 60;
-      const { items } = await own.client.createSessions(
-        Array.from({ length: N }, () => ({ type: 'sleep', input: { ms: 100 } })),
+      const done = await allSucceeded(api, ids, 40_000, 'the rescuer to finish both sessions');
+      const recoveredInMs = Date.now() - killedAt;
+      for (const r of done) {
+        expect(r.claimed_by).toBe('rescuer');
+        expect(r.attempt).toBe(2);
+        expect(r.attempts.map((a) => [a.runnerId, a.status, a.errorMessage])).toEqual([
+          ['victim', 'error', RUNNER_LOST_MESSAGE],
+          ['rescuer', 'succeeded', null],
+        ]);
+        expect(r.attempts.filter((a) => a.status === 'succeeded')).toHaveLength(1);
+      }
+      expect(await totals(api, ['victim'])).toEqual({ executed: 2, failures: 2 });
+      expect(await totals(api, ['rescuer'])).toEqual({ executed: 2, failures: 0 });
+      // Runner start + lease 2 s + reaper pass + backoff ≤ 1 s + the 3 s session itself.
+      expect(recoveredInMs).toBeLessThan(30_000);
+      console.log(
+        `faults: kill -9 → both sessions finished by a new runner ${recoveredInMs} ms after the kill`,
       );
-      const ids = items.map((s) => s.id);
-      await waitFor(async () => (await rows(own, ids)).filter((r) => r.status === 'succeeded').length >= 10, {
-        timeoutMs: 30_000,
-        what: 'the load to get going',
-      });
-      const port = pg.port;
-      await pg.stop();
-      pg = undefined;
-      const down = await fetch(`${own.url}/readyz`);
-      expect(down.status).toBe(503);
-      pg = await startEmbeddedPostgres(dir);
-      expect(pg.port).toBe(port);
-      await waitFor(async () => (await fetch(`${own.url}/readyz`)).status === 200, {
+    },
+    FAULT_TEST_MS,
+  );
+
+  it(
+    'a runner frozen past its lease: its sessions are recovered, its late result does not land, it carries on',
+    async () => {
+      const frozen = runner(api, 'frozen', { MAX_CONCURRENCY: '1' });
+      await serving(frozen, 'frozen');
+      const s = await api.client.createSession({ type: 'sleep', input: { ms: 1500 }, maxAttempts: 2 });
+      await waitFor(async () => (await rows(api, [s.id]))[0]?.claimed_by === 'frozen', {
         timeoutMs: 20_000,
-        what: 'the API to see Postgres again',
+        what: 'the frozen runner to claim the session',
       });
-      const done = await allSucceeded(own, ids, 60_000, 'every session to finish after the restart');
-      for (const r of done) expect(r.attempts).toHaveLength(1);
-      expect(await totals(own, ['pg-out-a', 'pg-out-b'])).toEqual({ executed: N, failures: 0 });
-      expect(a.child.exitCode).toBeNull();
-      expect(b.child.exitCode).toBeNull();
-    } finally {
-      for (const p of spawned.splice(0)) await killTagged(p.tag);
-      await own.stop();
-      await db.end();
-      await pg?.stop();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+      frozen.child.kill('SIGSTOP');
+      await waitFor(async () => (await rows(api, [s.id]))[0]?.status === 'queued', {
+        timeoutMs: 20_000,
+        what: 'the session to be recovered from the frozen runner',
+      });
+      const backup = runner(api, 'backup');
+      await serving(backup, 'backup');
+      const [done] = await allSucceeded(api, [s.id], 30_000, 'the backup runner to finish the session');
+      expect(done!.claimed_by).toBe('backup');
+
+      // The frozen runner wakes up with a finished session and a lost lease: its result must not land.
+      frozen.child.kill('SIGCONT');
+      backup.child.kill('SIGTERM');
+      expect(await backup.exited).toBe(0);
+      const next = await api.client.createSession({ type: 'sleep', input: { ms: 10 } });
+      const [served] = await allSucceeded(api, [next.id], 30_000, 'the woken runner to serve a new session');
+      expect(served!.claimed_by).toBe('frozen');
+      expect(frozen.child.exitCode).toBeNull();
+
+      const [after] = await rows(api, [s.id]);
+      expect(after!.status).toBe('succeeded');
+      expect(after!.claimed_by).toBe('backup');
+      expect(after!.attempts.map((a) => [a.runnerId, a.status])).toEqual([
+        ['frozen', 'error'],
+        ['backup', 'succeeded'],
+      ]);
+    },
+    FAULT_TEST_MS,
+  );
+
+  it(
+    'the API going away mid-load: runners retry with backoff, nothing lost, nothing run twice',
+    async () => {
+      const steady = await startTestApi('faults_api', { reaperIntervalMs: 500 });
+      try {
+        const a = runner(steady, 'api-out-a');
+        const b = runner(steady, 'api-out-b');
+        await Promise.all([serving(a, 'api-out-a'), serving(b, 'api-out-b')]);
+        const N = 60;
+        const { items } = await steady.client.createSessions(
+          Array.from({ length: N }, () => ({ type: 'sleep', input: { ms: 100 } })),
+        );
+        const ids = items.map((s) => s.id);
+        await waitFor(
+          async () => (await rows(steady, ids)).filter((r) => r.status === 'succeeded').length >= 10,
+          { timeoutMs: 30_000, what: 'the load to get going' },
+        );
+        const outage = await apiOutage(steady);
+        // An outage of a fixed length is the fault being injected, not a wait for a condition.
+        await new Promise((r) => setTimeout(r, 2000));
+        await outage.restore();
+        const done = await allSucceeded(steady, ids, 60_000, 'every session to finish after the outage');
+        for (const r of done) expect(r.attempts).toHaveLength(1);
+        expect(await totals(steady, ['api-out-a', 'api-out-b'])).toEqual({ executed: N, failures: 0 });
+        expect(a.child.exitCode).toBeNull();
+        expect(b.child.exitCode).toBeNull();
+      } finally {
+        await steady.stop();
+      }
+    },
+    FAULT_TEST_MS,
+  );
+
+  it(
+    'Postgres stopped and started mid-load: API and runners recover without restarts, nothing lost',
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-faults-pg-'));
+      let pg: EmbeddedPostgres | undefined = await startEmbeddedPostgres(dir);
+      const url = await ensureDatabase(pg.url, 'faults');
+      const db = createDb({ connectionString: url, max: 10 });
+      await migrate(db);
+      const own = await startTestApi('faults_pg', { db: { db, url }, reaperIntervalMs: 500 });
+      try {
+        const a = runner(own, 'pg-out-a');
+        const b = runner(own, 'pg-out-b');
+        await Promise.all([serving(a, 'pg-out-a'), serving(b, 'pg-out-b')]);
+        const N = 60;
+        const { items } = await own.client.createSessions(
+          Array.from({ length: N }, () => ({ type: 'sleep', input: { ms: 100 } })),
+        );
+        const ids = items.map((s) => s.id);
+        await waitFor(
+          async () => (await rows(own, ids)).filter((r) => r.status === 'succeeded').length >= 10,
+          {
+            timeoutMs: 30_000,
+            what: 'the load to get going',
+          },
+        );
+        const port = pg.port;
+        await pg.stop();
+        pg = undefined;
+        const down = await fetch(`${own.url}/readyz`);
+        expect(down.status).toBe(503);
+        pg = await startEmbeddedPostgres(dir);
+        expect(pg.port).toBe(port);
+        await waitFor(async () => (await fetch(`${own.url}/readyz`)).status === 200, {
+          timeoutMs: 20_000,
+          what: 'the API to see Postgres again',
+        });
+        const done = await allSucceeded(own, ids, 60_000, 'every session to finish after the restart');
+        for (const r of done) expect(r.attempts).toHaveLength(1);
+        expect(await totals(own, ['pg-out-a', 'pg-out-b'])).toEqual({ executed: N, failures: 0 });
+        expect(a.child.exitCode).toBeNull();
+        expect(b.child.exitCode).toBeNull();
+      } finally {
+        for (const p of spawned.splice(0)) await killTagged(p.tag);
+        await own.stop();
+        await db.end();
+        await pg?.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    FAULT_TEST_MS,
+  );
 });
 
 /**
