@@ -160,7 +160,8 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
     return await runWithLease(opts, input, lease, signal, timeout.signal, consoleLines, upload, log);
   } finally {
     clearTimeout(timer);
-    if (consoleLines.lines.length > 0) {
+    // A session the runner aborted is cancelled or handed back: its artifacts would only delay that.
+    if (consoleLines.lines.length > 0 && !opts.signal.aborted) {
       await bounded(
         upload('console.log', Buffer.from(consoleLines.text()), 'text/plain; charset=utf-8'),
         ARTIFACT_STEP_TIMEOUT_MS,
