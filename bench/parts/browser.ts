@@ -156,7 +156,7 @@ export async function runBrowser(ctx: BenchContext): Promise<PartResult> {
   let firstStep: ReturnType<typeof summarize> | undefined;
   try {
     for (const c of levels) {
-      const n = size(ctx, 60 * c, 4 * c);
+      const n = size(ctx, 40 * c, 4 * c);
       // Raw runs half before and half after sfw, so a change in the machine's load hits both sides alike.
       const half = Math.max(c, Math.round(n / 2));
       ctx.log(`browser: concurrency ${c}: raw playwright-core, ${half} sessions`);

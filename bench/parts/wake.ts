@@ -100,7 +100,7 @@ async function measureGraphile(ctx: BenchContext, n: number): Promise<Measured> 
 }
 
 export async function runWake(ctx: BenchContext): Promise<PartResult> {
-  const n = size(ctx, 500, 20);
+  const n = size(ctx, 300, 20);
   ctx.log(`wake: ours, ${n} sessions one at a time, ${CLAIMERS} idle long-polling runners`);
   const ours = await measureOurs(ctx, n);
   ctx.log(`wake: graphile-worker, ${n} jobs one at a time, concurrency ${CLAIMERS}`);
