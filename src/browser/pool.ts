@@ -87,6 +87,8 @@ interface Ready {
 /** A context and page kept for one session type (`reuseContext`), cleared between its sessions. */
 interface Kept extends Ready {
   busy: boolean;
+  /** Set while the kept context is being cleared after its last session. */
+  clearing: Promise<boolean> | undefined;
   origins: Set<string>;
   cdp: CDPSession | undefined;
 }
@@ -416,6 +418,8 @@ export class BrowserPool {
   }
 
   private async acquireKept(key: string): Promise<BrowserLease | undefined> {
+    // The previous session of this type is being cleared out: waiting for that beats a new context.
+    await this.kept.get(key)?.clearing;
     const k = this.kept.get(key);
     if (k && !k.busy && k.inst === this.current && !k.inst.disconnected && !k.page.isClosed()) {
       k.busy = true;
@@ -429,6 +433,7 @@ export class BrowserPool {
       inst,
       ...(await this.newContextPage(inst)),
       busy: true,
+      clearing: undefined,
       origins: new Set(),
       cdp: undefined,
     };
@@ -451,9 +456,13 @@ export class BrowserPool {
     const release = async (): Promise<void> => {
       page.off('crash', onCrash);
       const keep = kept && !pageCrashed && !inst.retired && !inst.disconnected && inst === this.current;
-      if (keep && (await clearKept(kept))) {
-        kept.busy = false;
-        return;
+      if (keep) {
+        kept.clearing = clearKept(kept);
+        if (await kept.clearing) {
+          kept.clearing = undefined;
+          kept.busy = false;
+          return;
+        }
       }
       for (const [key, k] of this.kept) if (k === kept) this.kept.delete(key);
       if (!inst.disconnected) await Promise.race([context.close(), inst.gone]).catch(() => {});

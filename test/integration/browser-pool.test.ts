@@ -129,7 +129,12 @@ describe('browser pool', () => {
       await b.page.evaluate(() => [document.cookie, localStorage.getItem('k'), sessionStorage.getItem('s')]),
     ).toEqual(['', null, null]);
     expect(await permission()).toBe('prompt');
-    await b.release();
+    // The runner does not wait for a release: the next session of the type waits for the clearing.
+    void b.release();
+    const c = await pool.acquire({ reuseContext: 'checkout' });
+    expect(c.context).toBe(a.context);
+    expect(await c.context.cookies()).toEqual([]);
+    await c.release();
 
     const other = await pool.acquire({ reuseContext: 'another-type' });
     expect(other.context).not.toBe(a.context);
