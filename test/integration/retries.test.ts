@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimedSession, SessionView } from '../../src/protocol/schemas.js';
 import { ApiError } from '../../src/sdk/client.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
 
 let api: TestApi;
 
@@ -186,6 +187,56 @@ describe('retries', () => {
     await expect(
       api.runnerClient.complete(s.id, { leaseToken: c.leaseToken, status: 'succeeded' }),
     ).rejects.toMatchObject({ httpStatus: 409 });
+    await api.runnerClient.complete(s.id, { leaseToken: again.leaseToken, status: 'succeeded' });
+  });
+});
+
+describe('undelivered claims', () => {
+  it('hands the sessions of a claim whose answer never reached the runner back at once', async () => {
+    const s = await api.client.createSession({ type: 'undelivered', maxAttempts: 1 });
+    // Hold the runner's claim lock so the claim is still in the database when the runner goes away.
+    const blocker = await api.db.connect();
+    try {
+      await blocker.query(`SELECT pg_advisory_lock(hashtextextended('sfw.claim:' || $1, 0))`, [
+        'gone-runner',
+      ]);
+      const ac = new AbortController();
+      const claim = fetch(`${api.url}/v1/runners/gone-runner/claim`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ slots: 1, types: ['undelivered'] }),
+        signal: ac.signal,
+      }).catch((err: unknown) => err);
+      await waitFor(
+        async () => {
+          const { rows } = await api.db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sfw_claim%'`,
+          );
+          return rows[0]!.n > 0;
+        },
+        { timeoutMs: 5000, what: 'the claim to wait on the lock' },
+      );
+      ac.abort();
+      expect(await claim).toBeInstanceOf(Error);
+    } finally {
+      await blocker.query(`SELECT pg_advisory_unlock(hashtextextended('sfw.claim:' || $1, 0))`, [
+        'gone-runner',
+      ]);
+      blocker.release();
+    }
+    const back = await waitFor(
+      async () => {
+        const v = await api.client.getSession(s.id);
+        return v.status === 'queued' && v.attempts.length === 1 ? v : null;
+      },
+      { timeoutMs: 5000, what: 'the undelivered claim to be handed back' },
+    );
+    expect(back.attempt).toBe(0);
+    expect(back.claimedBy).toBeNull();
+    expect(back.attempts).toMatchObject([{ runnerId: 'gone-runner', status: 'queued' }]);
+    // Another runner gets it, with its one attempt intact.
+    const again = await claim('undelivered', 'present-runner');
+    expect(again.attempt).toBe(1);
     await api.runnerClient.complete(s.id, { leaseToken: again.leaseToken, status: 'succeeded' });
   });
 });

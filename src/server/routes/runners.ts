@@ -46,6 +46,21 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
           ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
         });
         const left = deadline - Date.now();
+        if (rows.length > 0) {
+          // An answer that never reaches the runner (connection cut, API shutting down) would strand these
+          // sessions until their lease lapses: hand them back at once, fenced, without spending an attempt.
+          const handBack = () => {
+            const refs = rows.map((r) => ({ id: r.id, leaseToken: r.lease_token ?? '' }));
+            requeueSessions(db, req.params.runnerId, refs).catch((err: unknown) =>
+              req.log.warn(
+                { err: (err as Error).message },
+                'undelivered claim not handed back; the reaper will',
+              ),
+            );
+          };
+          if (gone.aborted) handBack();
+          else gone.addEventListener('abort', handBack, { once: true });
+        }
         if (rows.length > 0 || left <= 0 || b.slots === 0) return { sessions: rows.map(claimedView) };
         await app.waiters.waitForWork(Math.min(left, app.waiters.pollMs), gone);
       }
