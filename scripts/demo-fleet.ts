@@ -11,6 +11,8 @@
  * every process runs on 127.0.0.1 (`--network loopback`). The dashboard is relayed to 127.0.0.1 on this
  * machine through a Unix socket.
  *
+ *   npm run demo:fleet -- recovery --trials 3   # time to recover a session after kill -9 of its runner
+ *
  * The same file is also the entry of the processes it starts: `demo-fleet.ts sfw <args>` runs the sfw CLI
  * from source, `demo-fleet.ts relay <socket> <host:port>` forwards a Unix socket to TCP.
  */
@@ -547,6 +549,102 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+// ---- recovery after a crash ---------------------------------------------------------------------
+
+export interface RecoveryTrial {
+  ms: number;
+  status: string;
+  errorMessage: string | null;
+}
+
+/**
+ * Stale-session recovery as it happens: a real runner holding a session is killed with SIGKILL at a
+ * random point of its heartbeat cycle; measured is the time from the kill until the API has recovered
+ * the session (requeued, or `error` / `Runner connection lost`). Default settings unless the environment
+ * sets STALE_SESSION_TIMEOUT_MS, REAPER_INTERVAL_MS or HEARTBEAT_INTERVAL_MS.
+ */
+export async function measureRecovery(trials: number, log: (line: string) => void): Promise<RecoveryTrial[]> {
+  const work = await mkdtemp(path.join(os.tmpdir(), 'sfw-recovery-'));
+  await chmod(work, 0o755);
+  const sessionsDir = path.join(work, 'sessions');
+  await mkdir(sessionsDir);
+  writeFileSync(path.join(sessionsDir, 'fleet-work.mjs'), sessionModule());
+  const execLog = path.join(work, 'executions.jsonl');
+  const port = await freePort();
+  const pass = (names: string[]): Record<string, string> =>
+    Object.fromEntries(names.flatMap((n) => (process.env[n] ? [[n, process.env[n]]] : [])));
+  const api = startProc(
+    'api',
+    undefined,
+    ['sfw', 'api'],
+    {
+      DATA_DIR: path.join(work, 'data'),
+      API_TOKEN,
+      RUNNER_TOKEN,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      ...pass(['STALE_SESSION_TIMEOUT_MS', 'REAPER_INTERVAL_MS']),
+    },
+    path.join(work, 'api.log'),
+  );
+  const client = new SfwClient({ baseUrl: `http://127.0.0.1:${port}`, token: API_TOKEN, retries: 0 });
+  const out: RecoveryTrial[] = [];
+  try {
+    await waitFor('the API to be ready', 90_000, async () => {
+      if (api.child.exitCode !== null)
+        throw new FleetError(`sfw api exited: ${tail(path.join(work, 'api.log'))}`);
+      return (await client.ready()).ok ? true : undefined;
+    });
+    for (let t = 0; t < trials; t++) {
+      const runnerId = `crash-runner-${t}`;
+      const runner = startProc(
+        runnerId,
+        undefined,
+        ['sfw', 'runner'],
+        {
+          API_BASE_URL: `http://127.0.0.1:${port}`,
+          RUNNER_ID: runnerId,
+          RUNNER_TOKEN,
+          SESSIONS_DIR: sessionsDir,
+          LOG_LEVEL: 'warn',
+          ...pass(['HEARTBEAT_INTERVAL_MS']),
+        },
+        path.join(work, `${runnerId}.log`),
+      );
+      const s = await client.createSession({
+        type: SESSION_TYPE,
+        input: { ms: 600_000, log: execLog },
+        timeoutMs: 900_000,
+      });
+      await waitFor(`${runnerId} to claim`, 120_000, async () => {
+        const v = await client.getSession(s.id);
+        return v.status === 'running' && v.claimedBy === runnerId ? true : undefined;
+      });
+      await sleep(1000 + Math.random() * 5000);
+      const killedAt = Date.now();
+      // The runner's whole process group (a browser it started would be in it too).
+      process.kill(-runner.child.pid!, 'SIGKILL');
+      await runner.exited;
+      const after = await waitFor('the session to be recovered', 300_000, async () => {
+        const v = await client.getSession(s.id);
+        return v.status === 'running' ? undefined : v;
+      });
+      const trial = { ms: Date.now() - killedAt, status: after.status, errorMessage: after.errorMessage };
+      out.push(trial);
+      log(
+        `[recovery] trial ${t + 1}: ${trial.status}${trial.errorMessage ? ` (${trial.errorMessage})` : ''} ${(trial.ms / 1000).toFixed(1)} s after kill -9`,
+      );
+      if (after.status === 'queued') await client.cancelSession(s.id);
+    }
+    return out;
+  } finally {
+    await client.close();
+    await stopProc(api, 30_000);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 // ---- entry ----------------------------------------------------------------------------------------
 
 function flag(args: string[], name: string): string | undefined {
@@ -601,6 +699,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === SCRIPT) {
     process.exit(await main(rest));
   } else if (role === 'relay') {
     serveRelay(rest[0]!, rest[1]!);
+  } else if (role === 'recovery') {
+    const trials = await measureRecovery(Number(flag(rest, 'trials') ?? 3), (line) => console.log(line));
+    console.log(`[recovery] ${JSON.stringify(trials.map((t) => t.ms))} ms`);
   } else {
     process.exit(await demo(process.argv.slice(2)));
   }
