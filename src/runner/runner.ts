@@ -308,7 +308,9 @@ export class Runner {
             ...(this.version ? { version: this.version } : {}),
             startedAt: this.startedAt,
           },
-          this.claimAbort.signal,
+          // Not aborted by a graceful stop: a claim the API already answered must reach us, or its
+          // sessions would wait out their lease. Only a forced stop cuts it short.
+          this.forceAbort.signal,
         );
         sessions = reply.sessions;
         if (failures > 0) this.log.info({ failures }, 'API reachable again; claiming');
@@ -573,6 +575,14 @@ export class Runner {
       'stopping: no more claims; letting in-flight sessions finish',
     );
     await this.heartbeat();
+    // Let a claim in flight come back (at most its long-poll): what it brings is run and drained too.
+    const claimLoop = this.loops[1];
+    if (claimLoop) {
+      const waitClaim = new AbortController();
+      this.forceAbort.signal.addEventListener('abort', () => waitClaim.abort(), { once: true });
+      await Promise.race([claimLoop, sleep(this.shutdownTimeoutMs, waitClaim.signal)]);
+      waitClaim.abort();
+    }
 
     const drained = this.drain();
     const timers = new AbortController();

@@ -188,6 +188,23 @@ describe('runner loop', () => {
     const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-timeout')!;
     expect(h.status).toBe('stopped');
   });
+  it('a claim answered while the runner is stopping still reaches it: the session runs, nothing is stranded', async () => {
+    await clearQueue();
+    const r = await startRunner(api, { runnerId: 'loop-stop-claim', pollIntervalMs: 3000 });
+    // The runner is idle in its long-poll; stop it, then give the pending poll work before it returns.
+    await waitFor(async () => (await api.client.runners()).some((x) => x.runnerId === 'loop-stop-claim'), {
+      what: 'runner registered',
+    });
+    const stopping = r.stop();
+    const s = await api.client.createSession({ type: 'sleep', input: { ms: 50 } });
+    expect(await stopping).toBe(0);
+    const after = await api.client.getSession(s.id);
+    // Either the pending claim brought it (and it ran to the end) or it stayed queued; never stranded running.
+    expect(['succeeded', 'queued']).toContain(after.status);
+    const h = (await api.client.runners()).find((x) => x.runnerId === 'loop-stop-claim')!;
+    expect(h.status).toBe('stopped');
+    expect(h.runningSessions).toBe(0);
+  });
   it('a lapsed lease: the old attempt is aborted and never reported; the attempt that follows wins', async () => {
     // A short lease and no renewal in between: the reaper recovers the session and this runner claims it again.
     const short = await startTestApi('runner_lost', { staleSessionTimeoutMs: 1000, reaperIntervalMs: 100 });
