@@ -236,42 +236,14 @@ const BACKOFF_SQL = `make_interval(secs => least(300, power(2, least(t.attempt -
  * with backoff. The same call repeated after success answers the stored session (safe to retry).
  */
 export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
-  const { rows } = await db.query<SessionRow>(
-    `WITH t AS (
-       SELECT id, claimed_by, claimed_at, attempt,
-              ($3 = ANY (retry_on) AND attempt < max_attempts AND NOT cancel_requested AND $3 <> 'cancelled') AS retry
-       FROM sessions WHERE id = $1 AND lease_token = $2::uuid AND status = 'running'
-       FOR UPDATE
-     ), s AS (
-       UPDATE sessions x SET
-         status = CASE WHEN t.retry THEN 'queued' ELSE $3 END,
-         result = CASE WHEN t.retry THEN NULL ELSE $4::jsonb END,
-         error_message = $5,
-         updated_at = now(),
-         finished_at = CASE WHEN t.retry THEN NULL ELSE now() END,
-         run_at = CASE WHEN t.retry THEN now() + ${BACKOFF_SQL} ELSE x.run_at END,
-         claimed_by = CASE WHEN t.retry THEN NULL ELSE x.claimed_by END,
-         lease_expires_at = NULL,
-         attempts = x.attempts || jsonb_build_object(
-           'attempt', t.attempt, 'runnerId', t.claimed_by, 'status', $3::text, 'errorMessage', $5::text,
-           'startedAt', t.claimed_at, 'finishedAt', now())
-       FROM t WHERE x.id = t.id
-       RETURNING x.*
-     ), h AS (
-       UPDATE runner_health SET
-         total_sessions_executed = total_sessions_executed + 1,
-         total_failures = total_failures + CASE WHEN $3 IN ('failed', 'error') THEN 1 ELSE 0 END
-       WHERE runner_id = (SELECT claimed_by FROM t)
-     )
-     SELECT s.*, pg_notify('${DONE_CHANNEL}', s.id::text) FROM s`,
-    [
-      id,
-      c.leaseToken,
-      c.status,
-      c.result === undefined ? null : JSON.stringify(c.result),
-      c.errorMessage ?? null,
-    ],
-  );
+  // sfw_complete (migration 0003): the fenced completion statement, its plan cached per connection.
+  const { rows } = await db.query<SessionRow>('SELECT * FROM sfw_complete($1, $2, $3, $4, $5)', [
+    id,
+    c.leaseToken,
+    c.status,
+    c.result === undefined ? null : JSON.stringify(c.result),
+    c.errorMessage ?? null,
+  ]);
   if (rows[0]) return rows[0];
   const current = await getSession(db, id);
   // A repeated completion of the same attempt (its answer was lost on the wire) is answered, not refused.
