@@ -87,6 +87,9 @@ interface Running {
   done: Promise<void>;
 }
 
+/** How long a busy runner waits for more free slots before claiming (batching short sessions). */
+const CLAIM_BATCH_WAIT_MS = 5;
+
 export type RunnerState = 'new' | 'running' | 'draining' | 'stopped';
 
 export function defaultFreeMemory(): number {
@@ -287,10 +290,18 @@ export class Runner {
           );
         this.lastEffective = effective;
       }
-      const slots = effective - this.held.size;
+      let slots = effective - this.held.size;
       if (slots <= 0) {
         await this.waitForWake(1000);
         continue;
+      }
+      // A busy runner with few free slots waits a moment for more to free up, so short sessions are
+      // claimed in batches (one round trip for several) instead of one claim per finished session.
+      if (this.held.size > 0 && slots * 2 < effective) {
+        await this.waitForWake(CLAIM_BATCH_WAIT_MS);
+        if (this.state !== 'running') break;
+        slots = effective - this.held.size;
+        if (slots <= 0) continue;
       }
       const waitMs = Math.min(60_000, this.pollMs);
       const t0 = Date.now();
