@@ -1,10 +1,12 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
 /**
  * Structured JSON logs (pino), one line per event, with runner and session ids as fields. Tokens and
- * secrets are redacted wherever they appear in a logged object.
+ * secrets are redacted wherever they appear in a logged object. On a terminal the same events are printed
+ * readably (LOG_FORMAT=json keeps JSON there too).
  */
 export function createLogger(
   level: string,
@@ -34,5 +36,18 @@ export function createLogger(
       censor: '[redacted]',
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  if (process.stdout.isTTY && process.env.LOG_FORMAT !== 'json') {
+    return pino(
+      options,
+      pretty({
+        colorize: true,
+        sync: true,
+        singleLine: true,
+        translateTime: 'HH:MM:ss.l',
+        ignore: 'pid,hostname',
+      }),
+    );
+  }
+  return pino(options);
 }
