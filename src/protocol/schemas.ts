@@ -216,6 +216,31 @@ export const CompleteBody = Type.Object(
 );
 export type CompleteBody = Static<typeof CompleteBody>;
 
+export const COMPLETE_BATCH_MAX = 100;
+export const CompleteBatchBody = Type.Object(
+  {
+    items: Type.Array(
+      Type.Object({ id: SessionId, ...CompleteBody.properties }, { additionalProperties: false }),
+      {
+        minItems: 1,
+        maxItems: COMPLETE_BATCH_MAX,
+      },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CompleteBatchBody = Static<typeof CompleteBatchBody>;
+export const CompleteBatchReply = Type.Object({
+  items: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      outcome: literals(['accepted', 'lease-lost', 'not-found'] as const),
+      status: Type.Optional(SessionStatusSchema),
+    }),
+  ),
+});
+export type CompleteBatchReply = Static<typeof CompleteBatchReply>;
+
 export const StopBody = Type.Object(
   { requeue: Type.Optional(Type.Array(LeaseRef, { maxItems: 1000 })) },
   { additionalProperties: false },

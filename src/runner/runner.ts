@@ -1,3 +1,4 @@
+import { CompletionBatcher } from './batch-complete.js';
 import os from 'node:os';
 import type { Logger } from '../core/log.js';
 import { DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL_INTERVAL_MS, type CompletionStatus } from '../core/types.js';
@@ -47,7 +48,10 @@ export interface BrowserPoolHandle {
   close(): Promise<void>;
 }
 
-export type RunnerApi = Pick<SfwClient, 'claim' | 'heartbeat' | 'complete' | 'uploadArtifact' | 'stopRunner'>;
+export type RunnerApi = Pick<
+  SfwClient,
+  'claim' | 'heartbeat' | 'complete' | 'completeMany' | 'uploadArtifact' | 'stopRunner'
+>;
 
 export interface RunnerOptions {
   runnerId: string;
@@ -164,8 +168,12 @@ export class Runner {
     this.freeMemory = opts.freeMemory ?? defaultFreeMemory;
     this.budget = new SessionBudget(opts.sessionBudgetBytes ?? DEFAULT_SESSION_BUDGET_BYTES);
     this.baseBudget = opts.baseBudgetBytes ?? DEFAULT_BASE_BUDGET_BYTES;
-    this.reports = new ReportQueue({
+    const batcher = new CompletionBatcher({
+      completeMany: (items) => this.client.completeMany(this.runnerId, items),
       complete: (id, body) => this.client.complete(id, body),
+    });
+    this.reports = new ReportQueue({
+      complete: (id, body) => batcher.complete(id, body),
       log: this.log,
       backoffMs: this.backoffMs,
       maxBackoffMs: this.maxBackoffMs,

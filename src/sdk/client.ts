@@ -5,6 +5,8 @@ import type {
   BatchBody,
   ClaimBody,
   ClaimReply,
+  CompleteBatchBody,
+  CompleteBatchReply,
   CompleteBody,
   CreateSessionBody,
   HeartbeatBody,
@@ -242,6 +244,14 @@ export class SfwClient {
   /** Fenced by the lease token; a repeat of an accepted completion is answered, a stale lease gets 409. */
   complete(id: string, body: CompleteBody): Promise<SessionView> {
     return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/complete`, { body, idempotent: true });
+  }
+
+  /** Several completions in one request (each fenced by its lease token); safe to repeat. */
+  completeMany(runnerId: string, items: CompleteBatchBody['items']): Promise<CompleteBatchReply> {
+    return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/complete`, {
+      body: { items },
+      idempotent: true,
+    });
   }
 
   uploadArtifact(

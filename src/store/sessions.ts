@@ -251,6 +251,52 @@ export async function completeSession(db: Queryable, id: string, c: Completion):
   throw new LeaseLostError(id);
 }
 
+export interface CompletionItem extends Completion {
+  id: string;
+}
+
+export type CompletionOutcome =
+  { id: string; outcome: 'accepted'; row: SessionRow } | { id: string; outcome: 'lease-lost' | 'not-found' };
+
+/**
+ * Several completions in one statement and one commit (a runner reporting sessions that finished together),
+ * each fenced exactly as completeSession. Items are taken in id order so concurrent batches lock alike.
+ */
+export async function completeSessions(db: Queryable, items: CompletionItem[]): Promise<CompletionOutcome[]> {
+  const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const { rows } = await db.query<SessionRow>(
+    `SELECT c.* FROM jsonb_to_recordset($1::jsonb)
+       AS i(n integer, id uuid, "leaseToken" uuid, status text, result jsonb, "errorMessage" text),
+     LATERAL sfw_complete(i.id, i."leaseToken", i.status, i.result, i."errorMessage") AS c
+     ORDER BY i.n`,
+    [
+      JSON.stringify(
+        sorted.map((c, n) => ({
+          n,
+          id: c.id,
+          leaseToken: c.leaseToken,
+          status: c.status,
+          result: c.result === undefined ? null : c.result,
+          errorMessage: c.errorMessage ?? null,
+        })),
+      ),
+    ],
+  );
+  const done = new Map(rows.map((r) => [r.id, r]));
+  const missing = items.filter((c) => !done.has(c.id)).map((c) => c.id);
+  const current = new Map((await findSessions(db, missing)).map((r) => [r.id, r]));
+  return items.map((c): CompletionOutcome => {
+    const row = done.get(c.id);
+    if (row) return { id: c.id, outcome: 'accepted', row };
+    const now = current.get(c.id);
+    if (!now) return { id: c.id, outcome: 'not-found' };
+    // A repeated completion of the same attempt is answered, as in completeSession.
+    if (now.lease_token === c.leaseToken && now.status !== 'running')
+      return { id: c.id, outcome: 'accepted', row: now };
+    return { id: c.id, outcome: 'lease-lost' };
+  });
+}
+
 /** Queued → cancelled at once; running → flagged, and the runner aborts it at its next heartbeat. */
 export async function cancelSession(db: Queryable, id: string): Promise<SessionRow> {
   const { rows } = await db.query<SessionRow>(

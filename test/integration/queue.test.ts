@@ -220,6 +220,63 @@ describe('fencing', () => {
   });
 });
 
+describe('batch completion', () => {
+  it('completes several sessions in one request, each fenced by its own lease; a repeat is answered the same', async () => {
+    const created = await api.client.createSessions(
+      Array.from({ length: 3 }, () => ({ type: 'batch-done' })),
+    );
+    const { sessions } = await api.runnerClient.claim('batch-runner', {
+      slots: 3,
+      types: ['batch-done'],
+      maxConcurrency: 3,
+    });
+    expect(sessions).toHaveLength(3);
+    const [a, b, c] = sessions as [ClaimedSession, ClaimedSession, ClaimedSession];
+    const stale = '00000000-0000-4000-8000-000000000000';
+    const unknown = '01a20000-0000-7000-8000-000000000000';
+    const items = [
+      { id: a.id, leaseToken: a.leaseToken, status: 'succeeded' as const, result: { n: 1 } },
+      { id: b.id, leaseToken: stale, status: 'succeeded' as const },
+      { id: c.id, leaseToken: c.leaseToken, status: 'failed' as const, errorMessage: 'boom' },
+      { id: unknown, leaseToken: stale, status: 'succeeded' as const },
+    ];
+    const reply = await api.runnerClient.completeMany('batch-runner', items);
+    expect(reply.items).toEqual([
+      { id: a.id, outcome: 'accepted', status: 'succeeded' },
+      { id: b.id, outcome: 'lease-lost' },
+      { id: c.id, outcome: 'accepted', status: 'failed' },
+      { id: unknown, outcome: 'not-found' },
+    ]);
+    expect((await api.client.getSession(a.id)).result).toEqual({ n: 1 });
+    expect((await api.client.getSession(b.id)).status).toBe('running');
+    expect((await api.client.getSession(c.id)).errorMessage).toBe('boom');
+    const again = await api.runnerClient.completeMany('batch-runner', items);
+    expect(again.items.map((i) => i.outcome)).toEqual(['accepted', 'lease-lost', 'accepted', 'not-found']);
+    const h = (await api.client.runners()).find((r) => r.runnerId === 'batch-runner')!;
+    expect(h.totalSessionsExecuted).toBe(2);
+    expect(h.totalFailures).toBe(1);
+    expect(created.items).toHaveLength(3);
+  });
+
+  it('refuses a malformed batch with the path of the bad field and changes nothing', async () => {
+    const s = await api.client.createSession({ type: 'batch-bad' });
+    const { sessions } = await api.runnerClient.claim('batch-bad-runner', {
+      slots: 1,
+      types: ['batch-bad'],
+      maxConcurrency: 1,
+    });
+    const err = await api.runnerClient
+      .completeMany('batch-bad-runner', [
+        { id: s.id, leaseToken: sessions[0]!.leaseToken, status: 'succeeded' },
+        { id: s.id, leaseToken: sessions[0]!.leaseToken, status: 'done' as 'succeeded' },
+      ])
+      .catch((e: unknown) => e);
+    expect((err as ApiError).httpStatus).toBe(400);
+    expect((err as ApiError).path).toBe('body.items.1.status');
+    expect((await api.client.getSession(s.id)).status).toBe('running');
+  });
+});
+
 describe('enqueue', () => {
   it('makes one session from 20 concurrent duplicate enqueues with the same Idempotency-Key', async () => {
     const results = await Promise.all(

@@ -3,6 +3,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import {
   ClaimBody,
+  CompleteBatchBody,
+  CompleteBatchReply,
   ClaimReply,
   HeartbeatBody,
   HeartbeatReply,
@@ -10,7 +12,7 @@ import {
   RunnerParams,
   StopBody,
 } from '../../protocol/schemas.js';
-import { claimSessions, renewLeases, requeueSessions } from '../../store/sessions.js';
+import { claimSessions, completeSessions, renewLeases, requeueSessions } from '../../store/sessions.js';
 import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
 import { claimedView, runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
@@ -96,6 +98,34 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         config: { maxConcurrency: cfg.max_concurrency, pollIntervalMs: cfg.poll_interval_ms },
         cancel: leases.cancel,
         lost: leases.lost,
+      };
+    },
+  );
+
+  // Several completions in one request and one commit; each item fenced by its own lease token.
+  app.post(
+    '/v1/runners/:runnerId/complete',
+    {
+      config: { scope: 'runner' },
+      schema: { params: RunnerParams, body: CompleteBatchBody, response: { 200: CompleteBatchReply } },
+    },
+    async (req) => {
+      const out = await completeSessions(
+        db,
+        req.body.items.map((i) => ({
+          id: i.id,
+          leaseToken: i.leaseToken,
+          status: i.status,
+          ...(i.result === undefined ? {} : { result: i.result }),
+          ...(i.errorMessage === undefined ? {} : { errorMessage: i.errorMessage }),
+        })),
+      );
+      return {
+        items: out.map((o) =>
+          o.outcome === 'accepted'
+            ? { id: o.id, outcome: o.outcome, status: o.row.status }
+            : { id: o.id, outcome: o.outcome },
+        ),
       };
     },
   );
