@@ -227,27 +227,15 @@ export interface Completion {
   errorMessage?: string;
 }
 
-/** Retry delay for the given finished attempt: exponential from 1 s, capped at 5 min, with full jitter. */
-const BACKOFF_SQL = `make_interval(secs => least(300, power(2, least(t.attempt - 1, 16))) * (0.5 + random() / 2))`;
-
 /**
  * Records a runner's outcome, fenced by the lease token: only the holder of the current lease of a running
  * session can finish it. When the outcome is retryable and attempts remain, the session is queued again
  * with backoff. The same call repeated after success answers the stored session (safe to retry).
  */
 export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
-  // sfw_complete (migration 0003): the fenced completion statement, its plan cached per connection.
-  const { rows } = await db.query<SessionRow>('SELECT * FROM sfw_complete($1, $2, $3, $4, $5)', [
-    id,
-    c.leaseToken,
-    c.status,
-    c.result === undefined ? null : JSON.stringify(c.result),
-    c.errorMessage ?? null,
-  ]);
-  if (rows[0]) return rows[0];
-  const current = await getSession(db, id);
-  // A repeated completion of the same attempt (its answer was lost on the wire) is answered, not refused.
-  if (current.lease_token === c.leaseToken && current.status !== 'running') return current;
+  const [out] = await completeSessions(db, [{ ...c, id }]);
+  if (out?.outcome === 'accepted') return out.row;
+  if (out?.outcome === 'not-found') throw new NotFoundError(`session ${id}`);
   throw new LeaseLostError(id);
 }
 
@@ -259,20 +247,19 @@ export type CompletionOutcome =
   { id: string; outcome: 'accepted'; row: SessionRow } | { id: string; outcome: 'lease-lost' | 'not-found' };
 
 /**
- * Several completions in one statement and one commit (a runner reporting sessions that finished together),
- * each fenced exactly as completeSession. Items are taken in id order so concurrent batches lock alike.
+ * Completions in one statement and one commit (sfw_complete, migration 0003: its plan cached per
+ * connection), each fenced by its lease token. A repeat of an accepted completion (its answer was lost on
+ * the wire) is answered, not refused. Items are taken in id order so concurrent batches lock alike.
  */
 export async function completeSessions(db: Queryable, items: CompletionItem[]): Promise<CompletionOutcome[]> {
   const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const { rows } = await db.query<SessionRow>(
     `SELECT c.* FROM jsonb_to_recordset($1::jsonb)
-       AS i(n integer, id uuid, "leaseToken" uuid, status text, result jsonb, "errorMessage" text),
-     LATERAL sfw_complete(i.id, i."leaseToken", i.status, i.result, i."errorMessage") AS c
-     ORDER BY i.n`,
+       AS i(id uuid, "leaseToken" uuid, status text, result jsonb, "errorMessage" text),
+     LATERAL sfw_complete(i.id, i."leaseToken", i.status, i.result, i."errorMessage") AS c`,
     [
       JSON.stringify(
-        sorted.map((c, n) => ({
-          n,
+        sorted.map((c) => ({
           id: c.id,
           leaseToken: c.leaseToken,
           status: c.status,
@@ -290,7 +277,6 @@ export async function completeSessions(db: Queryable, items: CompletionItem[]): 
     if (row) return { id: c.id, outcome: 'accepted', row };
     const now = current.get(c.id);
     if (!now) return { id: c.id, outcome: 'not-found' };
-    // A repeated completion of the same attempt is answered, as in completeSession.
     if (now.lease_token === c.leaseToken && now.status !== 'running')
       return { id: c.id, outcome: 'accepted', row: now };
     return { id: c.id, outcome: 'lease-lost' };
@@ -412,7 +398,7 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
                                 ELSE 'Session exceeded its timeout of ' || x.timeout_ms || ' ms and its runner did not end it' END,
            finished_at = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE now() END,
            claimed_by = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE x.claimed_by END,
-           run_at = CASE WHEN t.retry AND t.lapsed THEN now() + ${BACKOFF_SQL} ELSE x.run_at END,
+           run_at = CASE WHEN t.retry AND t.lapsed THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
            -- Cleared so a late completion with the old token gets 409, not the answer to a repeat.
            lease_token = NULL,
            lease_expires_at = NULL,

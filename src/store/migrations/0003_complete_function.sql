@@ -1,3 +1,9 @@
+-- Retry delay after a finished attempt: exponential from 1 s, capped at 5 min, with jitter. One definition
+-- for completions and the reaper.
+CREATE FUNCTION sfw_retry_delay(p_attempt integer) RETURNS interval LANGUAGE sql VOLATILE AS $$
+  SELECT make_interval(secs => least(300, power(2, least(p_attempt - 1, 16))) * (0.5 + random() / 2))
+$$;
+
 -- Completion as a function: the same fenced statement as before, with its plan cached per connection
 -- instead of planned on every call (completion is on the hot path of every session).
 CREATE FUNCTION sfw_complete(p_id uuid, p_token uuid, p_status text, p_result jsonb, p_error text)
@@ -16,9 +22,7 @@ BEGIN
       error_message = p_error,
       updated_at = now(),
       finished_at = CASE WHEN t.retry THEN NULL ELSE now() END,
-      run_at = CASE WHEN t.retry
-                    THEN now() + make_interval(secs => least(300, power(2, least(t.attempt - 1, 16))) * (0.5 + random() / 2))
-                    ELSE x.run_at END,
+      run_at = CASE WHEN t.retry THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
       claimed_by = CASE WHEN t.retry THEN NULL ELSE x.claimed_by END,
       lease_expires_at = NULL,
       attempts = x.attempts || jsonb_build_object(

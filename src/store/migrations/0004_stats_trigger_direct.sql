@@ -53,3 +53,5 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+DROP FUNCTION sfw_stats_record(jsonb);
