@@ -98,13 +98,15 @@ let chosenMode: 'dist' | 'src' | undefined;
  * src/ through tsx. BENCH_SFW=dist or BENCH_SFW=src forces one.
  */
 export function sfwCommand(args: string[]): { cmd: string; argv: string[] } {
+  // BENCH_NODE_ARGS: extra node flags for the sfw processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   if (sfwMode() === 'src') {
     return {
       cmd: process.execPath,
-      argv: ['--import', 'tsx', path.join(ROOT, 'bench', 'lib', 'sfw-src.ts'), ...args],
+      argv: [...nodeArgs, '--import', 'tsx', path.join(ROOT, 'bench', 'lib', 'sfw-src.ts'), ...args],
     };
   }
-  return { cmd: process.execPath, argv: [path.join(ROOT, 'bin', 'sfw.js'), ...args] };
+  return { cmd: process.execPath, argv: [...nodeArgs, path.join(ROOT, 'bin', 'sfw.js'), ...args] };
 }
 
 export function sfwMode(): 'dist' | 'src' {

@@ -131,6 +131,37 @@ export const WaitQuery = Type.Object(
   { additionalProperties: false },
 );
 
+export const CompleteBody = Type.Object(
+  {
+    leaseToken: LeaseToken,
+    status: literals(COMPLETION_STATUSES),
+    result: Type.Optional(Type.Unknown()),
+    errorMessage: Type.Optional(Type.String({ maxLength: 65536 })),
+  },
+  { additionalProperties: false },
+);
+export type CompleteBody = Static<typeof CompleteBody>;
+
+export const COMPLETE_BATCH_MAX = 100;
+export const CompleteItem = Type.Object(
+  { id: SessionId, ...CompleteBody.properties },
+  { additionalProperties: false },
+);
+export type CompleteItem = Static<typeof CompleteItem>;
+export const CompleteBatchBody = Type.Object(
+  { items: Type.Array(CompleteItem, { minItems: 1, maxItems: COMPLETE_BATCH_MAX }) },
+  { additionalProperties: false },
+);
+export type CompleteBatchBody = Static<typeof CompleteBatchBody>;
+export const CompleteOutcome = Type.Object({
+  id: Type.String(),
+  outcome: literals(['accepted', 'lease-lost', 'not-found'] as const),
+  status: Type.Optional(SessionStatusSchema),
+});
+export type CompleteOutcome = Static<typeof CompleteOutcome>;
+export const CompleteBatchReply = Type.Object({ items: Type.Array(CompleteOutcome) });
+export type CompleteBatchReply = Static<typeof CompleteBatchReply>;
+
 export const ClaimBody = Type.Object(
   {
     slots: Type.Integer({ minimum: 0, maximum: 1000 }),
@@ -140,6 +171,8 @@ export const ClaimBody = Type.Object(
     hostname: Type.Optional(Type.String({ maxLength: 255 })),
     version: Type.Optional(Type.String({ maxLength: 100 })),
     startedAt: Type.Optional(Type.String({ format: 'date-time' })),
+    /** Finished sessions, stored before the claim (one round trip, one commit): their slots count as free. */
+    complete: Type.Optional(Type.Array(CompleteItem, { maxItems: COMPLETE_BATCH_MAX })),
   },
   { additionalProperties: false },
 );
@@ -159,7 +192,11 @@ export const ClaimedSession = Type.Object({
   artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
 });
 export type ClaimedSession = Static<typeof ClaimedSession>;
-export const ClaimReply = Type.Object({ sessions: Type.Array(ClaimedSession) });
+export const ClaimReply = Type.Object({
+  sessions: Type.Array(ClaimedSession),
+  /** One outcome per item of `complete`, when the claim carried completions. */
+  completed: Type.Optional(Type.Array(CompleteOutcome)),
+});
 export type ClaimReply = Static<typeof ClaimReply>;
 
 export const LeaseRef = Type.Object(
@@ -204,42 +241,6 @@ export const HeartbeatReply = Type.Object({
   lost: Type.Array(Type.String()),
 });
 export type HeartbeatReply = Static<typeof HeartbeatReply>;
-
-export const CompleteBody = Type.Object(
-  {
-    leaseToken: LeaseToken,
-    status: literals(COMPLETION_STATUSES),
-    result: Type.Optional(Type.Unknown()),
-    errorMessage: Type.Optional(Type.String({ maxLength: 65536 })),
-  },
-  { additionalProperties: false },
-);
-export type CompleteBody = Static<typeof CompleteBody>;
-
-export const COMPLETE_BATCH_MAX = 100;
-export const CompleteBatchBody = Type.Object(
-  {
-    items: Type.Array(
-      Type.Object({ id: SessionId, ...CompleteBody.properties }, { additionalProperties: false }),
-      {
-        minItems: 1,
-        maxItems: COMPLETE_BATCH_MAX,
-      },
-    ),
-  },
-  { additionalProperties: false },
-);
-export type CompleteBatchBody = Static<typeof CompleteBatchBody>;
-export const CompleteBatchReply = Type.Object({
-  items: Type.Array(
-    Type.Object({
-      id: Type.String(),
-      outcome: literals(['accepted', 'lease-lost', 'not-found'] as const),
-      status: Type.Optional(SessionStatusSchema),
-    }),
-  ),
-});
-export type CompleteBatchReply = Static<typeof CompleteBatchReply>;
 
 export const StopBody = Type.Object(
   { requeue: Type.Optional(Type.Array(LeaseRef, { maxItems: 1000 })) },

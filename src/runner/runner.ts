@@ -2,7 +2,7 @@ import { CompletionBatcher } from './batch-complete.js';
 import os from 'node:os';
 import type { Logger } from '../core/log.js';
 import { DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL_INTERVAL_MS, type CompletionStatus } from '../core/types.js';
-import { backoff, sleep, type SfwClient } from '../sdk/client.js';
+import { ApiError, backoff, sleep, type SfwClient } from '../sdk/client.js';
 import type { ClaimedSession, HeartbeatBody } from '../protocol/schemas.js';
 import {
   DEFAULT_BASE_BUDGET_BYTES,
@@ -112,6 +112,9 @@ export class Runner {
   private readonly typeNames: string[];
   private readonly browserTypes: Set<string>;
   private readonly reports: ReportQueue;
+  private readonly batcher: CompletionBatcher;
+  /** The claim loop is waiting for free slots (not in a claim request): it can carry completions. */
+  private claimIdle = false;
   private readonly budget: SessionBudget;
   private readonly baseBudget: number;
   private readonly freeMemory: () => number;
@@ -168,12 +171,18 @@ export class Runner {
     this.freeMemory = opts.freeMemory ?? defaultFreeMemory;
     this.budget = new SessionBudget(opts.sessionBudgetBytes ?? DEFAULT_SESSION_BUDGET_BYTES);
     this.baseBudget = opts.baseBudgetBytes ?? DEFAULT_BASE_BUDGET_BYTES;
-    const batcher = new CompletionBatcher({
+    this.batcher = new CompletionBatcher({
       completeMany: (items) => this.client.completeMany(this.runnerId, items),
       complete: (id, body) => this.client.complete(id, body),
+      // While the claim loop waits for free slots, a finished session's report rides on its next claim.
+      carrier: () => {
+        if (this.state !== 'running' || !this.claimIdle) return false;
+        this.wake();
+        return true;
+      },
     });
     this.reports = new ReportQueue({
-      complete: (id, body) => batcher.complete(id, body),
+      complete: (id, body) => this.batcher.complete(id, body),
       log: this.log,
       backoffMs: this.backoffMs,
       maxBackoffMs: this.maxBackoffMs,
@@ -298,19 +307,27 @@ export class Runner {
           );
         this.lastEffective = effective;
       }
-      let slots = effective - this.held.size;
-      if (slots <= 0) {
-        await this.waitForWake(1000);
+      // Finished sessions whose report is waiting count as free: their report travels with this claim.
+      let slots = effective - this.held.size + this.batcher.pending;
+      if (slots <= 0 && this.batcher.pending === 0) {
+        await this.idle(1000);
         continue;
       }
       // A busy runner with few free slots waits a moment for more to free up, so short sessions are
-      // claimed in batches (one round trip for several) instead of one claim per finished session.
-      if (this.held.size > 0 && slots * 2 < effective) {
-        await this.waitForWake(CLAIM_BATCH_WAIT_MS);
-        if (this.state !== 'running') break;
-        slots = effective - this.held.size;
-        if (slots <= 0) continue;
+      // claimed (and reported) in batches, one round trip for several, instead of one per finished session.
+      const until = Date.now() + CLAIM_BATCH_WAIT_MS;
+      while (
+        this.state === 'running' &&
+        this.held.size > this.batcher.pending &&
+        slots * 2 < effective &&
+        Date.now() < until
+      ) {
+        await this.idle(until - Date.now());
+        slots = effective - this.held.size + this.batcher.pending;
       }
+      if (this.state !== 'running') break;
+      const carried = slots > 0 || this.batcher.pending > 0 ? this.batcher.take() : undefined;
+      if (slots <= 0 && !carried) continue;
       const waitMs = Math.min(60_000, this.pollMs);
       const t0 = Date.now();
       let sessions: ClaimedSession[];
@@ -319,23 +336,30 @@ export class Runner {
         const reply = await this.client.claim(
           this.runnerId,
           {
-            slots,
+            slots: Math.max(0, slots),
             types: this.typeNames,
             waitMs,
             ...(this.fixedMax ? { maxConcurrency: this.max } : {}),
             hostname: this.hostname,
             ...(this.version ? { version: this.version } : {}),
             startedAt: this.startedAt,
+            ...(carried ? { complete: carried.items } : {}),
           },
           // Not aborted by a graceful stop: a claim the API already answered must reach us, or its
           // sessions would wait out their lease. Only a forced stop cuts it short.
           this.forceAbort.signal,
         );
+        carried?.settle(reply.completed ?? []);
         sessions = reply.sessions;
         if (failures > 0) this.log.info({ failures }, 'API reachable again; claiming');
         failures = 0;
       } catch (err) {
+        carried?.fail(err);
         if (this.state !== 'running') break;
+        // A completion the API refused (too large, malformed) sank the claim: the completions go on their
+        // own (the report queue deals with the refusal) and the claim is asked again at once.
+        if (carried && err instanceof ApiError && (err.httpStatus === 400 || err.httpStatus === 413))
+          continue;
         const delay = backoff(Math.min(failures, 16), this.backoffMs, this.maxBackoffMs);
         failures++;
         const msg = (err as Error).message;
@@ -348,8 +372,9 @@ export class Runner {
       for (const s of sessions) this.startSession(s);
       // The long-poll waited server-side; poll again at once. Guard against a server that answers empty
       // without waiting, so an idle runner never spins.
+      // (A claim that carried completions is answered at once by design.)
       const elapsed = Date.now() - t0;
-      if (sessions.length === 0 && elapsed < waitMs / 2) await this.waitForWake(waitMs - elapsed);
+      if (sessions.length === 0 && !carried && elapsed < waitMs / 2) await this.idle(waitMs - elapsed);
     }
   }
 
@@ -357,6 +382,16 @@ export class Runner {
     const r = this.wakeResolve;
     this.wakeResolve = undefined;
     r?.();
+  }
+
+  /** The claim loop waits for a wake (a slot freed, a report queued) or `ms`; meanwhile it carries reports. */
+  private async idle(ms: number): Promise<void> {
+    this.claimIdle = true;
+    try {
+      await this.waitForWake(ms);
+    } finally {
+      this.claimIdle = false;
+    }
   }
 
   private waitForWake(ms: number): Promise<void> {

@@ -1,4 +1,4 @@
-import type { SessionRow } from '../store/sessions.js';
+import type { ClaimedRow, SessionRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
 import type { ClaimedSession, RunnerView, SessionView } from '../protocol/schemas.js';
 
@@ -34,7 +34,7 @@ export function sessionView(r: SessionRow): SessionView {
   };
 }
 
-export function claimedView(r: SessionRow): ClaimedSession {
+export function claimedView(r: ClaimedRow): ClaimedSession {
   return {
     id: r.id,
     type: r.type,
@@ -43,8 +43,8 @@ export function claimedView(r: SessionRow): ClaimedSession {
     attempt: r.attempt,
     maxAttempts: r.max_attempts,
     timeoutMs: r.timeout_ms,
-    leaseToken: r.lease_token ?? '',
-    leaseExpiresAt: iso(r.lease_expires_at) ?? '',
+    leaseToken: r.lease_token,
+    leaseExpiresAt: r.lease_expires_at.toISOString(),
     createdAt: r.created_at.toISOString(),
     artifactOptions: r.artifact_options,
   };

@@ -1,4 +1,4 @@
-import type { Queryable } from './db.js';
+import type { Db, Queryable } from './db.js';
 
 /**
  * Bulk fixtures and plans for the benchmarks (bench/): history and backlog inserted in one statement each,
@@ -29,6 +29,25 @@ export async function seedQueuedSessions(db: Queryable, type: string, count: num
           LATERAL (SELECT now() - make_interval(secs => ($2 - g) / 1000.0 + 1) AS t) x`,
     [type, count],
   );
+}
+
+/** Far enough ahead that no runner claims a held session before releaseHeldSessions. */
+export const HELD_RUN_AT = '2999-01-01T00:00:00Z';
+
+/**
+ * Makes sessions enqueued with run_at = HELD_RUN_AT ready now and wakes the runners: the whole queue
+ * becomes claimable at once, as when a worker starts on a full queue.
+ */
+export async function releaseHeldSessions(db: Queryable, type: string): Promise<number> {
+  const { rowCount } = await db.query(
+    `WITH u AS (
+       UPDATE sessions SET run_at = now() WHERE type = $1 AND status = 'queued' AND run_at >= $2::timestamptz
+       RETURNING 1
+     )
+     SELECT pg_notify('sfw_sessions', '') FROM (SELECT count(*) FROM u) c`,
+    [type, HELD_RUN_AT],
+  );
+  return rowCount ?? 0;
 }
 
 /**
@@ -67,20 +86,31 @@ export async function processingWindow(
 }
 
 /**
- * EXPLAIN ANALYZE of the two statements sfw_claim runs per call (keep in step with the migration):
- * the runner's running count and the pick of ready sessions. Read-only: the pick runs without its lock.
+ * EXPLAIN ANALYZE of the two statements sfw_exchange runs per claim (keep in step with migration 0005),
+ * under the function's own setting (enable_bitmapscan off): the runner's running count and the pick of
+ * ready sessions. Read-only: the pick runs without its lock.
  */
-export async function explainClaim(db: Queryable, runnerId: string, types: string[]): Promise<string[]> {
-  const plan = async (sql: string, params: unknown[]) =>
-    (await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)).rows
-      .map((r) => r['QUERY PLAN'])
-      .join('\n');
-  return [
-    await plan(`SELECT count(*) FROM sessions WHERE status = 'running' AND claimed_by = $1`, [runnerId]),
-    await plan(
-      `SELECT id FROM sessions WHERE status = 'queued' AND run_at <= now() AND type = ANY ($1)
-       ORDER BY priority DESC, created_at, id LIMIT 10`,
-      [types],
-    ),
-  ];
+export async function explainClaim(db: Db, runnerId: string, types: string[]): Promise<string[]> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SET LOCAL enable_bitmapscan = off');
+    const plan = async (sql: string, params: unknown[]) =>
+      (
+        await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)
+      ).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+    return [
+      await plan(`SELECT count(*) FROM sessions WHERE status = 'running' AND claimed_by = $1`, [runnerId]),
+      await plan(
+        `SELECT id FROM sessions WHERE status = 'queued' AND run_at <= now() AND type = ANY ($1)
+         ORDER BY priority DESC, created_at, id LIMIT 10`,
+        [types],
+      ),
+    ];
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  }
 }

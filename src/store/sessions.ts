@@ -173,24 +173,72 @@ export interface ClaimRequest {
   startedAt?: string;
 }
 
-/** One round trip, one claiming statement (see sfw_claim in the migrations). Rows come back in claim order. */
-export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<SessionRow[]> {
-  const { rows } = await db.query<SessionRow>('SELECT * FROM sfw_claim($1, $2, $3, $4, $5, $6, $7, $8)', [
-    req.runnerId,
-    req.types,
-    req.slots,
-    req.maxConcurrency ?? null,
-    req.leaseMs,
-    req.hostname ?? null,
-    req.version ?? null,
-    req.startedAt ?? null,
-  ]);
-  return rows.sort(
+/** What a runner needs of a claimed session (sfw_exchange returns only these columns). */
+export type ClaimedRow = Pick<
+  SessionRow,
+  | 'id'
+  | 'type'
+  | 'input'
+  | 'priority'
+  | 'attempt'
+  | 'max_attempts'
+  | 'timeout_ms'
+  | 'created_at'
+  | 'artifact_options'
+> & { lease_token: string; lease_expires_at: Date };
+
+export interface ExchangeOutcome {
+  /** Claimed sessions in claim order. */
+  claimed: ClaimedRow[];
+  /** One outcome per completion, in the order given. */
+  completed: CompletionOutcome[];
+}
+
+/**
+ * A runner's round trip to the queue: its finished sessions, then a claim of up to `slots` more, in one
+ * statement and one commit (sfw_exchange, migration 0005). The completions free their slots before the
+ * claim counts the runner's running sessions.
+ */
+export async function exchange(
+  db: Queryable,
+  req: ClaimRequest,
+  done: CompletionItem[] = [],
+): Promise<ExchangeOutcome> {
+  const { rows } = await db.query<ClaimedRow & { kind: 'done' | 'claimed'; status: SessionStatus }>(
+    'SELECT * FROM sfw_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+    [
+      req.runnerId,
+      done.length > 0 ? completionsJson(done) : null,
+      req.types,
+      req.slots,
+      req.maxConcurrency ?? null,
+      req.leaseMs,
+      req.hostname ?? null,
+      req.version ?? null,
+      req.startedAt ?? null,
+    ],
+  );
+  const claimed: ClaimedRow[] = [];
+  const accepted = new Map<string, SessionStatus>();
+  for (const r of rows) {
+    if (r.kind === 'done') accepted.set(r.id, r.status);
+    else {
+      const { kind: _kind, status: _status, ...row } = r;
+      claimed.push(row);
+    }
+  }
+  claimed.sort(
     (a, b) =>
       b.priority - a.priority ||
       a.created_at.getTime() - b.created_at.getTime() ||
       (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
   );
+  return { claimed, completed: done.length > 0 ? await outcomes(db, done, accepted) : [] };
+}
+
+/** A claim alone (see exchange). Rows come back in claim order. */
+export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<ClaimedRow[]> {
+  return (await exchange(db, req)).claimed;
 }
 
 export interface LeaseRef {
@@ -207,9 +255,17 @@ export async function renewLeases(
 ): Promise<{ cancel: string[]; lost: string[] }> {
   if (refs.length === 0) return { cancel: [], lost: [] };
   const { rows } = await db.query<{ id: string; cancel_requested: boolean }>(
-    `UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => $3 / 1000.0), updated_at = now()
-     FROM jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid)
-     WHERE s.id = r.id AND s.lease_token = r."leaseToken" AND s.status = 'running' AND s.claimed_by = $1
+    // Rows locked in id order, as completions lock them, so a heartbeat and a completion batch of the same
+    // runner never deadlock.
+    `WITH t AS (
+       SELECT s.id FROM sessions s
+       JOIN jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid) ON s.id = r.id AND s.lease_token = r."leaseToken"
+       WHERE s.status = 'running' AND s.claimed_by = $1
+       ORDER BY s.id
+       FOR UPDATE OF s
+     )
+     UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => $3 / 1000.0), updated_at = now()
+     FROM t WHERE s.id = t.id
      RETURNING s.id, s.cancel_requested`,
     [runnerId, JSON.stringify(refs), leaseMs],
   );
@@ -234,7 +290,7 @@ export interface Completion {
  */
 export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
   const [out] = await completeSessions(db, [{ ...c, id }]);
-  if (out?.outcome === 'accepted') return out.row;
+  if (out?.outcome === 'accepted') return getSession(db, id);
   if (out?.outcome === 'not-found') throw new NotFoundError(`session ${id}`);
   throw new LeaseLostError(id);
 }
@@ -244,41 +300,50 @@ export interface CompletionItem extends Completion {
 }
 
 export type CompletionOutcome =
-  { id: string; outcome: 'accepted'; row: SessionRow } | { id: string; outcome: 'lease-lost' | 'not-found' };
+  | { id: string; outcome: 'accepted'; status: SessionStatus }
+  | { id: string; outcome: 'lease-lost' | 'not-found' };
+
+function completionsJson(items: CompletionItem[]): string {
+  return JSON.stringify(
+    items.map((c) => ({
+      id: c.id,
+      leaseToken: c.leaseToken,
+      status: c.status,
+      result: c.result === undefined ? null : c.result,
+      errorMessage: c.errorMessage ?? null,
+    })),
+  );
+}
 
 /**
- * Completions in one statement and one commit (sfw_complete, migration 0003: its plan cached per
- * connection), each fenced by its lease token. A repeat of an accepted completion (its answer was lost on
- * the wire) is answered, not refused. Items are taken in id order so concurrent batches lock alike.
+ * Completions in one statement and one commit (sfw_complete_many, migration 0005), each fenced by its
+ * lease token, rows locked in id order so concurrent batches lock alike. A repeat of an accepted completion
+ * (its answer was lost on the wire) is answered, not refused.
  */
 export async function completeSessions(db: Queryable, items: CompletionItem[]): Promise<CompletionOutcome[]> {
-  const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const { rows } = await db.query<SessionRow>(
-    `SELECT c.* FROM jsonb_to_recordset($1::jsonb)
-       AS i(id uuid, "leaseToken" uuid, status text, result jsonb, "errorMessage" text),
-     LATERAL sfw_complete(i.id, i."leaseToken", i.status, i.result, i."errorMessage") AS c`,
-    [
-      JSON.stringify(
-        sorted.map((c) => ({
-          id: c.id,
-          leaseToken: c.leaseToken,
-          status: c.status,
-          result: c.result === undefined ? null : c.result,
-          errorMessage: c.errorMessage ?? null,
-        })),
-      ),
-    ],
+  if (items.length === 0) return [];
+  const { rows } = await db.query<{ id: string; status: SessionStatus }>(
+    'SELECT id, status FROM sfw_complete_many($1, NULL)',
+    [completionsJson(items)],
   );
-  const done = new Map(rows.map((r) => [r.id, r]));
-  const missing = items.filter((c) => !done.has(c.id)).map((c) => c.id);
+  return outcomes(db, items, new Map(rows.map((r) => [r.id, r.status])));
+}
+
+/** Outcome per item; items not accepted now are looked up once (an earlier delivery, a lost lease, gone). */
+async function outcomes(
+  db: Queryable,
+  items: CompletionItem[],
+  accepted: Map<string, SessionStatus>,
+): Promise<CompletionOutcome[]> {
+  const missing = items.filter((c) => !accepted.has(c.id)).map((c) => c.id);
   const current = new Map((await findSessions(db, missing)).map((r) => [r.id, r]));
   return items.map((c): CompletionOutcome => {
-    const row = done.get(c.id);
-    if (row) return { id: c.id, outcome: 'accepted', row };
+    const status = accepted.get(c.id);
+    if (status) return { id: c.id, outcome: 'accepted', status };
     const now = current.get(c.id);
     if (!now) return { id: c.id, outcome: 'not-found' };
     if (now.lease_token === c.leaseToken && now.status !== 'running')
-      return { id: c.id, outcome: 'accepted', row: now };
+      return { id: c.id, outcome: 'accepted', status: now.status };
     return { id: c.id, outcome: 'lease-lost' };
   });
 }

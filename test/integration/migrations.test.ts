@@ -88,8 +88,15 @@ describe('migrations', () => {
       'SELECT max_concurrency, poll_interval_ms FROM scheduler_config',
     );
     expect(rows).toEqual([{ max_concurrency: 3, poll_interval_ms: 5000 }]);
-    const { rows: fn } = await db.query(`SELECT 1 FROM pg_proc WHERE proname = 'sfw_claim'`);
-    expect(fn).toHaveLength(1);
+    const { rows: fn } = await db.query<{ proname: string }>(
+      `SELECT proname FROM pg_proc WHERE proname LIKE 'sfw\\_%' ORDER BY proname`,
+    );
+    // One claiming and one completing function: the earlier versions were dropped by later migrations.
+    expect(fn.map((f) => f.proname)).toEqual(
+      expect.arrayContaining(['sfw_complete_many', 'sfw_exchange', 'sfw_retry_delay']),
+    );
+    expect(fn.map((f) => f.proname)).not.toContain('sfw_claim');
+    expect(fn.map((f) => f.proname)).not.toContain('sfw_complete');
   });
 
   it('are a no-op when run again', async () => {

@@ -277,6 +277,146 @@ describe('batch completion', () => {
   });
 });
 
+describe('claim carrying completions', () => {
+  it('stores the completions, then claims into the slots they freed, in one request', async () => {
+    await api.client.createSessions(Array.from({ length: 5 }, (_, i) => ({ type: 'carry', input: { i } })));
+    const first = await api.runnerClient.claim('carry-runner', {
+      slots: 2,
+      types: ['carry'],
+      maxConcurrency: 2,
+    });
+    expect(first.sessions).toHaveLength(2);
+    expect(first.completed).toBeUndefined();
+    const [a, b] = first.sessions as [ClaimedSession, ClaimedSession];
+    // Both slots are full: without the completions this claim would get nothing.
+    const t0 = Date.now();
+    const second = await api.runnerClient.claim('carry-runner', {
+      slots: 2,
+      types: ['carry'],
+      maxConcurrency: 2,
+      waitMs: 10_000,
+      complete: [
+        { id: a.id, leaseToken: a.leaseToken, status: 'succeeded', result: { ok: 1 } },
+        { id: b.id, leaseToken: b.leaseToken, status: 'failed', errorMessage: 'no luck' },
+      ],
+    });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(second.completed).toEqual([
+      { id: a.id, outcome: 'accepted', status: 'succeeded' },
+      { id: b.id, outcome: 'accepted', status: 'failed' },
+    ]);
+    expect(second.sessions).toHaveLength(2);
+    expect(second.sessions.map((s) => (s.input as { i: number }).i)).toEqual([2, 3]);
+    const va = await api.client.getSession(a.id);
+    expect(va).toMatchObject({ status: 'succeeded', result: { ok: 1 } });
+    expect(va.attempts).toMatchObject([{ attempt: 1, runnerId: 'carry-runner', status: 'succeeded' }]);
+    expect((await api.client.getSession(b.id)).errorMessage).toBe('no luck');
+    const counts = await runningCountsByRunner();
+    expect(counts.get('carry-runner')).toBe(2);
+    // Totals counted once per completion, with the claim's own runner_health write.
+    const h = (await api.client.runners()).find((r) => r.runnerId === 'carry-runner')!;
+    expect(h.totalSessionsExecuted).toBe(2);
+    expect(h.totalFailures).toBe(1);
+    // A repeat (the answer was lost) is answered the same and claims nothing twice.
+    const repeat = await api.runnerClient.claim('carry-runner', {
+      slots: 0,
+      types: ['carry'],
+      complete: [
+        { id: a.id, leaseToken: a.leaseToken, status: 'succeeded', result: { ok: 1 } },
+        { id: b.id, leaseToken: b.leaseToken, status: 'failed', errorMessage: 'no luck' },
+      ],
+    });
+    expect(repeat.completed?.map((c) => c.outcome)).toEqual(['accepted', 'accepted']);
+    const again = (await api.client.runners()).find((r) => r.runnerId === 'carry-runner')!;
+    expect(again.totalSessionsExecuted).toBe(2);
+  });
+
+  it('answers at once when it carried completions and nothing is queued; fenced like any completion', async () => {
+    const s = await api.client.createSession({ type: 'carry-empty', maxAttempts: 2 });
+    const { sessions } = await api.runnerClient.claim('carry-empty-runner', {
+      slots: 1,
+      types: ['carry-empty'],
+      maxConcurrency: 1,
+    });
+    const c = sessions[0]!;
+    const waiting = api.client.waitSession(s.id, 10_000);
+    const stale = '00000000-0000-4000-8000-000000000000';
+    const unknown = '01a20000-0000-7000-8000-000000000001';
+    const t0 = Date.now();
+    const reply = await api.runnerClient.claim('carry-empty-runner', {
+      slots: 1,
+      types: ['carry-empty-none'],
+      waitMs: 20_000,
+      complete: [
+        { id: unknown, leaseToken: stale, status: 'succeeded' },
+        { id: s.id, leaseToken: stale, status: 'succeeded' },
+      ],
+    });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(reply.sessions).toEqual([]);
+    expect(reply.completed).toEqual([
+      { id: unknown, outcome: 'not-found' },
+      { id: s.id, outcome: 'lease-lost' },
+    ]);
+    expect((await api.client.getSession(s.id)).status).toBe('running');
+    // An error with attempts left goes back to the queue (retry with backoff), and wakes /wait only when final.
+    const retried = await api.runnerClient.claim('carry-empty-runner', {
+      slots: 0,
+      types: ['carry-empty'],
+      complete: [{ id: s.id, leaseToken: c.leaseToken, status: 'error', errorMessage: 'flaky' }],
+    });
+    expect(retried.completed).toEqual([{ id: s.id, outcome: 'accepted', status: 'queued' }]);
+    const v = await api.client.getSession(s.id);
+    expect(v.status).toBe('queued');
+    expect(new Date(v.runAt).getTime()).toBeGreaterThan(Date.now());
+    await api.client.cancelSession(s.id);
+    expect((await waiting).status).toBe('cancelled');
+  });
+
+  it('wakes a client waiting on a session completed by a carrying claim', async () => {
+    const s = await api.client.createSession({ type: 'carry-wait' });
+    const { sessions } = await api.runnerClient.claim('carry-wait-runner', {
+      slots: 1,
+      types: ['carry-wait'],
+      maxConcurrency: 1,
+    });
+    const waiting = api.client.waitSession(s.id, 10_000);
+    const t0 = Date.now();
+    await api.runnerClient.claim('carry-wait-runner', {
+      slots: 1,
+      types: ['carry-wait'],
+      complete: [{ id: s.id, leaseToken: sessions[0]!.leaseToken, status: 'succeeded', result: 7 }],
+    });
+    const done = await waiting;
+    expect(done).toMatchObject({ status: 'succeeded', result: 7 });
+    expect(Date.now() - t0).toBeLessThan(900);
+  });
+
+  it('refuses a claim with a malformed completion (400 with the field path) and changes nothing', async () => {
+    const q = await api.client.createSession({ type: 'carry-bad' });
+    const s = await api.client.createSession({ type: 'carry-bad-run' });
+    const { sessions } = await api.runnerClient.claim('carry-bad-runner', {
+      slots: 1,
+      types: ['carry-bad-run'],
+      maxConcurrency: 2,
+    });
+    const err = await api.runnerClient
+      .claim('carry-bad-runner', {
+        slots: 1,
+        types: ['carry-bad'],
+        complete: [
+          { id: s.id, leaseToken: sessions[0]!.leaseToken, status: 'succeeded' },
+          { id: s.id, leaseToken: 'not-a-token', status: 'succeeded' },
+        ],
+      })
+      .catch((e: unknown) => e);
+    expect((err as ApiError).httpStatus).toBe(400);
+    expect((err as ApiError).path).toBe('body.complete.1.leaseToken');
+    expect((await api.client.getSession(s.id)).status).toBe('running');
+    expect((await api.client.getSession(q.id)).status).toBe('queued');
+  });
+});
+
 describe('enqueue', () => {
   it('makes one session from 20 concurrent duplicate enqueues with the same Idempotency-Key', async () => {
     const results = await Promise.all(

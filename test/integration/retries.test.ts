@@ -210,7 +210,7 @@ describe('undelivered claims', () => {
       await waitFor(
         async () => {
           const { rows } = await api.db.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sfw_claim%'`,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sfw_exchange%'`,
           );
           return rows[0]!.n > 0;
         },

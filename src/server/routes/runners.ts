@@ -4,6 +4,8 @@ import { Type } from '@sinclair/typebox';
 import {
   ClaimBody,
   CompleteBatchBody,
+  type CompleteItem,
+  type CompleteOutcome,
   CompleteBatchReply,
   ClaimReply,
   HeartbeatBody,
@@ -12,7 +14,14 @@ import {
   RunnerParams,
   StopBody,
 } from '../../protocol/schemas.js';
-import { claimSessions, completeSessions, renewLeases, requeueSessions } from '../../store/sessions.js';
+import {
+  completeSessions,
+  exchange,
+  renewLeases,
+  requeueSessions,
+  type CompletionItem,
+  type CompletionOutcome,
+} from '../../store/sessions.js';
 import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
 import { claimedView, runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
@@ -32,28 +41,40 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req, reply) => {
       const b = req.body;
+      const runnerId = req.params.runnerId;
       const deadline = Date.now() + (b.waitMs ?? 0);
       const gone = requestGone(reply.raw);
+      // Completions carried by the claim are stored with the first claim, before any wait.
+      let done = (b.complete ?? []).map(toCompletion);
+      let completed: CompleteOutcome[] | undefined;
       for (;;) {
         // A runner that went away while waiting must not be handed sessions it will never run.
-        if (gone.aborted) return { sessions: [] };
-        const rows = await claimSessions(db, {
-          runnerId: req.params.runnerId,
-          types: b.types,
-          slots: b.slots,
-          leaseMs: staleSessionTimeoutMs,
-          ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
-          ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
-          ...(b.version === undefined ? {} : { version: b.version }),
-          ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
-        });
-        const left = deadline - Date.now();
+        if (gone.aborted && done.length === 0) return { sessions: [] };
+        const out = await exchange(
+          db,
+          {
+            runnerId,
+            types: b.types,
+            slots: gone.aborted ? 0 : b.slots,
+            leaseMs: staleSessionTimeoutMs,
+            ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
+            ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
+            ...(b.version === undefined ? {} : { version: b.version }),
+            ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
+          },
+          done,
+        );
+        if (done.length > 0) {
+          completed = out.completed.map(outcomeView);
+          done = [];
+        }
+        const rows = out.claimed;
         if (rows.length > 0) {
           // An answer that never reaches the runner (connection cut, API shutting down) would strand these
           // sessions until their lease lapses: hand them back at once, fenced, without spending an attempt.
           const handBack = () => {
-            const refs = rows.map((r) => ({ id: r.id, leaseToken: r.lease_token ?? '' }));
-            requeueSessions(db, req.params.runnerId, refs).catch((err: unknown) =>
+            const refs = rows.map((r) => ({ id: r.id, leaseToken: r.lease_token }));
+            requeueSessions(db, runnerId, refs).catch((err: unknown) =>
               req.log.warn(
                 { err: (err as Error).message },
                 'undelivered claim not handed back; the reaper will',
@@ -63,8 +84,12 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
           if (gone.aborted) handBack();
           else gone.addEventListener('abort', handBack, { once: true });
         }
-        if (rows.length > 0 || left <= 0 || b.slots === 0) return { sessions: rows.map(claimedView) };
-        await app.waiters.waitForWork(Math.min(left, app.waiters.pollMs), gone);
+        // A claim that delivered completions answers at once: the runner is told their outcomes without
+        // waiting out a long-poll, and asks again.
+        if (rows.length > 0 || left(deadline) <= 0 || b.slots === 0 || completed || gone.aborted) {
+          return { sessions: rows.map(claimedView), ...(completed ? { completed } : {}) };
+        }
+        await app.waiters.waitForWork(Math.min(left(deadline), app.waiters.pollMs), gone);
       }
     },
   );
@@ -109,25 +134,9 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       config: { scope: 'runner' },
       schema: { params: RunnerParams, body: CompleteBatchBody, response: { 200: CompleteBatchReply } },
     },
-    async (req) => {
-      const out = await completeSessions(
-        db,
-        req.body.items.map((i) => ({
-          id: i.id,
-          leaseToken: i.leaseToken,
-          status: i.status,
-          ...(i.result === undefined ? {} : { result: i.result }),
-          ...(i.errorMessage === undefined ? {} : { errorMessage: i.errorMessage }),
-        })),
-      );
-      return {
-        items: out.map((o) =>
-          o.outcome === 'accepted'
-            ? { id: o.id, outcome: o.outcome, status: o.row.status }
-            : { id: o.id, outcome: o.outcome },
-        ),
-      };
-    },
+    async (req) => ({
+      items: (await completeSessions(db, req.body.items.map(toCompletion))).map(outcomeView),
+    }),
   );
 
   app.post(
@@ -155,4 +164,24 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       return { items: rows.map((r) => runnerView(r, RUNNER_LIVE_MS)) };
     },
   );
+}
+
+function left(deadline: number): number {
+  return deadline - Date.now();
+}
+
+function toCompletion(i: CompleteItem): CompletionItem {
+  return {
+    id: i.id,
+    leaseToken: i.leaseToken,
+    status: i.status,
+    ...(i.result === undefined ? {} : { result: i.result }),
+    ...(i.errorMessage === undefined ? {} : { errorMessage: i.errorMessage }),
+  };
+}
+
+function outcomeView(o: CompletionOutcome): CompleteOutcome {
+  return o.outcome === 'accepted'
+    ? { id: o.id, outcome: o.outcome, status: o.status }
+    : { id: o.id, outcome: o.outcome };
 }
