@@ -36,6 +36,32 @@ interface Outcome {
   enqueuePerSec: number;
   /** CPU milliseconds per job, per component (load-independent, unlike jobs/s on a shared machine). */
   cpuMsPerJob: Record<string, number>;
+  /** Of which the enqueue (where measured apart). */
+  enqueueCpuMsPerJob?: Record<string, number>;
+  /** HTTP requests the API answered per session, by route (from its /metrics), enqueue excluded. */
+  requestsPerSession?: Record<string, number>;
+}
+
+/** Requests answered by the API so far, by "METHOD route", from sfw_api_requests_total. */
+async function requestCounts(client: SfwClient): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const line of (await client.metrics()).split('\n')) {
+    const m = /^sfw_api_requests_total\{(.*)\} (\d+(?:\.\d+)?)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const key = `${labels.method} ${labels.route}`;
+    out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+function perSession(before: Map<string, number>, after: Map<string, number>, n: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of after) {
+    const d = v - (before.get(k) ?? 0);
+    if (d > 0 && !k.includes('/metrics') && !k.includes('/v1/sessions/batch')) out[k] = round(d / n, 3);
+  }
+  return out;
 }
 
 function perJob(cpu: Record<string, number>, n: number): Record<string, number> {
@@ -81,6 +107,7 @@ async function measureRunners(
     const enqueueCpu = meter();
     const enqueuePerSec = await enqueue(api.client, n, true);
     const enqueueUsed = enqueueCpu();
+    const requestsBefore = await requestCounts(api.client);
     await releaseHeldSessions(db, TYPE);
     const cpu = meter();
     const deadlineMs = 60_000 + n * 20;
@@ -96,12 +123,20 @@ async function measureRunners(
       250,
     );
     const processing = cpu();
+    const requestsPer = perSession(requestsBefore, await requestCounts(api.client), n);
     const used = Object.fromEntries(
       Object.entries(processing).map(([k, v]) => [k, v + (enqueueUsed[k] ?? 0)]),
     );
     const w = await processingWindow(db, TYPE);
     const seconds = ((w.lastFinishedAt?.getTime() ?? 0) - (w.firstClaimedAt?.getTime() ?? 0)) / 1000;
-    return { perSec: n / seconds, seconds, enqueuePerSec, cpuMsPerJob: perJob(used, n) };
+    return {
+      perSec: n / seconds,
+      seconds,
+      enqueuePerSec,
+      cpuMsPerJob: perJob(used, n),
+      enqueueCpuMsPerJob: perJob(enqueueUsed, n),
+      requestsPerSession: requestsPer,
+    };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
     await api.stop();

@@ -51,3 +51,21 @@ export function createLogger(
   }
   return pino(options);
 }
+
+/** The logging methods of a logger, for code that only logs events. */
+export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+/**
+ * A child logger made on first use at an enabled level: per-session logging on the hot path costs nothing
+ * when its level is off (pino children are not free to make).
+ */
+export function lazyChild(parent: Logger, bindings: Record<string, unknown>): EventLog {
+  let child: Logger | undefined;
+  const at = <L extends keyof EventLog>(level: L): EventLog[L] =>
+    ((...args: unknown[]) => {
+      if (!parent.isLevelEnabled(level)) return;
+      child ??= parent.child(bindings);
+      (child[level] as (...a: unknown[]) => void)(...args);
+    }) as EventLog[L];
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}

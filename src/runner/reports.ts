@@ -1,4 +1,4 @@
-import type { Logger } from '../core/log.js';
+import { lazyChild, type Logger } from '../core/log.js';
 import { SfwError } from '../core/errors.js';
 import { backoff, sleep } from '../sdk/client.js';
 import type { CompleteBody } from '../protocol/schemas.js';
@@ -93,7 +93,7 @@ export class ReportQueue {
   }
 
   private async deliver(report: Report): Promise<ReportOutcome> {
-    const log = this.deps.log.child({ sessionId: report.sessionId });
+    const log = lazyChild(this.deps.log, { sessionId: report.sessionId });
     if (report.before) await report.before.catch(() => undefined);
     let body = report.body;
     for (let attempt = 0; ; attempt++) {

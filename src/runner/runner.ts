@@ -1,6 +1,6 @@
 import { CompletionBatcher } from './batch-complete.js';
 import os from 'node:os';
-import type { Logger } from '../core/log.js';
+import { lazyChild, type EventLog, type Logger } from '../core/log.js';
 import { DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL_INTERVAL_MS, type CompletionStatus } from '../core/types.js';
 import { ApiError, backoff, sleep, type SfwClient } from '../sdk/client.js';
 import type { ClaimedSession, HeartbeatBody } from '../protocol/schemas.js';
@@ -30,7 +30,7 @@ export interface ExecuteContext {
   signal: AbortSignal;
   /** Uploads an artifact under the session's lease; resolves when stored or given up (never rejects). */
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
-  log: Logger;
+  log: EventLog;
 }
 
 export interface SessionOutcome {
@@ -101,6 +101,20 @@ export function defaultFreeMemory(): number {
   return available > 0 ? available : os.freemem();
 }
 
+/** Free memory read at most every `everyMs` (reading it costs system calls; the claim loop asks often). */
+export function sampledFreeMemory(read: () => number = defaultFreeMemory, everyMs = 250): () => number {
+  let value = 0;
+  let at = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (now - at >= everyMs) {
+      value = read();
+      at = now;
+    }
+    return value;
+  };
+}
+
 const UPLOAD_ATTEMPTS = 8;
 
 export class Runner {
@@ -168,7 +182,7 @@ export class Runner {
     this.abortGraceMs = opts.abortGraceMs ?? 15_000;
     this.hostname = opts.hostname ?? os.hostname();
     this.version = opts.version;
-    this.freeMemory = opts.freeMemory ?? defaultFreeMemory;
+    this.freeMemory = opts.freeMemory ?? sampledFreeMemory();
     this.budget = new SessionBudget(opts.sessionBudgetBytes ?? DEFAULT_SESSION_BUDGET_BYTES);
     this.baseBudget = opts.baseBudgetBytes ?? DEFAULT_BASE_BUDGET_BYTES;
     this.batcher = new CompletionBatcher({
@@ -439,7 +453,7 @@ export class Runner {
 
   private async runSession(entry: Running): Promise<void> {
     const s = entry.session;
-    const log = this.log.child({ sessionId: s.id, type: s.type, attempt: s.attempt });
+    const log = lazyChild(this.log, { sessionId: s.id, type: s.type, attempt: s.attempt });
     log.info('session started');
     const t0 = Date.now();
     const uploads: Promise<void>[] = [];
@@ -519,7 +533,7 @@ export class Runner {
     name: string,
     data: Buffer,
     contentType: string,
-    log: Logger,
+    log: EventLog,
   ): Promise<void> {
     const s = entry.session;
     for (let attempt = 0; attempt < UPLOAD_ATTEMPTS; attempt++) {

@@ -35,6 +35,12 @@ const ARTIFACT_STEP_TIMEOUT_MS = 10_000;
 const CONSOLE_MAX_LINES = 5000;
 const CONSOLE_MAX_BYTES = 1 << 20;
 
+/** Whether the session's own timeout fired (and with what reason). */
+interface TimeoutState {
+  aborted: boolean;
+  reason: unknown;
+}
+
 class TimeoutAbort extends Error {
   constructor(ms: number) {
     super(`timed out after ${ms} ms`);
@@ -116,10 +122,20 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
     return { status: 'failed', errorMessage: `invalid input: ${messageOf(err)}` };
   }
 
+  // One signal for the session: the runner's abort or the session's timeout, whichever comes first
+  // (`timeout` tells which: it is set only when the timeout fired).
   const timeoutMs = session.timeoutMs;
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(new TimeoutAbort(timeoutMs)), timeoutMs);
-  const signal = AbortSignal.any([opts.signal, timeout.signal]);
+  const both = new AbortController();
+  const timeout: { signal: TimeoutState } = { signal: { aborted: false, reason: undefined } };
+  const timer = setTimeout(() => {
+    const reason = new TimeoutAbort(timeoutMs);
+    timeout.signal.aborted = true;
+    timeout.signal.reason = reason;
+    both.abort(reason);
+  }, timeoutMs);
+  const onRunnerAbort = () => both.abort(opts.signal.reason);
+  opts.signal.addEventListener('abort', onRunnerAbort, { once: true });
+  const signal = both.signal;
   const consoleLines = new ConsoleLines();
   const upload = async (name: string, data: Buffer, contentType: string) => {
     if (!ARTIFACT_NAME.test(name)) {
@@ -160,6 +176,7 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
     return await runWithLease(opts, input, lease, signal, timeout.signal, consoleLines, upload, log);
   } finally {
     clearTimeout(timer);
+    opts.signal.removeEventListener('abort', onRunnerAbort);
     // A session the runner aborted is cancelled or handed back: its artifacts would only delay that.
     if (consoleLines.lines.length > 0 && !opts.signal.aborted) {
       await bounded(
@@ -177,7 +194,7 @@ async function runWithLease(
   input: unknown,
   lease: BrowserLease | undefined,
   signal: AbortSignal,
-  timeoutSignal: AbortSignal,
+  timeoutSignal: TimeoutState,
   consoleLines: ConsoleLines,
   upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
   log: LogFn,
@@ -250,7 +267,7 @@ async function runWithLease(
 function classify(
   err: unknown,
   runnerSignal: AbortSignal,
-  timeoutSignal: AbortSignal,
+  timeoutSignal: TimeoutState,
   lease: BrowserLease | undefined,
 ): ExecutionOutcome {
   if (runnerSignal.aborted) {

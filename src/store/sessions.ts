@@ -89,7 +89,7 @@ export async function insertSessions(db: Queryable, items: NewSession[]): Promis
        SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
               artifact_options, idempotency_key
        FROM src
-       ON CONFLICT (idempotency_key) DO NOTHING
+       ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *
      ), wake AS (SELECT pg_notify('${SESSIONS_CHANNEL}', ''))
      SELECT ins.* FROM ins, wake`,

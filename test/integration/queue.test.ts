@@ -392,6 +392,56 @@ describe('claim carrying completions', () => {
     expect(Date.now() - t0).toBeLessThan(900);
   });
 
+  it('keeps the statistics of its claims and completions as the trigger keeps every other change', async () => {
+    const type = 'carry-stats';
+    await api.client.createSessions(
+      Array.from({ length: 9 }, (_, i) => ({ type, maxAttempts: i % 3 === 0 ? 2 : 1 })),
+    );
+    const outcomes = ['succeeded', 'failed', 'error'] as const;
+    let done: { id: string; leaseToken: string; status: (typeof outcomes)[number] }[] = [];
+    let k = 0;
+    for (let round = 0; round < 6; round++) {
+      const reply = await api.runnerClient.claim('carry-stats-runner', {
+        slots: 3,
+        types: [type],
+        maxConcurrency: 3,
+        ...(done.length > 0 ? { complete: done } : {}),
+      });
+      done = reply.sessions.map((s) => ({ id: s.id, leaseToken: s.leaseToken, status: outcomes[k++ % 3]! }));
+    }
+    // One more session finished through the single-completion endpoint (the trigger's path).
+    const extra = await api.client.createSession({ type });
+    const { sessions } = await api.runnerClient.claim('carry-stats-other', { slots: 1, types: [type] });
+    expect(sessions.map((s) => s.id)).toEqual([extra.id]);
+    await api.runnerClient.complete(extra.id, { leaseToken: sessions[0]!.leaseToken, status: 'succeeded' });
+    // The counters equal a recount over the sessions' own history.
+    const { rows: kept } = await api.db.query<{ kind: string; status: string; n: number }>(
+      `SELECT kind, status, sum(count)::int AS n FROM session_stats WHERE type = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
+      [type],
+    );
+    const { rows: recount } = await api.db.query<{ kind: string; status: string; n: number }>(
+      `SELECT kind, status, count(*)::int AS n FROM (
+         SELECT 'claim_wait' AS kind, 'running' AS status FROM sessions s, jsonb_array_elements(s.attempts) a
+         WHERE s.type = $1
+         UNION ALL
+         SELECT 'claim_wait', 'running' FROM sessions WHERE type = $1 AND status = 'running'
+         UNION ALL
+         SELECT 'duration', status FROM sessions WHERE type = $1 AND finished_at IS NOT NULL
+         UNION ALL
+         SELECT 'finished', status FROM sessions WHERE type = $1 AND finished_at IS NOT NULL
+       ) e GROUP BY 1, 2 ORDER BY 1, 2`,
+      [type],
+    );
+    expect(kept).toEqual(recount);
+    const { rows: minute } = await api.db.query<{ claimed: number; finished: number; failed: number }>(
+      `SELECT sum(claimed)::int AS claimed, sum(finished)::int AS finished, sum(failed)::int AS failed
+       FROM session_minute_stats`,
+    );
+    expect(minute[0]!.finished).toBeGreaterThanOrEqual(
+      kept.filter((r) => r.kind === 'finished').reduce((a, r) => a + r.n, 0),
+    );
+  });
+
   it('refuses a claim with a malformed completion (400 with the field path) and changes nothing', async () => {
     const q = await api.client.createSession({ type: 'carry-bad' });
     const s = await api.client.createSession({ type: 'carry-bad-run' });
