@@ -48,14 +48,18 @@ async function requestCounts(client: SfwClient): Promise<Map<string, number>> {
   for (const line of (await client.metrics()).split('\n')) {
     const m = /^sfw_api_requests_total\{(.*)\} (\d+(?:\.\d+)?)$/.exec(line);
     if (!m) continue;
-    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    const key = `${labels.method} ${labels.route}`;
+    const labels = new Map([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const key = `${labels.get('method')} ${labels.get('route')}`;
     out.set(key, (out.get(key) ?? 0) + Number(m[2]));
   }
   return out;
 }
 
-function perSession(before: Map<string, number>, after: Map<string, number>, n: number): Record<string, number> {
+function perSession(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  n: number,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of after) {
     const d = v - (before.get(k) ?? 0);

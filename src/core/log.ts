@@ -61,11 +61,13 @@ export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
  */
 export function lazyChild(parent: Logger, bindings: Record<string, unknown>): EventLog {
   let child: Logger | undefined;
-  const at = <L extends keyof EventLog>(level: L): EventLog[L] =>
-    ((...args: unknown[]) => {
+  const at = (level: keyof EventLog): Logger['info'] => {
+    const log: Logger['info'] = (...args: Parameters<Logger['info']>) => {
       if (!parent.isLevelEnabled(level)) return;
       child ??= parent.child(bindings);
-      (child[level] as (...a: unknown[]) => void)(...args);
-    }) as EventLog[L];
+      child[level](...args);
+    };
+    return log;
+  };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
