@@ -265,13 +265,22 @@ export async function runThroughput(ctx: BenchContext): Promise<PartResult> {
   const loops = await measureClaimLoops(ctx, n, runners, perRunner);
   row(`sfw API, ${runners} in-process claim loops × ${perRunner} slots`, loops);
   const notes: string[] = [];
-  let ours: Outcome | undefined;
-  ctx.log(`throughput: sfw, ${runners} runner processes × MAX_CONCURRENCY ${perRunner}, ${n} sessions`);
-  try {
-    ours = await measureRunners(ctx, n, runners, perRunner);
-    row(`sfw, ${runners} runner processes × ${perRunner}`, ours);
-  } catch (err) {
-    notes.push(`sfw runner processes could not be measured: ${(err as Error).message.slice(0, 500)}`);
+  // Two shapes of the same total concurrency: one runner process like the one graphile-worker process,
+  // and two processes sharing the queue (the distributed case).
+  const shapes: [number, number][] = [
+    [1, concurrency],
+    [runners, perRunner],
+  ];
+  const ours: Record<string, Outcome> = {};
+  for (const [k, per] of shapes) {
+    const label = `sfw, ${k} runner process${k > 1 ? 'es' : ''} × ${per}`;
+    ctx.log(`throughput: ${label} (MAX_CONCURRENCY ${per}), ${n} sessions`);
+    try {
+      ours[label] = await measureRunners(ctx, n, k, per);
+      row(label, ours[label]);
+    } catch (err) {
+      notes.push(`${label} could not be measured: ${(err as Error).message.slice(0, 500)}`);
+    }
   }
   notes.push(
     'timed from the first claim/start to the last finish; enqueue is measured separately and not counted',
@@ -282,7 +291,9 @@ export async function runThroughput(ctx: BenchContext): Promise<PartResult> {
     part: 'throughput',
     rows,
     ratios: {
-      ...(ours ? { 'sfw runners / graphile-worker': ratio(ours.perSec, gw.perSec) } : {}),
+      ...Object.fromEntries(
+        Object.entries(ours).map(([label, o]) => [`${label} / graphile-worker`, ratio(o.perSec, gw.perSec)]),
+      ),
       'sfw API claim loops / graphile-worker': ratio(loops.perSec, gw.perSec),
     },
     notes,

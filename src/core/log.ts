@@ -59,11 +59,17 @@ export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
  * A child logger made on first use at an enabled level: per-session logging on the hot path costs nothing
  * when its level is off (pino children are not free to make).
  */
-export function lazyChild(parent: Logger, bindings: Record<string, unknown>): EventLog {
-  let child: Logger | undefined;
+export function lazyChild(
+  parent: EventLog & {
+    child(bindings: Record<string, unknown>): EventLog;
+    isLevelEnabled?: (l: string) => boolean;
+  },
+  bindings: Record<string, unknown>,
+): EventLog {
+  let child: EventLog | undefined;
   const at = (level: keyof EventLog): Logger['info'] => {
     const log: Logger['info'] = (...args: Parameters<Logger['info']>) => {
-      if (!parent.isLevelEnabled(level)) return;
+      if (parent.isLevelEnabled && !parent.isLevelEnabled(level)) return;
       child ??= parent.child(bindings);
       child[level](...args);
     };

@@ -154,6 +154,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
         type,
         ...(pool && type.browser ? { pool } : {}),
         signal: ctx.signal,
+        abort: (reason) => ctx.abort(reason),
         upload: (name, data, contentType) => ctx.upload(name, data, contentType),
         log: ctx.log,
         flow: { allowEvaluate: cfg.allowFlowEvaluate, checkUrl },

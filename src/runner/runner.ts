@@ -28,6 +28,11 @@ export interface ServedType {
 
 export interface ExecuteContext {
   signal: AbortSignal;
+  /**
+   * Aborts `signal` for the session's own reasons (its timeout), which the runner does not treat as a
+   * cancellation: the executor's outcome stands. Saves the executor a signal of its own.
+   */
+  abort(reason: Error): void;
   /** Uploads an artifact under the session's lease; resolves when stored or given up (never rejects). */
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
   log: EventLog;
@@ -476,7 +481,12 @@ export class Runner {
         }, s.timeoutMs + this.hardGraceMs);
       });
       outcome = await Promise.race([
-        this.executor(s, { signal: entry.controller.signal, upload, log }),
+        this.executor(s, {
+          signal: entry.controller.signal,
+          abort: (reason) => entry.controller.abort(reason),
+          upload,
+          log,
+        }),
         hard,
       ]);
     } catch (err) {

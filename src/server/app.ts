@@ -17,6 +17,7 @@ import { runnerRoutes } from './routes/runners.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { Waiters } from './waiters.js';
+import { requestLog } from './request-log.js';
 import { trackRoutes } from './openapi.js';
 import { installRequestMetrics } from './metrics.js';
 import type { AlertThresholds } from './alerts.js';
@@ -183,14 +184,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installRequestMetrics(app);
 
   app.addHook('onRequest', async (req) => {
-    // Request-scoped logger: every line about a session or runner carries its id.
-    const { id, runnerId } = (req.params ?? {}) as { id?: string; runnerId?: string };
-    if (id !== undefined || runnerId !== undefined) {
-      req.log = req.log.child({
-        ...(id === undefined ? {} : { sessionId: id }),
-        ...(runnerId === undefined ? {} : { runnerId }),
-      });
-    }
     const scope = req.routeOptions.config.scope ?? 'public';
     if (scope === 'read') {
       try {
@@ -208,8 +201,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);
-    if (status >= 500) req.log.error({ err }, 'request failed');
-    else req.log.debug({ status, code: body.error.code }, `request refused: ${body.error.message}`);
+    if (status >= 500) requestLog(req).error({ err }, 'request failed');
+    else requestLog(req).debug({ status, code: body.error.code }, `request refused: ${body.error.message}`);
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {

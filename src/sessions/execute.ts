@@ -25,6 +25,11 @@ export interface ExecuteOptions {
   pool?: BrowserPool;
   /** The runner's abort (cancellation or forced shutdown): the outcome is `cancelled`. */
   signal: AbortSignal;
+  /**
+   * Aborts `signal` without it counting as the runner's (the session's timeout then uses the runner's
+   * signal instead of a second one). Unset: the executor makes its own signal.
+   */
+  abort?: (reason: Error) => void;
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
   log?: LogSink;
   flow?: { allowEvaluate?: boolean; checkUrl?: (url: string) => void; defaultStepTimeoutMs?: number };
@@ -123,19 +128,31 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
   }
 
   // One signal for the session: the runner's abort or the session's timeout, whichever comes first
-  // (`timeout` tells which: it is set only when the timeout fired).
+  // (`timeout` tells which: it is set only when the timeout fired, before the signal aborts).
   const timeoutMs = session.timeoutMs;
-  const both = new AbortController();
   const timeout: { signal: TimeoutState } = { signal: { aborted: false, reason: undefined } };
+  let signal = opts.signal;
+  let abort = opts.abort;
+  let onRunnerAbort: (() => void) | undefined;
+  if (!abort) {
+    const both = new AbortController();
+    const runnerSignal = opts.signal;
+    onRunnerAbort = () => both.abort(runnerSignal.reason);
+    runnerSignal.addEventListener('abort', onRunnerAbort, { once: true });
+    signal = both.signal;
+    abort = (reason) => both.abort(reason);
+  }
+  const abortOnTimeout = abort;
+  const sessionSignal = signal;
+  // Aborted by the runner (cancel, shutdown), not by the timeout.
+  const runnerAborted = () => opts.signal.aborted && !timeout.signal.aborted;
   const timer = setTimeout(() => {
+    if (sessionSignal.aborted) return; // the runner was first
     const reason = new TimeoutAbort(timeoutMs);
     timeout.signal.aborted = true;
     timeout.signal.reason = reason;
-    both.abort(reason);
+    abortOnTimeout(reason);
   }, timeoutMs);
-  const onRunnerAbort = () => both.abort(opts.signal.reason);
-  opts.signal.addEventListener('abort', onRunnerAbort, { once: true });
-  const signal = both.signal;
   const consoleLines = new ConsoleLines();
   const upload = async (name: string, data: Buffer, contentType: string) => {
     if (!ARTIFACT_NAME.test(name)) {
@@ -165,7 +182,7 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
           aborted.promise,
         ]);
       } catch (err) {
-        if (opts.signal.aborted) return { status: 'cancelled', errorMessage: messageOf(opts.signal.reason) };
+        if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(opts.signal.reason) };
         if (timeout.signal.aborted)
           return { status: 'failed', errorMessage: messageOf(timeout.signal.reason) };
         return { status: 'error', errorMessage: `browser unavailable: ${messageOf(err)}` };
@@ -176,9 +193,9 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
     return await runWithLease(opts, input, lease, signal, timeout.signal, consoleLines, upload, log);
   } finally {
     clearTimeout(timer);
-    opts.signal.removeEventListener('abort', onRunnerAbort);
+    if (onRunnerAbort) opts.signal.removeEventListener('abort', onRunnerAbort);
     // A session the runner aborted is cancelled or handed back: its artifacts would only delay that.
-    if (consoleLines.lines.length > 0 && !opts.signal.aborted) {
+    if (consoleLines.lines.length > 0 && !runnerAborted()) {
       await bounded(
         upload('console.log', Buffer.from(consoleLines.text()), 'text/plain; charset=utf-8'),
         ARTIFACT_STEP_TIMEOUT_MS,
@@ -270,7 +287,7 @@ function classify(
   timeoutSignal: TimeoutState,
   lease: BrowserLease | undefined,
 ): ExecutionOutcome {
-  if (runnerSignal.aborted) {
+  if (runnerSignal.aborted && !timeoutSignal.aborted) {
     const reason: unknown = runnerSignal.reason;
     return { status: 'cancelled', errorMessage: reason instanceof Error ? reason.message : 'cancelled' };
   }

@@ -25,6 +25,7 @@ import {
 import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
 import { claimedView, runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
+import { requestLog } from '../request-log.js';
 
 /** A runner whose last heartbeat is older than this is not live (the guide's "runner down" threshold). */
 export const RUNNER_LIVE_MS = 60_000;
@@ -75,7 +76,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
           const handBack = () => {
             const refs = rows.map((r) => ({ id: r.id, leaseToken: r.lease_token }));
             requeueSessions(db, runnerId, refs).catch((err: unknown) =>
-              req.log.warn(
+              requestLog(req).warn(
                 { err: (err as Error).message },
                 'undelivered claim not handed back; the reaper will',
               ),
