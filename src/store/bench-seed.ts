@@ -39,15 +39,15 @@ export const HELD_RUN_AT = '2999-01-01T00:00:00Z';
  * becomes claimable at once, as when a worker starts on a full queue.
  */
 export async function releaseHeldSessions(db: Queryable, type: string): Promise<number> {
-  const { rowCount } = await db.query(
+  const { rows } = await db.query<{ n: number }>(
     `WITH u AS (
        UPDATE sessions SET run_at = now() WHERE type = $1 AND status = 'queued' AND run_at >= $2::timestamptz
        RETURNING 1
      )
-     SELECT pg_notify('sfw_sessions', '') FROM (SELECT count(*) FROM u) c`,
+     SELECT c.n, pg_notify('sfw_sessions', '') FROM (SELECT count(*)::integer AS n FROM u) c`,
     [type, HELD_RUN_AT],
   );
-  return rowCount ?? 0;
+  return rows[0]?.n ?? 0;
 }
 
 /**
@@ -86,15 +86,21 @@ export async function processingWindow(
 }
 
 /**
- * EXPLAIN ANALYZE of the two statements sfw_exchange runs per claim (keep in step with migration 0005),
- * under the function's own setting (enable_bitmapscan off): the runner's running count and the pick of
- * ready sessions. Read-only: the pick runs without its lock.
+ * EXPLAIN ANALYZE of the two statements sfw_exchange runs per claim (keep in step with the migrations),
+ * under the function's own settings (read from pg_proc: enable_bitmapscan and enable_sort off): the
+ * runner's running count and the pick of ready sessions. Read-only: the pick runs without its lock.
  */
 export async function explainClaim(db: Db, runnerId: string, types: string[]): Promise<string[]> {
   const client = await db.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SET LOCAL enable_bitmapscan = off');
+    const { rows: cfg } = await client.query<{ setting: string }>(
+      `SELECT unnest(proconfig) AS setting FROM pg_proc WHERE proname = 'sfw_exchange'`,
+    );
+    for (const { setting } of cfg) {
+      const [name, value] = setting.split('=') as [string, string];
+      await client.query('SELECT set_config($1, $2, true)', [name, value]);
+    }
     const plan = async (sql: string, params: unknown[]) =>
       (
         await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)
