@@ -67,6 +67,14 @@ export async function countSessions(db: Queryable): Promise<Record<string, numbe
   return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }
 
+/** Sessions that reached a final status, from the statistics rollup (cheap to ask while a run is going). */
+export async function finishedCount(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    'SELECT coalesce(sum(finished), 0)::integer AS n FROM session_minute_stats',
+  );
+  return rows[0]?.n ?? 0;
+}
+
 /**
  * Claim-to-finish window of finished sessions of `type` (created at or after `since`): the steady-state
  * processing time.
