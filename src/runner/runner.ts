@@ -134,6 +134,7 @@ export class Runner {
   private readonly batcher: CompletionBatcher;
   /** The claim loop is waiting for free slots (not in a claim request): it can carry completions. */
   private claimIdle = false;
+  private wakeScheduled = false;
   private readonly budget: SessionBudget;
   private readonly baseBudget: number;
   private readonly freeMemory: () => number;
@@ -196,7 +197,7 @@ export class Runner {
       // While the claim loop waits for free slots, a finished session's report rides on its next claim.
       carrier: () => {
         if (this.state !== 'running' || !this.claimIdle) return false;
-        this.wake();
+        this.wakeSoon();
         return true;
       },
     });
@@ -403,6 +404,19 @@ export class Runner {
     r?.();
   }
 
+  /**
+   * Wakes the claim loop once after the current burst: sessions of one claim finish and are released
+   * together, and the loop should look at free slots and waiting reports once, not once per session.
+   */
+  private wakeSoon(): void {
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      this.wake();
+    });
+  }
+
   /** The claim loop waits for a wake (a slot freed, a report queued) or `ms`; meanwhile it carries reports. */
   private async idle(ms: number): Promise<void> {
     this.claimIdle = true;
@@ -535,7 +549,7 @@ export class Runner {
   /** This attempt no longer holds the session (a newer attempt of the same session may). */
   private release(id: string, leaseToken: string): void {
     if (this.held.get(id) === leaseToken) this.held.delete(id);
-    this.wake();
+    this.wakeSoon();
   }
 
   private async upload(
