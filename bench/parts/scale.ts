@@ -65,8 +65,8 @@ async function dbClaimLatency(db: Db, runnerId: string, n: number): Promise<numb
     });
     samples.push(nowMs() - t0);
     const s = rows[0];
-    if (!s?.lease_token) throw new Error('scale: the queue ran dry during the db latency run');
-    await completeSession(db, s.id, { leaseToken: s.lease_token, status: 'succeeded', result: {} });
+    if (!s?.leaseToken) throw new Error('scale: the queue ran dry during the db latency run');
+    await completeSession(db, s.id, { leaseToken: s.leaseToken, status: 'succeeded', result: {} });
   }
   return samples;
 }

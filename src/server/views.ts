@@ -1,6 +1,6 @@
-import type { ClaimedRow, SessionRow } from '../store/sessions.js';
+import type { SessionRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
-import type { ClaimedSession, RunnerView, SessionView } from '../protocol/schemas.js';
+import type { RunnerView, SessionView } from '../protocol/schemas.js';
 
 /** Table rows → wire shapes (camelCase, ISO timestamps). */
 
@@ -31,22 +31,6 @@ export function sessionView(r: SessionRow): SessionView {
     artifactOptions: r.artifact_options,
     attempts: r.attempts,
     idempotencyKey: r.idempotency_key,
-  };
-}
-
-export function claimedView(r: ClaimedRow): ClaimedSession {
-  return {
-    id: r.id,
-    type: r.type,
-    input: r.input,
-    priority: r.priority,
-    attempt: r.attempt,
-    maxAttempts: r.max_attempts,
-    timeoutMs: r.timeout_ms,
-    leaseToken: r.lease_token,
-    leaseExpiresAt: r.lease_expires_at.toISOString(),
-    createdAt: r.created_at.toISOString(),
-    artifactOptions: r.artifact_options,
   };
 }
 

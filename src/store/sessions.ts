@@ -173,39 +173,50 @@ export interface ClaimRequest {
   startedAt?: string;
 }
 
-/** What a runner needs of a claimed session (sfw_exchange returns only these columns). */
-export type ClaimedRow = Pick<
-  SessionRow,
-  | 'id'
-  | 'type'
-  | 'input'
-  | 'priority'
-  | 'attempt'
-  | 'max_attempts'
-  | 'timeout_ms'
-  | 'created_at'
-  | 'artifact_options'
-> & { lease_token: string; lease_expires_at: Date };
+/** A claimed session as the runner receives it (ClaimedSession of the protocol), built by sfw_exchange. */
+export interface ClaimedJson {
+  id: string;
+  type: string;
+  input: unknown;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  timeoutMs: number;
+  leaseToken: string;
+  leaseExpiresAt: string;
+  createdAt: string;
+  artifactOptions: ArtifactOptions;
+}
 
 export interface ExchangeOutcome {
-  /** Claimed sessions in claim order. */
-  claimed: ClaimedRow[];
+  /** The claimed sessions in claim order, as a JSON array text (sent to the runner as it is). */
+  claimedJson: string;
+  /** How many sessions were claimed. */
+  claimedCount: number;
+  /** The claimed sessions, parsed (when the caller needs them). */
+  claimed(): ClaimedJson[];
   /** One outcome per completion, in the order given. */
   completed: CompletionOutcome[];
 }
 
 /**
  * A runner's round trip to the queue: its finished sessions, then a claim of up to `slots` more, in one
- * statement and one commit (sfw_exchange, migration 0005). The completions free their slots before the
- * claim counts the runner's running sessions.
+ * statement and one commit (sfw_exchange, migrations 0005-0008). The completions free their slots before
+ * the claim counts the runner's running sessions.
  */
 export async function exchange(
   db: Queryable,
   req: ClaimRequest,
   done: CompletionItem[] = [],
 ): Promise<ExchangeOutcome> {
-  const { rows } = await db.query<ClaimedRow & { kind: 'done' | 'claimed'; status: SessionStatus }>(
-    'SELECT * FROM sfw_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+  const { rows } = await db.query<{
+    done_ids: string[] | null;
+    done_status: SessionStatus[] | null;
+    claimed: string;
+    n: number;
+  }>(
+    `SELECT done_ids, done_status, claimed::text AS claimed, json_array_length(claimed) AS n
+     FROM sfw_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
       req.runnerId,
       done.length > 0 ? completionsJson(done) : null,
@@ -218,27 +229,24 @@ export async function exchange(
       req.startedAt ?? null,
     ],
   );
-  const claimed: ClaimedRow[] = [];
+  const r = rows[0];
+  const claimedJson = r?.claimed ?? '[]';
+  let parsed: ClaimedJson[] | undefined;
   const accepted = new Map<string, SessionStatus>();
-  for (const r of rows) {
-    if (r.kind === 'done') accepted.set(r.id, r.status);
-    else {
-      const { kind: _kind, status: _status, ...row } = r;
-      claimed.push(row);
-    }
-  }
-  claimed.sort(
-    (a, b) =>
-      b.priority - a.priority ||
-      a.created_at.getTime() - b.created_at.getTime() ||
-      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-  );
-  return { claimed, completed: done.length > 0 ? await outcomes(db, done, accepted) : [] };
+  const ids = r?.done_ids ?? [];
+  const statuses = r?.done_status ?? [];
+  ids.forEach((id, i) => accepted.set(id, statuses[i]!));
+  return {
+    claimedJson,
+    claimedCount: r?.n ?? 0,
+    claimed: () => (parsed ??= JSON.parse(claimedJson) as ClaimedJson[]),
+    completed: done.length > 0 ? await outcomes(db, done, accepted) : [],
+  };
 }
 
-/** A claim alone (see exchange). Rows come back in claim order. */
-export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<ClaimedRow[]> {
-  return (await exchange(db, req)).claimed;
+/** A claim alone (see exchange). Sessions come back in claim order. */
+export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<ClaimedJson[]> {
+  return (await exchange(db, req)).claimed();
 }
 
 export interface LeaseRef {

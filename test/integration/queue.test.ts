@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, SfwClient } from '../../src/sdk/client.js';
-import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import { ClaimReply, type ClaimedSession } from '../../src/protocol/schemas.js';
+import { Ajv } from 'ajv';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { HELD_RUN_AT, explainClaim, releaseHeldSessions } from '../../src/store/bench-seed.js';
 
@@ -331,6 +332,15 @@ describe('claim carrying completions', () => {
     ]);
     expect(second.sessions).toHaveLength(2);
     expect(second.sessions.map((s) => (s.input as { i: number }).i)).toEqual([2, 3]);
+    // The answer is built by the database and sent through unserialized: it must still be a ClaimReply.
+    const check = new Ajv({ strict: false }).compile(ClaimReply);
+    expect(check(second), JSON.stringify(check.errors)).toBe(true);
+    for (const c of second.sessions) {
+      expect(Date.parse(c.leaseExpiresAt)).toBeGreaterThan(Date.now());
+      expect(Date.parse(c.createdAt)).toBeLessThanOrEqual(Date.now());
+      expect(c).toMatchObject({ type: 'carry', attempt: 1, maxAttempts: 1, priority: 0, timeoutMs: 60_000 });
+      expect(c.artifactOptions).toEqual({ screenshot: 'on-failure', trace: 'off' });
+    }
     const va = await api.client.getSession(a.id);
     expect(va).toMatchObject({ status: 'succeeded', result: { ok: 1 } });
     expect(va.attempts).toMatchObject([{ attempt: 1, runnerId: 'carry-runner', status: 'succeeded' }]);

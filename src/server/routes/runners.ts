@@ -23,7 +23,7 @@ import {
   type CompletionOutcome,
 } from '../../store/sessions.js';
 import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
-import { claimedView, runnerView } from '../views.js';
+import { runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
 import { requestLog } from '../request-log.js';
 
@@ -50,7 +50,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       let completed: CompleteOutcome[] | undefined;
       for (;;) {
         // A runner that went away while waiting must not be handed sessions it will never run.
-        if (gone.aborted && done.length === 0) return { sessions: [] };
+        if (gone.aborted && done.length === 0) return reply.send({ sessions: [] });
         const out = await exchange(
           db,
           {
@@ -69,12 +69,11 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
           completed = out.completed.map(outcomeView);
           done = [];
         }
-        const rows = out.claimed;
-        if (rows.length > 0) {
+        if (out.claimedCount > 0) {
           // An answer that never reaches the runner (connection cut, API shutting down) would strand these
           // sessions until their lease lapses: hand them back at once, fenced, without spending an attempt.
           const handBack = () => {
-            const refs = rows.map((r) => ({ id: r.id, leaseToken: r.lease_token }));
+            const refs = out.claimed().map((r) => ({ id: r.id, leaseToken: r.leaseToken }));
             requeueSessions(db, runnerId, refs).catch((err: unknown) =>
               requestLog(req).warn(
                 { err: (err as Error).message },
@@ -87,8 +86,11 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         }
         // A claim that delivered completions answers at once: the runner is told their outcomes without
         // waiting out a long-poll, and asks again.
-        if (rows.length > 0 || left(deadline) <= 0 || b.slots === 0 || completed || gone.aborted) {
-          return { sessions: rows.map(claimedView), ...(completed ? { completed } : {}) };
+        if (out.claimedCount > 0 || left(deadline) <= 0 || b.slots === 0 || completed || gone.aborted) {
+          // The sessions' JSON comes from the database in the ClaimedSession shape: sent as it is.
+          // (A string body is sent unserialized; it is a ClaimReply by construction, as the tests check.)
+          const body = `{"sessions":${out.claimedJson}${completed ? `,"completed":${JSON.stringify(completed)}` : ''}}`;
+          return reply.type('application/json; charset=utf-8').send(body as unknown as ClaimReply);
         }
         await app.waiters.waitForWork(Math.min(left(deadline), app.waiters.pollMs), gone);
       }
