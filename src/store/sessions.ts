@@ -201,7 +201,7 @@ export interface ExchangeOutcome {
 
 /**
  * A runner's round trip to the queue: its finished sessions, then a claim of up to `slots` more, in one
- * statement and one commit (sfw_exchange, migrations 0005-0008). The completions free their slots before
+ * statement and one commit (sfw_exchange, migration 0005). The completions free their slots before
  * the claim counts the runner's running sessions.
  */
 export async function exchange(
