@@ -336,6 +336,8 @@ describe('claim carrying completions', () => {
     const check = new Ajv({ strict: false }).compile(ClaimReply);
     expect(check(second), JSON.stringify(check.errors)).toBe(true);
     for (const c of second.sessions) {
+      expect(c.leaseExpiresAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(c.createdAt).toBe(new Date(c.createdAt).toISOString());
       expect(Date.parse(c.leaseExpiresAt)).toBeGreaterThan(Date.now());
       expect(Date.parse(c.createdAt)).toBeLessThanOrEqual(Date.now());
       expect(c).toMatchObject({ type: 'carry', attempt: 1, maxAttempts: 1, priority: 0, timeoutMs: 60_000 });

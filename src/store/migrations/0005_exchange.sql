@@ -180,7 +180,7 @@ $$;
 -- is also a poll; its totals go into the same write), the pick of ready sessions, priority then FIFO.
 -- Answers one row: the accepted completions (ids and statuses) and the claimed sessions as the JSON the
 -- runner receives, built here in claim order so the API sends it through instead of parsing rows and
--- serializing them again.
+-- serializing them again (timestamps written as the rest of the API writes them: UTC, milliseconds, `Z`).
 -- The ready pick must walk sessions_ready_idx in claim order whatever the planner statistics say: on a
 -- table never analyzed, or with statistics taken while many sessions were scheduled for later and then
 -- became due together, the planner estimated ~1 ready row and chose to read every queued row and sort them
@@ -282,7 +282,8 @@ BEGIN
     SELECT json_agg(json_build_object(
              'id', r.id, 'type', r.type, 'input', r.input, 'priority', r.priority, 'attempt', r.attempt,
              'maxAttempts', r.max_attempts, 'timeoutMs', r.timeout_ms, 'leaseToken', r.lease_token,
-             'leaseExpiresAt', r.lease_expires_at, 'createdAt', r.created_at,
+             'leaseExpiresAt', to_char(r.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+             'createdAt', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
              'artifactOptions', r.artifact_options)
            ORDER BY r.priority DESC, r.created_at, r.id)
     INTO claimed
