@@ -130,7 +130,7 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
   // One signal for the session: the runner's abort or the session's timeout, whichever comes first
   // (`timeout` tells which: it is set only when the timeout fired, before the signal aborts).
   const timeoutMs = session.timeoutMs;
-  const timeout: { signal: TimeoutState } = { signal: { aborted: false, reason: undefined } };
+  const timeout: TimeoutState = { aborted: false, reason: undefined };
   let signal = opts.signal;
   let abort = opts.abort;
   let onRunnerAbort: (() => void) | undefined;
@@ -145,12 +145,12 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
   const abortOnTimeout = abort;
   const sessionSignal = signal;
   // Aborted by the runner (cancel, shutdown), not by the timeout.
-  const runnerAborted = () => opts.signal.aborted && !timeout.signal.aborted;
+  const runnerAborted = () => opts.signal.aborted && !timeout.aborted;
   const timer = setTimeout(() => {
     if (sessionSignal.aborted) return; // the runner was first
     const reason = new TimeoutAbort(timeoutMs);
-    timeout.signal.aborted = true;
-    timeout.signal.reason = reason;
+    timeout.aborted = true;
+    timeout.reason = reason;
     abortOnTimeout(reason);
   }, timeoutMs);
   const consoleLines = new ConsoleLines();
@@ -183,14 +183,13 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
         ]);
       } catch (err) {
         if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(opts.signal.reason) };
-        if (timeout.signal.aborted)
-          return { status: 'failed', errorMessage: messageOf(timeout.signal.reason) };
+        if (timeout.aborted) return { status: 'failed', errorMessage: messageOf(timeout.reason) };
         return { status: 'error', errorMessage: `browser unavailable: ${messageOf(err)}` };
       } finally {
         aborted.dispose();
       }
     }
-    return await runWithLease(opts, input, lease, signal, timeout.signal, consoleLines, upload, log);
+    return await runWithLease(opts, input, lease, signal, timeout, consoleLines, upload, log);
   } finally {
     clearTimeout(timer);
     if (onRunnerAbort) opts.signal.removeEventListener('abort', onRunnerAbort);

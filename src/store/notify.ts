@@ -4,7 +4,7 @@ import { DONE_CHANNEL, SESSIONS_CHANNEL } from './sessions.js';
 
 /**
  * One LISTEN connection per API process. Emits `sessions` when work is enqueued and `done` (with the
- * session id) when a session ends. Reconnects with backoff after a database restart; while it is down,
+ * session id, once per session) when a session ends. Reconnects with backoff after a database restart; while it is down,
  * waiters fall back on polling, so nothing depends on a notification arriving.
  */
 export class Notifier extends EventEmitter {
@@ -33,7 +33,9 @@ export class Notifier extends EventEmitter {
     client.on('end', () => this.lost(client));
     client.on('notification', (msg) => {
       if (msg.channel === SESSIONS_CHANNEL) this.emit('sessions');
-      else if (msg.channel === DONE_CHANNEL) this.emit('done', msg.payload ?? '');
+      // A completion batch names all its sessions in one message, comma-separated.
+      else if (msg.channel === DONE_CHANNEL)
+        for (const id of (msg.payload ?? '').split(',')) this.emit('done', id);
     });
     try {
       await client.connect();

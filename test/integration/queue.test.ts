@@ -478,6 +478,27 @@ describe('claim carrying completions', () => {
     );
   });
 
+  it('wakes clients waiting on any session of a batch completed together (one notification names them all)', async () => {
+    await api.client.createSessions(Array.from({ length: 3 }, () => ({ type: 'carry-wait-batch' })));
+    const { sessions } = await api.runnerClient.claim('carry-wait-batch-runner', {
+      slots: 3,
+      types: ['carry-wait-batch'],
+      maxConcurrency: 3,
+    });
+    expect(sessions).toHaveLength(3);
+    const waiting = sessions.map((s) => api.client.waitSession(s.id, 10_000));
+    const t0 = Date.now();
+    await api.runnerClient.claim('carry-wait-batch-runner', {
+      slots: 0,
+      types: ['carry-wait-batch'],
+      complete: sessions.map((s) => ({ id: s.id, leaseToken: s.leaseToken, status: 'succeeded' as const })),
+    });
+    const done = await Promise.all(waiting);
+    expect(done.map((d) => d.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // Woken by the notification, not by the waiters' 1 s poll.
+    expect(Date.now() - t0).toBeLessThan(900);
+  });
+
   it('refuses a claim with a malformed completion (400 with the field path) and changes nothing', async () => {
     const q = await api.client.createSession({ type: 'carry-bad' });
     const s = await api.client.createSession({ type: 'carry-bad-run' });
