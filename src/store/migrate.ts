@@ -27,38 +27,44 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 }
 
 /**
- * Applies pending migrations in order, each in its own transaction, under a session advisory lock so
- * concurrent `sfw migrate` runs and API starts apply each migration exactly once. Returns the applied names.
+ * Applies pending migrations in order, all in one transaction under a transaction-level advisory lock
+ * (pg_advisory_xact_lock): concurrent `sfw migrate` runs and API starts apply each migration exactly once,
+ * and the lock lives and dies with that one transaction, so it holds through PgBouncer in transaction
+ * mode too (a session lock could be taken on one server connection and released on another). Creating
+ * schema_migrations, reading what is applied, applying and recording happen under the lock; a failing
+ * migration rolls the whole run back and the error names its file. Returns the applied names.
  */
-export async function migrate(db: Db): Promise<string[]> {
-  const migrations = await loadMigrations();
+export async function migrate(db: Db, opts: { dir?: string } = {}): Promise<string[]> {
+  const migrations = await loadMigrations(opts.dir);
   const client = await db.connect();
   const applied: string[] = [];
+  let broken = false;
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
     const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
     const done = new Set(rows.map((r) => r.version));
     for (const m of migrations) {
       if (done.has(m.version)) continue;
-      await client.query('BEGIN');
       try {
         await client.query(m.sql);
         await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
           m.version,
           m.name,
         ]);
-        await client.query('COMMIT');
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
         throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
       }
       applied.push(m.name);
     }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => (broken = true));
+    throw err;
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => {});
-    client.release();
+    client.release(broken); // a connection that cannot even roll back is not given back to the pool
   }
   return applied;
 }
