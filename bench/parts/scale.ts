@@ -157,7 +157,7 @@ export async function runScale(ctx: BenchContext): Promise<PartResult> {
     [`claim+complete/s (${workers} runners)`]: m.claimsPerSec,
     'postgres cpu ms per pair': m.pgCpuMsPerPair,
   }));
-  const usesReadyIndex = measures.every((m) => (m.plans[1] ?? '').includes('sessions_ready_idx'));
+  const usesReadyIndex = measures.every((m) => (m.plans[1] ?? '').includes('session_ready_claim_idx'));
   return {
     part: 'scale',
     rows,
@@ -184,7 +184,7 @@ export async function runScale(ctx: BenchContext): Promise<PartResult> {
     notes: [
       `claim latency: one runner, claim 1 then complete, ${latencyN} times (HTTP) and ${dbLatencyN} times (store, no HTTP)`,
       `throughput: ${workers} concurrent runners over one keep-alive pool, ${throughputN} claim+complete pairs`,
-      `the ready-queue pick ${usesReadyIndex ? 'uses' : 'does NOT use'} sessions_ready_idx in every scenario`,
+      `the ready-queue pick ${usesReadyIndex ? 'uses' : 'does NOT use'} session_ready_claim_idx in every scenario`,
     ],
     details: Object.fromEntries(measures.map((m) => [m.label, { ...m }])),
   };

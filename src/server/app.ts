@@ -17,6 +17,8 @@ import { runnerRoutes } from './routes/runners.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { Waiters } from './waiters.js';
+import { ClaimHub } from './claims.js';
+import { HeartbeatBatcher } from './heartbeats.js';
 import { requestLog } from './request-log.js';
 import { trackRoutes } from './openapi.js';
 import { installRequestMetrics } from './metrics.js';
@@ -53,6 +55,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     deps: AppDeps;
     waiters: Waiters;
+    claims: ClaimHub;
+    heartbeats: HeartbeatBatcher;
     routeList: RouteOptions[];
   }
 }
@@ -179,7 +183,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorate('routeList', trackRoutes(app));
   app.decorate('deps', deps);
-  app.decorate('waiters', new Waiters(deps.notifier));
+  const waiters = new Waiters(deps.notifier);
+  app.decorate('waiters', waiters);
+  app.decorate(
+    'claims',
+    new ClaimHub({
+      db: deps.db,
+      notifier: deps.notifier,
+      leaseMs: deps.staleSessionTimeoutMs,
+      pollMs: () => waiters.pollMs,
+      log: app.log,
+    }),
+  );
+  app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
 
@@ -215,6 +231,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(runnerRoutes);
   await app.register(artifactRoutes);
   await app.register(opsRoutes);
-  app.addHook('onClose', async () => app.waiters.close());
+  app.addHook('onClose', async () => {
+    app.waiters.close();
+    await app.claims.close();
+    await app.heartbeats.close();
+  });
   return app;
 }

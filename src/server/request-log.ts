@@ -13,3 +13,6 @@ export function requestLog(req: FastifyRequest): EventLog {
     ...(runnerId === undefined ? {} : { runnerId }),
   });
 }
+
+/** What background parts of the API (claim passes, batched writes) log through. */
+export type WarnLog = Pick<EventLog, 'warn'>;

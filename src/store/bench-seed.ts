@@ -94,37 +94,24 @@ export async function processingWindow(
 }
 
 /**
- * EXPLAIN ANALYZE of the two statements sfw_exchange runs per claim (keep in step with the migrations),
- * under the function's own settings (read from pg_proc: enable_bitmapscan and enable_sort off): the
+ * EXPLAIN ANALYZE of the two statements a claim runs (keep in step with sfw_exchange and sfw_claim): the
  * runner's running count and the pick of ready sessions. Read-only: the pick runs without its lock.
  */
 export async function explainClaim(db: Db, runnerId: string, types: string[]): Promise<string[]> {
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
-    const { rows: cfg } = await client.query<{ setting: string }>(
-      `SELECT unnest(proconfig) AS setting FROM pg_proc WHERE proname = 'sfw_exchange'`,
-    );
-    for (const { setting } of cfg) {
-      const [name, value] = setting.split('=') as [string, string];
-      await client.query('SELECT set_config($1, $2, true)', [name, value]);
-    }
-    const plan = async (sql: string, params: unknown[]) =>
-      (
-        await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)
-      ).rows
-        .map((r) => r['QUERY PLAN'])
-        .join('\n');
-    return [
-      await plan(`SELECT count(*) FROM sessions WHERE status = 'running' AND claimed_by = $1`, [runnerId]),
-      await plan(
-        `SELECT id FROM sessions WHERE status = 'queued' AND run_at <= now() AND type = ANY ($1)
-         ORDER BY priority DESC, created_at, id LIMIT 10`,
-        [types],
-      ),
-    ];
-  } finally {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release();
-  }
+  const plan = async (sql: string, params: unknown[]) =>
+    (await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`, params)).rows
+      .map((r) => r['QUERY PLAN'])
+      .join('\n');
+  return [
+    await plan(`SELECT count(*) FROM session_running WHERE runner_id = $1`, [runnerId]),
+    await plan(
+      `SELECT r.id FROM unnest($1::text[]) AS t(type)
+       CROSS JOIN LATERAL (
+         SELECT q.id, q.priority, q.created_at FROM session_ready q WHERE q.type = t.type
+         ORDER BY q.priority DESC, q.created_at, q.id LIMIT 10
+       ) r
+       ORDER BY r.priority DESC, r.created_at, r.id LIMIT 10`,
+      [types],
+    ),
+  ];
 }

@@ -76,14 +76,14 @@ export interface QueueDepthRow {
   count: number;
 }
 
-/** Queued and running sessions by type and priority (small partial indexes only). */
+/** Queued (the hot set) and running (their partial index) sessions by type and priority. */
 export async function queueDepth(db: Queryable): Promise<QueueDepthRow[]> {
   const { rows } = await db.query<QueueDepthRow>(
-    `SELECT 'queued' AS status, type, priority, count(*)::integer AS count FROM sessions
-     WHERE status = 'queued' GROUP BY type, priority
+    `SELECT 'queued' AS status, type, priority, count(*)::integer AS count
+     FROM (SELECT type, priority FROM session_ready UNION ALL SELECT type, priority FROM session_scheduled) q
+     GROUP BY type, priority
      UNION ALL
-     SELECT 'running', type, priority, count(*)::integer FROM sessions
-     WHERE status = 'running' GROUP BY type, priority
+     SELECT 'running', type, priority, count(*)::integer FROM session_running GROUP BY type, priority
      ORDER BY 1, 2, 3`,
   );
   return rows;
@@ -92,8 +92,8 @@ export async function queueDepth(db: Queryable): Promise<QueueDepthRow[]> {
 /** Age in seconds of the oldest ready queued session by type (run_at has come). */
 export async function oldestQueued(db: Queryable): Promise<{ type: string; ageSeconds: number }[]> {
   const { rows } = await db.query<{ type: string; age: number }>(
-    `SELECT type, extract(epoch FROM now() - min(run_at))::float8 AS age FROM sessions
-     WHERE status = 'queued' AND run_at <= now() GROUP BY type ORDER BY type`,
+    `SELECT type, extract(epoch FROM now() - min(run_at))::float8 AS age FROM session_ready
+     GROUP BY type ORDER BY type`,
   );
   return rows.map((r) => ({ type: r.type, ageSeconds: Math.max(0, r.age) }));
 }

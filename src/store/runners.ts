@@ -1,5 +1,6 @@
 import type { RunnerStatus } from '../core/types.js';
 import type { Queryable } from './db.js';
+import type { LeaseRef } from './sessions.js';
 
 /** Queries about runners (runner_health), the scheduler config and the queue's shape. */
 
@@ -34,39 +35,79 @@ export interface HeartbeatUpdate {
   memoryRssBytes?: number;
   browserMemoryBytes?: number;
   effectiveConcurrency?: number;
+  /** The leases the runner still holds, to renew. */
+  sessions: LeaseRef[];
 }
 
-/** Registers or updates the runner's runner_health row (the guide's five fields and more). */
-export async function recordHeartbeat(db: Queryable, h: HeartbeatUpdate): Promise<void> {
-  await db.query(
-    `INSERT INTO runner_health AS r (runner_id, status, active_sessions, max_concurrency, hostname, version, started_at,
-                                    memory_rss_bytes, browser_memory_bytes, effective_concurrency, last_heartbeat)
-     VALUES ($1, coalesce($2, 'running'), $3, $4, $5, $6, coalesce($7::timestamptz, now()), $8, $9, $10, now())
-     ON CONFLICT (runner_id) DO UPDATE SET
-       status = coalesce($2, CASE WHEN r.status = 'stopped' THEN 'running' ELSE r.status END),
-       last_heartbeat = now(),
-       active_sessions = $3,
-       max_concurrency = $4,
-       hostname = coalesce($5, r.hostname),
-       version = coalesce($6, r.version),
-       started_at = coalesce($7::timestamptz, r.started_at),
-       uptime_seconds = greatest(0, extract(epoch FROM now() - coalesce($7::timestamptz, r.started_at)))::bigint,
-       memory_rss_bytes = coalesce($8, r.memory_rss_bytes),
-       browser_memory_bytes = coalesce($9, r.browser_memory_bytes),
-       effective_concurrency = coalesce($10, r.effective_concurrency)`,
+export interface HeartbeatOutcome {
+  /** Sessions it holds that were cancelled: abort them. */
+  cancel: string[];
+  /** Sessions whose lease it no longer holds: stop reporting on them. */
+  lost: string[];
+}
+
+/**
+ * Heartbeats of many runners in one call (sfw_heartbeats): each runner's runner_health row (the guide's
+ * fields and more; registered when new), then every lease they still hold renewed, fenced by token and
+ * runner. One item per runner (the caller keeps the latest of each).
+ */
+export async function recordHeartbeats(
+  db: Queryable,
+  beats: HeartbeatUpdate[],
+  leaseMs: number,
+): Promise<Map<string, HeartbeatOutcome>> {
+  const out = new Map<string, HeartbeatOutcome>();
+  if (beats.length === 0) return out;
+  const { rows } = await db.query<{ runner_id: string; cancel: string[]; lost: string[] }>(
+    'SELECT runner_id, cancel, lost FROM sfw_heartbeats($1, $2)',
     [
-      h.runnerId,
-      h.status ?? null,
-      h.activeSessions,
-      h.maxConcurrency,
-      h.hostname ?? null,
-      h.version ?? null,
-      h.startedAt ?? null,
-      h.memoryRssBytes ?? null,
-      h.browserMemoryBytes ?? null,
-      h.effectiveConcurrency ?? null,
+      JSON.stringify(
+        beats.map((h) => ({
+          runner: h.runnerId,
+          status: h.status ?? null,
+          active: h.activeSessions,
+          max: h.maxConcurrency,
+          hostname: h.hostname ?? null,
+          version: h.version ?? null,
+          startedAt: h.startedAt ?? null,
+          rss: h.memoryRssBytes ?? null,
+          browser: h.browserMemoryBytes ?? null,
+          effective: h.effectiveConcurrency ?? null,
+          sessions: h.sessions,
+        })),
+      ),
+      leaseMs,
     ],
   );
+  for (const r of rows) out.set(r.runner_id, { cancel: r.cancel, lost: r.lost });
+  return out;
+}
+
+export interface RunnerSeen {
+  runnerId: string;
+  maxConcurrency?: number;
+  hostname?: string;
+  version?: string;
+  startedAt?: string;
+  /** When it polled (default: now). */
+  at?: Date;
+}
+
+/** Records that these runners polled (last_heartbeat = now), registering unknown ones, in one statement. */
+export async function recordRunnersSeen(db: Queryable, runners: RunnerSeen[]): Promise<void> {
+  if (runners.length === 0) return;
+  await db.query('SELECT sfw_runners_seen($1)', [
+    JSON.stringify(
+      runners.map((r) => ({
+        runner: r.runnerId,
+        max: r.maxConcurrency ?? null,
+        hostname: r.hostname ?? null,
+        version: r.version ?? null,
+        startedAt: r.startedAt ?? null,
+        at: (r.at ?? new Date()).toISOString(),
+      })),
+    ),
+  ]);
 }
 
 /** Final status of a runner that shut down. */
@@ -83,7 +124,7 @@ const RUNNER_SELECT = `
   SELECT r.*, coalesce(c.n, 0)::integer AS running_sessions,
          (extract(epoch FROM now() - r.last_heartbeat) * 1000)::bigint AS heartbeat_age_ms
   FROM runner_health r
-  LEFT JOIN (SELECT claimed_by, count(*) AS n FROM sessions WHERE status = 'running' GROUP BY claimed_by) c
+  LEFT JOIN (SELECT runner_id AS claimed_by, count(*) AS n FROM session_running GROUP BY runner_id) c
     ON c.claimed_by = r.runner_id`;
 
 /** All runners, newest heartbeat first; stopped runners older than the retention leave the list. */
@@ -137,26 +178,32 @@ export interface QueueStats {
 }
 
 /**
- * The queue's shape. Queued and running counts come from their small partial indexes; final statuses from
- * the rollup the triggers keep (lifetime counts), so no query walks the history.
+ * The queue's shape. Queued counts come from the hot set (session_ready, session_scheduled), running ones
+ * from their partial index, final statuses from the rollup the triggers keep (lifetime counts), so no query
+ * walks the history.
  */
 export async function queueStats(db: Queryable, liveWithinMs = 60_000): Promise<QueueStats> {
   const [status, prio, types, oldest, fleet] = await Promise.all([
     // Final statuses come from the session_stats rollup (migration 0002), not a count over the history.
     db.query<{ status: string; n: number }>(
-      `SELECT status, count(*)::integer AS n FROM sessions WHERE status IN ('queued', 'running') GROUP BY status
+      `SELECT 'queued' AS status, ((SELECT count(*) FROM session_ready) + (SELECT count(*) FROM session_scheduled))::integer AS n
+       UNION ALL
+       SELECT 'running', count(*)::integer FROM session_running
        UNION ALL
        SELECT status, sum(count)::integer FROM session_stats WHERE kind = 'finished' GROUP BY status`,
     ),
     db.query<{ priority: number; n: number }>(
-      `SELECT priority, count(*)::integer AS n FROM sessions WHERE status = 'queued' GROUP BY priority ORDER BY priority DESC`,
+      `SELECT priority, count(*)::integer AS n
+       FROM (SELECT priority FROM session_ready UNION ALL SELECT priority FROM session_scheduled) q
+       GROUP BY priority ORDER BY priority DESC`,
     ),
     db.query<{ type: string; n: number }>(
-      `SELECT type, count(*)::integer AS n FROM sessions WHERE status = 'queued' GROUP BY type ORDER BY n DESC, type`,
+      `SELECT type, count(*)::integer AS n
+       FROM (SELECT type FROM session_ready UNION ALL SELECT type FROM session_scheduled) q
+       GROUP BY type ORDER BY n DESC, type`,
     ),
     db.query<{ age: number | null }>(
-      `SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS age FROM sessions
-       WHERE status = 'queued' AND run_at <= now()`,
+      `SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS age FROM session_ready`,
     ),
     db.query<{ live: number; capacity: number }>(
       `SELECT count(*)::integer AS live, coalesce(sum(max_concurrency), 0)::integer AS capacity FROM runner_health

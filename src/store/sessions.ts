@@ -162,6 +162,11 @@ export async function listSessions(
   return { rows: more ? rows.slice(0, filter.limit) : rows, more };
 }
 
+export interface LeaseRef {
+  id: string;
+  leaseToken: string;
+}
+
 export interface ClaimRequest {
   runnerId: string;
   types: string[];
@@ -201,8 +206,8 @@ export interface ExchangeOutcome {
 
 /**
  * A runner's round trip to the queue: its finished sessions, then a claim of up to `slots` more, in one
- * statement and one commit (sfw_exchange, migration 0005). The completions free their slots before
- * the claim counts the runner's running sessions.
+ * call and one commit (sfw_exchange). The completions free their slots before the claim counts the
+ * runner's running sessions.
  */
 export async function exchange(
   db: Queryable,
@@ -249,39 +254,58 @@ export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<C
   return (await exchange(db, req)).claimed();
 }
 
-export interface LeaseRef {
-  id: string;
-  leaseToken: string;
+/** A runner waiting for work in an API replica's memory. */
+export interface WaitingClaim {
+  runnerId: string;
+  types: string[];
+  slots: number;
+  maxConcurrency?: number;
 }
 
-/** Renews the leases a runner still holds; answers which of them were cancelled and which it lost. */
-export async function renewLeases(
+export interface WaitingOutcome {
+  /** Runner id → the sessions it got, as a JSON array text in claim order (sent on as it is). */
+  claims: Map<string, string>;
+  /** Of the types asked about, those with nothing ready now. */
+  emptyTypes: string[];
+  /** The earliest time a session scheduled for later becomes due (null: none scheduled). */
+  nextRunAt: Date | null;
+}
+
+/**
+ * Claims for many waiting runners in one call (sfw_claim_waiting), in the order given (longest waiting
+ * first): each runner's claim is as atomic and as fenced as its own exchange; a runner whose exchange is
+ * running elsewhere is skipped this time.
+ */
+export async function claimWaiting(
   db: Queryable,
-  runnerId: string,
-  refs: LeaseRef[],
+  waiters: WaitingClaim[],
   leaseMs: number,
-): Promise<{ cancel: string[]; lost: string[] }> {
-  if (refs.length === 0) return { cancel: [], lost: [] };
-  const { rows } = await db.query<{ id: string; cancel_requested: boolean }>(
-    // Rows locked in id order, as completions lock them, so a heartbeat and a completion batch of the same
-    // runner never deadlock.
-    `WITH t AS (
-       SELECT s.id FROM sessions s
-       JOIN jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid) ON s.id = r.id AND s.lease_token = r."leaseToken"
-       WHERE s.status = 'running' AND s.claimed_by = $1
-       ORDER BY s.id
-       FOR UPDATE OF s
-     )
-     UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => $3 / 1000.0), updated_at = now()
-     FROM t WHERE s.id = t.id
-     RETURNING s.id, s.cancel_requested`,
-    [runnerId, JSON.stringify(refs), leaseMs],
-  );
-  const held = new Set(rows.map((r) => r.id));
-  return {
-    cancel: rows.filter((r) => r.cancel_requested).map((r) => r.id),
-    lost: refs.filter((r) => !held.has(r.id)).map((r) => r.id),
-  };
+): Promise<WaitingOutcome> {
+  const { rows } = await db.query<{
+    runner_id: string | null;
+    claimed: string | null;
+    empty_types: string[] | null;
+    next_run_at: Date | null;
+  }>('SELECT runner_id, claimed::text AS claimed, empty_types, next_run_at FROM sfw_claim_waiting($1, $2)', [
+    JSON.stringify(
+      waiters.map((w) => ({
+        runner: w.runnerId,
+        types: w.types,
+        slots: w.slots,
+        max: w.maxConcurrency ?? null,
+      })),
+    ),
+    leaseMs,
+  ]);
+  const out: WaitingOutcome = { claims: new Map(), emptyTypes: [], nextRunAt: null };
+  for (const r of rows) {
+    if (r.runner_id !== null && r.claimed !== null) out.claims.set(r.runner_id, r.claimed);
+    else {
+      out.emptyTypes = r.empty_types ?? [];
+      out.nextRunAt = r.next_run_at;
+    }
+  }
+  return out;
 }
 
 export interface Completion {
@@ -324,14 +348,14 @@ function completionsJson(items: CompletionItem[]): string {
 }
 
 /**
- * Completions in one statement and one commit (sfw_complete_many, migration 0005), each fenced by its
- * lease token, rows locked in id order so concurrent batches lock alike. A repeat of an accepted completion
- * (its answer was lost on the wire) is answered, not refused.
+ * Completions in one call and one commit (sfw_complete), each fenced by its lease token, rows locked in id
+ * order so concurrent batches lock alike. A repeat of an accepted completion (its answer was lost on the
+ * wire) is answered, not refused.
  */
 export async function completeSessions(db: Queryable, items: CompletionItem[]): Promise<CompletionOutcome[]> {
   if (items.length === 0) return [];
   const { rows } = await db.query<{ id: string; status: SessionStatus }>(
-    'SELECT id, status FROM sfw_complete_many($1, NULL)',
+    'SELECT id, status FROM sfw_complete($1, NULL)',
     [completionsJson(items)],
   );
   return outcomes(db, items, new Map(rows.map((r) => [r.id, r.status])));
@@ -457,21 +481,23 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
     }
     const { rows } = await client.query<{ outcome: string; n: number }>(
       `WITH t AS (
-         SELECT id, claimed_by, claimed_at, attempt,
-                (lease_expires_at < now()) AS lapsed,
-                (attempt < max_attempts AND 'error' = ANY (retry_on)) AS retry
-         FROM sessions
-         WHERE status = 'running'
-           AND (lease_expires_at < now() OR claimed_at + make_interval(secs => (timeout_ms + $1) / 1000.0) < now())
-         FOR UPDATE SKIP LOCKED
+         SELECT s.id, s.claimed_by, s.claimed_at, s.attempt,
+                (s.lease_expires_at < now()) AS lapsed, s.cancel_requested AS cancelled,
+                (s.lease_expires_at < now()
+                 AND sfw_retries('error', s.retry_on, s.attempt, s.max_attempts, s.cancel_requested)) AS retry
+         FROM session_running r JOIN sessions s ON s.id = r.id
+         WHERE s.status = 'running'
+           AND (s.lease_expires_at < now() OR s.claimed_at + make_interval(secs => (s.timeout_ms + $1) / 1000.0) < now())
+         FOR UPDATE OF s SKIP LOCKED
        ), u AS (
          UPDATE sessions x SET
-           status = CASE WHEN t.retry AND t.lapsed THEN 'queued' ELSE 'error' END,
+           -- A session cancelled while it ran ends cancelled, never back in the queue.
+           status = CASE WHEN t.retry THEN 'queued' WHEN t.cancelled THEN 'cancelled' ELSE 'error' END,
            error_message = CASE WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}'
                                 ELSE 'Session exceeded its timeout of ' || x.timeout_ms || ' ms and its runner did not end it' END,
-           finished_at = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE now() END,
-           claimed_by = CASE WHEN t.retry AND t.lapsed THEN NULL ELSE x.claimed_by END,
-           run_at = CASE WHEN t.retry AND t.lapsed THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
+           finished_at = CASE WHEN t.retry THEN NULL ELSE now() END,
+           claimed_by = CASE WHEN t.retry THEN NULL ELSE x.claimed_by END,
+           run_at = CASE WHEN t.retry THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
            -- Cleared so a late completion with the old token gets 409, not the answer to a repeat.
            lease_token = NULL,
            lease_expires_at = NULL,
@@ -486,15 +512,18 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
        ), h AS (
          UPDATE runner_health r SET
            total_sessions_executed = r.total_sessions_executed + c.n,
-           total_failures = r.total_failures + c.n
-         FROM (SELECT claimed_by, count(*) AS n FROM u GROUP BY claimed_by) c
+           total_failures = r.total_failures + c.f
+         FROM (SELECT claimed_by, count(*) AS n, count(*) FILTER (WHERE status <> 'cancelled') AS f FROM u
+               GROUP BY claimed_by) c
          WHERE r.runner_id = c.claimed_by
        ), done AS (
-         SELECT pg_notify('${DONE_CHANNEL}', id::text) FROM u WHERE status = 'error'
+         SELECT pg_notify('${DONE_CHANNEL}', id::text) FROM u WHERE status <> 'queued'
+       ), wake AS (
+         SELECT pg_notify('${SESSIONS_CHANNEL}', '') FROM (SELECT 1 FROM u WHERE status = 'queued' LIMIT 1) q
        )
        SELECT CASE WHEN status = 'queued' THEN 'requeued' WHEN lapsed THEN 'errored' ELSE 'timedOut' END AS outcome,
               count(*)::integer AS n
-       FROM u, (SELECT count(*) FROM done) d GROUP BY 1`,
+       FROM u, (SELECT count(*) FROM done) d, (SELECT count(*) FROM wake) w GROUP BY 1`,
       [graceMs],
     );
     await client.query('COMMIT');

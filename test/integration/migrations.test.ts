@@ -2,7 +2,13 @@ import { inject } from 'vitest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDb, type Db } from '../../src/store/db.js';
 import { ensureDatabase } from '../../src/store/embedded.js';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
+import { seedFinishedSessions } from '../../src/store/bench-seed.js';
+import { exchange, insertSessions } from '../../src/store/sessions.js';
+import { queueStats } from '../../src/store/runners.js';
 
 const pools: Db[] = [];
 afterAll(async () => {
@@ -91,12 +97,62 @@ describe('migrations', () => {
     const { rows: fn } = await db.query<{ proname: string }>(
       `SELECT proname FROM pg_proc WHERE proname LIKE 'sfw\\_%' ORDER BY proname`,
     );
-    // One claiming and one completing function: the earlier versions were dropped by later migrations.
+    // One definition of claiming (sfw_claim, used by the exchange and the waiting pass), one of completing.
     expect(fn.map((f) => f.proname)).toEqual(
-      expect.arrayContaining(['sfw_complete_many', 'sfw_exchange', 'sfw_retry_delay']),
+      expect.arrayContaining([
+        'sfw_claim',
+        'sfw_claim_waiting',
+        'sfw_complete',
+        'sfw_exchange',
+        'sfw_retries',
+        'sfw_retry_delay',
+      ]),
     );
-    expect(fn.map((f) => f.proname)).not.toContain('sfw_claim');
-    expect(fn.map((f) => f.proname)).not.toContain('sfw_complete');
+    const { rows: tables } = await db.query<{ tablename: string }>(
+      `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`,
+    );
+    expect(tables.map((t) => t.tablename)).toEqual(
+      expect.arrayContaining(['session_ready', 'session_running', 'session_scheduled', 'sessions']),
+    );
+  });
+
+  // From this release on migrations are append-only: the next one is applied here to a database populated
+  // under this release's schema (sessions in every state, runners, statistics) and must keep it working.
+  it('upgrade a populated database from this release’s schema', async () => {
+    const RELEASE = 1; // the last migration of the released schema
+    const all = await loadMigrations();
+    const releaseDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-release-migrations-'));
+    for (const m of all.filter((x) => x.version <= RELEASE))
+      await writeFile(path.join(releaseDir, m.name), m.sql);
+    const db = pool(await emptyDatabase('upgrade'));
+    expect(await migrate(db, { dir: releaseDir })).toHaveLength(RELEASE);
+    // Sessions in every state, a runner, statistics, under the released schema.
+    await seedFinishedSessions(db, 'old', 500);
+    await insertSessions(db, [
+      ...Array.from({ length: 5 }, () => ({ type: 'old' })),
+      { type: 'old', runAt: new Date(Date.now() + 3600_000).toISOString() },
+    ]);
+    const running = await exchange(db, {
+      runnerId: 'old-runner',
+      types: ['old'],
+      slots: 2,
+      maxConcurrency: 3,
+      leaseMs: 30_000,
+    });
+    expect(running.claimedCount).toBe(2);
+    const applied = await migrate(db);
+    expect(applied).toEqual(all.filter((m) => m.version > RELEASE).map((m) => m.name));
+    // The running sessions complete, the queued ones are claimed, the scheduled one waits.
+    const next = await exchange(
+      db,
+      { runnerId: 'old-runner', types: ['old'], slots: 3, maxConcurrency: 3, leaseMs: 30_000 },
+      running.claimed().map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded' })),
+    );
+    expect(next.completed.map((c) => c.outcome)).toEqual(['accepted', 'accepted']);
+    expect(next.claimedCount).toBe(3);
+    const stats = await queueStats(db);
+    // Statistics count transitions (the seeded history was inserted already finished).
+    expect(stats.byStatus).toMatchObject({ queued: 1, running: 3, succeeded: 2 });
   });
 
   it('are a no-op when run again', async () => {

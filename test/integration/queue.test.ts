@@ -3,7 +3,6 @@ import { ApiError, SfwClient } from '../../src/sdk/client.js';
 import { ClaimReply, type ClaimedSession } from '../../src/protocol/schemas.js';
 import { Ajv } from 'ajv';
 import { startTestApi, type TestApi } from '../helpers/api.js';
-import { HELD_RUN_AT, explainClaim, releaseHeldSessions } from '../../src/store/bench-seed.js';
 
 let api: TestApi;
 
@@ -165,29 +164,6 @@ describe('claiming', () => {
     const { sessions } = await pending;
     expect(sessions.map((s) => s.id)).toEqual([created.id]);
     expect(Date.now() - started).toBeLessThan(5000);
-  });
-});
-
-describe('the ready pick', () => {
-  it('walks the claim-order index even when the statistics predate a mass release of scheduled sessions', async () => {
-    const type = 'held-burst';
-    await api.client.createSessions(
-      Array.from({ length: 3000 }, (_, i) => ({ type, priority: i % 2, runAt: HELD_RUN_AT })),
-    );
-    // Statistics say nothing of this type is ready; then all of it becomes due at once.
-    await api.db.query('ANALYZE sessions');
-    expect(await releaseHeldSessions(api.db, type)).toBe(3000);
-    const [, pick] = await explainClaim(api.db, 'held-burst-runner', [type]);
-    expect(pick).toContain('Index Scan using sessions_ready_idx');
-    expect(pick).not.toMatch(/Sort|Seq Scan/);
-    const { sessions } = await api.runnerClient.claim('held-burst-runner', {
-      slots: 4,
-      types: [type],
-      maxConcurrency: 4,
-    });
-    expect(sessions.map((s) => s.priority)).toEqual([1, 1, 1, 1]);
-    const created = sessions.map((s) => Date.parse(s.createdAt));
-    expect([...created].sort((a, b) => a - b)).toEqual(created);
   });
 });
 

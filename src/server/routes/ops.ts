@@ -55,6 +55,7 @@ export async function opsRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req) => {
       const c = await setSchedulerConfig(db, req.body);
+      app.heartbeats.configChanged();
       return { maxConcurrency: c.max_concurrency, pollIntervalMs: c.poll_interval_ms };
     },
   );

@@ -17,12 +17,11 @@ import {
 import {
   completeSessions,
   exchange,
-  renewLeases,
   requeueSessions,
   type CompletionItem,
   type CompletionOutcome,
 } from '../../store/sessions.js';
-import { getSchedulerConfig, listRunners, markRunnerStopped, recordHeartbeat } from '../../store/runners.js';
+import { listRunners, markRunnerStopped } from '../../store/runners.js';
 import { runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
 import { requestLog } from '../request-log.js';
@@ -43,57 +42,54 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const b = req.body;
       const runnerId = req.params.runnerId;
-      const deadline = Date.now() + (b.waitMs ?? 0);
       const gone = requestGone(reply.raw);
-      // Completions carried by the claim are stored with the first claim, before any wait.
-      let done = (b.complete ?? []).map(toCompletion);
+      const done = (b.complete ?? []).map(toCompletion);
+      const seen = {
+        runnerId,
+        ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
+        ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
+        ...(b.version === undefined ? {} : { version: b.version }),
+        ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
+      };
+      let claimedJson: string;
       let completed: CompleteOutcome[] | undefined;
-      for (;;) {
-        // A runner that went away while waiting must not be handed sessions it will never run.
-        if (gone.aborted && done.length === 0) return reply.send({ sessions: [] });
+      if (done.length > 0 || !b.waitMs || b.slots === 0) {
+        // Completions are stored (and their slots used again) at once, and a claim that delivered them
+        // answers at once: the runner hears their outcomes without waiting out a long-poll, and asks again.
+        // A claim that does not wait is one exchange too.
         const out = await exchange(
           db,
-          {
-            runnerId,
-            types: b.types,
-            slots: gone.aborted ? 0 : b.slots,
-            leaseMs: staleSessionTimeoutMs,
-            ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
-            ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
-            ...(b.version === undefined ? {} : { version: b.version }),
-            ...(b.startedAt === undefined ? {} : { startedAt: b.startedAt }),
-          },
+          { ...seen, types: b.types, slots: b.slots, leaseMs: staleSessionTimeoutMs },
           done,
         );
-        if (done.length > 0) {
-          completed = out.completed.map(outcomeView);
-          done = [];
-        }
-        if (out.claimedCount > 0) {
-          // An answer that never reaches the runner (connection cut, API shutting down) would strand these
-          // sessions until their lease lapses: hand them back at once, fenced, without spending an attempt.
-          const handBack = () => {
-            const refs = out.claimed().map((r) => ({ id: r.id, leaseToken: r.leaseToken }));
-            requeueSessions(db, runnerId, refs).catch((err: unknown) =>
-              requestLog(req).warn(
-                { err: (err as Error).message },
-                'undelivered claim not handed back; the reaper will',
-              ),
-            );
-          };
-          if (gone.aborted) handBack();
-          else gone.addEventListener('abort', handBack, { once: true });
-        }
-        // A claim that delivered completions answers at once: the runner is told their outcomes without
-        // waiting out a long-poll, and asks again.
-        if (out.claimedCount > 0 || left(deadline) <= 0 || b.slots === 0 || completed || gone.aborted) {
-          // The sessions' JSON comes from the database in the ClaimedSession shape: sent as it is.
-          // (A string body is sent unserialized; it is a ClaimReply by construction, as the tests check.)
-          const body = `{"sessions":${out.claimedJson}${completed ? `,"completed":${JSON.stringify(completed)}` : ''}}`;
-          return reply.type('application/json; charset=utf-8').send(body as unknown as ClaimReply);
-        }
-        await app.waiters.waitForWork(Math.min(left(deadline), app.waiters.pollMs), gone);
+        claimedJson = out.claimedJson;
+        if (done.length > 0) completed = out.completed.map(outcomeView);
+      } else {
+        // A waiting claim waits in memory; the replica's claim passes hand it sessions (src/server/claims.ts).
+        claimedJson = await app.claims.wait({ ...seen, types: b.types, slots: b.slots }, b.waitMs, gone);
       }
+      if (claimedJson !== '[]') {
+        // An answer that never reaches the runner (connection cut, API shutting down) would strand these
+        // sessions until their lease lapses: hand them back at once, fenced, without spending an attempt.
+        const handBack = () => {
+          const refs = (JSON.parse(claimedJson) as { id: string; leaseToken: string }[]).map((r) => ({
+            id: r.id,
+            leaseToken: r.leaseToken,
+          }));
+          requeueSessions(db, runnerId, refs).catch((err: unknown) =>
+            requestLog(req).warn(
+              { err: (err as Error).message },
+              'undelivered claim not handed back; the reaper will',
+            ),
+          );
+        };
+        if (gone.aborted) handBack();
+        else gone.addEventListener('abort', handBack, { once: true });
+      }
+      // The sessions' JSON comes from the database in the ClaimedSession shape: sent as it is.
+      // (A string body is sent unserialized; it is a ClaimReply by construction, as the tests check.)
+      const body = `{"sessions":${claimedJson}${completed ? `,"completed":${JSON.stringify(completed)}` : ''}}`;
+      return reply.type('application/json; charset=utf-8').send(body as unknown as ClaimReply);
     },
   );
 
@@ -105,11 +101,11 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req) => {
       const b = req.body;
-      const runnerId = req.params.runnerId;
-      await recordHeartbeat(db, {
-        runnerId,
+      const out = await app.heartbeats.submit({
+        runnerId: req.params.runnerId,
         activeSessions: b.activeSessions,
         maxConcurrency: b.maxConcurrency,
+        sessions: b.sessions,
         ...(b.status === undefined ? {} : { status: b.status }),
         ...(b.hostname === undefined ? {} : { hostname: b.hostname }),
         ...(b.version === undefined ? {} : { version: b.version }),
@@ -118,14 +114,10 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         ...(b.browserMemoryBytes === undefined ? {} : { browserMemoryBytes: b.browserMemoryBytes }),
         ...(b.effectiveConcurrency === undefined ? {} : { effectiveConcurrency: b.effectiveConcurrency }),
       });
-      const [leases, cfg] = await Promise.all([
-        renewLeases(db, runnerId, b.sessions, staleSessionTimeoutMs),
-        getSchedulerConfig(db),
-      ]);
       return {
-        config: { maxConcurrency: cfg.max_concurrency, pollIntervalMs: cfg.poll_interval_ms },
-        cancel: leases.cancel,
-        lost: leases.lost,
+        config: { maxConcurrency: out.config.max_concurrency, pollIntervalMs: out.config.poll_interval_ms },
+        cancel: out.cancel,
+        lost: out.lost,
       };
     },
   );
@@ -167,10 +159,6 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       return { items: rows.map((r) => runnerView(r, RUNNER_LIVE_MS)) };
     },
   );
-}
-
-function left(deadline: number): number {
-  return deadline - Date.now();
 }
 
 function toCompletion(i: CompleteItem): CompletionItem {

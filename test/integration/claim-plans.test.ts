@@ -1,0 +1,313 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db, DbClient } from '../../src/store/db.js';
+import {
+  HELD_RUN_AT,
+  explainClaim,
+  releaseHeldSessions,
+  seedFinishedSessions,
+  seedQueuedSessions,
+} from '../../src/store/bench-seed.js';
+import { exchange, insertSessions, type ClaimedJson } from '../../src/store/sessions.js';
+import { freshDb } from '../helpers/db.js';
+
+/**
+ * The claim and completion path is fast by construction: Postgres time (EXPLAIN ANALYZE of the real
+ * calls, not wall clock) and pages touched stay small with statistics fresh, stale or absent, with a deep
+ * history, a deep queue of other types and thousands of sessions running, and on a server with JIT on
+ * (the suite runs this file against one too: TEST_DATABASE_URL). Each case is one that a planner setting
+ * or a cached plan once turned into hundreds of milliseconds.
+ */
+
+const LEASE_MS = 30_000;
+const HISTORY = 100_000;
+const OTHER_READY = 100_000;
+const RUNNING = 2_000;
+// Pages touched are the measure (the same whatever the machine's load); time has a generous bound that a
+// JIT compilation (350-500 ms per call) or a plan reading thousands of rows still exceeds.
+const MAX_MS = 150;
+const MAX_BUFFERS = 1_500;
+// No scan in any statement of a claim or completion returns more rows than a batch and its limits need.
+const MAX_SCAN_ROWS = 100;
+
+let db: Db;
+let client: DbClient;
+
+interface Cost {
+  ms: number;
+  buffers: number;
+  /** Most rows any one scan returned in any statement the call ran (its nested statements included). */
+  maxScanRows: number;
+  /** The statement of that scan and its plan, for the failure message. */
+  worst: string;
+  plan: string;
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  Plans?: PlanNode[];
+}
+
+/** Rows read by the scans of a plan (returned or filtered out), the most of any one scan. */
+function scanRows(node: PlanNode): number {
+  // A bitmap index scan counts index entries of rows already gone (its heap scan is counted instead).
+  const counted = !['Function Scan', 'Bitmap Index Scan'].includes(node['Node Type']);
+  const own =
+    /Scan/.test(node['Node Type']) && counted
+      ? ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0)) * (node['Actual Loops'] ?? 1)
+      : 0;
+  return Math.max(own, ...(node.Plans ?? []).map(scanRows));
+}
+
+/**
+ * Postgres' own time and shared buffers touched for one statement (run for real, then rolled back), and,
+ * through auto_explain, the plans of every statement it ran inside functions and triggers.
+ */
+async function pgCost(sql: string, params: unknown[], keep = false): Promise<Cost> {
+  const nested: { text: string; plan: PlanNode }[] = [];
+  const onNotice = (n: { message?: string }) => {
+    const m = String(n.message ?? '');
+    const at = m.indexOf('{');
+    if (!m.startsWith('duration:') || at < 0) return;
+    const doc = JSON.parse(m.slice(at)) as { 'Query Text': string; Plan: PlanNode };
+    nested.push({ text: doc['Query Text'], plan: doc.Plan });
+  };
+  await client.query('BEGIN');
+  client.on('notice', onNotice);
+  try {
+    const { rows } = await client.query<{ 'QUERY PLAN': unknown }>(
+      `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`,
+      params,
+    );
+    const raw = rows[0]!['QUERY PLAN'];
+    const doc = (typeof raw === 'string' ? JSON.parse(raw) : raw) as {
+      Plan: Record<string, number>;
+      'Execution Time': number;
+      'Planning Time': number;
+    }[];
+    const top = doc[0]!;
+    let maxScanRows = 0;
+    let worst = '';
+    for (const n of nested) {
+      const r = scanRows(n.plan);
+      if (r > maxScanRows) {
+        maxScanRows = r;
+        worst = `${n.text}\n${JSON.stringify(n.plan)}`;
+      }
+    }
+    return {
+      ms: top['Execution Time'] + top['Planning Time'],
+      buffers: (top.Plan['Shared Hit Blocks'] ?? 0) + (top.Plan['Shared Read Blocks'] ?? 0),
+      maxScanRows,
+      worst,
+      plan: JSON.stringify(top.Plan),
+    };
+  } finally {
+    client.off('notice', onNotice);
+    await client.query(keep ? 'COMMIT' : 'ROLLBACK');
+  }
+}
+
+function exchangeCall(runner: string, done: ClaimedJson[], types: string[], slots: number, max: number) {
+  const items = done.map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded', result: {} }));
+  return {
+    sql: 'SELECT * FROM sfw_exchange($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)',
+    params: [runner, items.length ? JSON.stringify(items) : null, types, slots, max, LEASE_MS],
+  };
+}
+
+beforeAll(async () => {
+  ({ db } = await freshDb('claim-plans'));
+  client = await db.connect();
+  // auto_explain reports the plans of the statements inside functions and triggers. A superuser loads it
+  // here; elsewhere the server preloads it and grants its settings (scripts/ci-postgres.sh).
+  await client.query(`LOAD 'auto_explain'`).catch(async (err: unknown) => {
+    const { rows } = await client.query<{ v: string | null }>(
+      `SELECT current_setting('auto_explain.log_min_duration', true) AS v`,
+    );
+    if (rows[0]?.v == null)
+      throw new Error(`auto_explain is neither loadable nor preloaded: ${(err as Error).message}`);
+  });
+  await client.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+    SET auto_explain.log_analyze = on; SET auto_explain.log_format = json; SET auto_explain.log_level = notice`);
+  // Statistics change only when this file says so (autovacuum would otherwise analyze mid-test).
+  for (const t of ['sessions', 'session_ready', 'session_scheduled', 'runner_health'])
+    await db.query(`ALTER TABLE ${t} SET (autovacuum_enabled = false)`);
+  await seedFinishedSessions(db, 'history', HISTORY);
+  // Statistics taken now: a deep history, nothing queued, nothing running.
+  await db.query('ANALYZE');
+  await seedQueuedSessions(db, 'deep', OTHER_READY);
+  await seedQueuedSessions(db, 'busy', RUNNING);
+  for (let k = 0; k < RUNNING / 100; k++)
+    await exchange(db, {
+      runnerId: `busy-${k}`,
+      types: ['busy'],
+      slots: 100,
+      maxConcurrency: 100,
+      leaseMs: LEASE_MS,
+    });
+  // A new backend's first calls compile the functions and their triggers and read the catalogs (tens of
+  // ms and ~2,000 buffers, once per connection): measured calls run on a connection past that, as pooled
+  // connections are.
+  await seedQueuedSessions(db, 'warm', 2);
+  const warm = await exchange(client, {
+    runnerId: 'warm-up',
+    types: ['warm'],
+    slots: 2,
+    maxConcurrency: 2,
+    leaseMs: LEASE_MS,
+  });
+  const again = exchangeCall('warm-up', warm.claimed(), ['warm'], 2, 2);
+  await pgCost(again.sql, again.params, true);
+}, 180_000);
+
+afterAll(async () => {
+  client?.release();
+  await db?.end();
+});
+
+describe('claim and completion cost (Postgres time, not wall clock)', () => {
+  it('sets no planner setting on any function (a coerced plan hides its cost until JIT meets it)', async () => {
+    const { rows } = await db.query<{ proname: string }>(
+      `SELECT proname FROM pg_proc WHERE proname LIKE 'sfw\\_%' AND proconfig IS NOT NULL`,
+    );
+    expect(rows).toEqual([]);
+  });
+
+  it('an exchange carrying 10 completions and claiming 10 costs a few ms, with 2,000 running and stale statistics', async () => {
+    await seedQueuedSessions(db, 'work', 40);
+    const first = await exchange(db, {
+      runnerId: 'w1',
+      types: ['work'],
+      slots: 10,
+      maxConcurrency: 20,
+      leaseMs: LEASE_MS,
+    });
+    expect(first.claimedCount).toBe(10);
+    const call = exchangeCall('w1', first.claimed(), ['work'], 10, 20);
+    const cost = await pgCost(call.sql, call.params);
+    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
+    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
+    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+    // The same on a connection whose plans are warm (PL/pgSQL caches them per connection).
+    for (let i = 0; i < 12; i++) await pgCost(call.sql, call.params);
+    const warm = await pgCost(call.sql, call.params);
+    expect(warm.ms, warm.plan).toBeLessThan(MAX_MS);
+    expect(warm.buffers).toBeLessThan(MAX_BUFFERS);
+    expect(warm.maxScanRows, warm.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+  });
+
+  it('completes a batch on its own after exchanges on the same connection, as cheaply as on a fresh one', async () => {
+    await seedQueuedSessions(db, 'solo', 30);
+    const claimed = await exchange(db, {
+      runnerId: 's1',
+      types: ['solo'],
+      slots: 10,
+      maxConcurrency: 10,
+      leaseMs: LEASE_MS,
+    });
+    const call = exchangeCall('s1', claimed.claimed(), ['solo'], 10, 10);
+    for (let i = 0; i < 12; i++) await pgCost(call.sql, call.params);
+    const items = claimed
+      .claimed()
+      .map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded', result: null }));
+    const cost = await pgCost('SELECT * FROM sfw_complete($1, NULL)', [JSON.stringify(items)]);
+    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
+    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
+    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+  });
+
+  it('a claim for one type costs nothing extra with 100,000 ready sessions of another type', async () => {
+    await seedQueuedSessions(db, 'rare', 5);
+    const call = exchangeCall('rare-1', [], ['rare'], 5, 5);
+    const cost = await pgCost(call.sql, call.params);
+    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
+    expect(cost.buffers, cost.plan).toBeLessThan(300);
+    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+    // And an idle claim (nothing ready of its types at all) as little.
+    const idle = exchangeCall('idle-1', [], ['nothing-here'], 5, 5);
+    const idleCost = await pgCost(idle.sql, idle.params);
+    expect(idleCost.buffers, idleCost.plan).toBeLessThan(100);
+    expect(idleCost.maxScanRows, idleCost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+  });
+
+  it('a runner serving the deep type takes from its head, not the whole queue', async () => {
+    const call = exchangeCall('deep-1', [], ['deep', 'rare', 'busy'], 10, 10);
+    const cost = await pgCost(call.sql, call.params);
+    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
+    expect(cost.buffers, cost.plan).toBeLessThan(500);
+    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+  });
+
+  // With no statistics of a type's rows the planner may read a few thousand of them and sort them (under
+  // a millisecond: from about 4,000 rows on the index walk is cheaper by its own estimate too); what must
+  // never happen is a read of the whole queue, as the 20,000 here would be.
+  it('walks the claim-order index even when the statistics predate a mass release of scheduled sessions', async () => {
+    const type = 'held-burst';
+    await insertSessions(
+      db,
+      Array.from({ length: 20_000 }, (_, i) => ({ type, priority: i % 2, runAt: HELD_RUN_AT })),
+    );
+    // Statistics say nothing of this type is ready; then all of it becomes due at once.
+    await db.query('ANALYZE');
+    expect(await releaseHeldSessions(db, type)).toBe(20_000);
+    const [, pick] = await explainClaim(db, 'held-burst-runner', [type]);
+    expect(pick).toMatch(/Index (Only )?Scan using session_ready_claim_idx/);
+    expect(pick).not.toMatch(/Seq Scan|Bitmap/);
+    const call = exchangeCall('held-burst-runner', [], [type], 4, 4);
+    const cost = await pgCost(call.sql, call.params, true);
+    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
+    expect(cost.buffers, cost.plan).toBeLessThan(500);
+    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(MAX_SCAN_ROWS);
+    const { rows } = await db.query<{ priority: number; created_at: Date }>(
+      `SELECT priority, created_at FROM sessions WHERE claimed_by = 'held-burst-runner' ORDER BY created_at`,
+    );
+    expect(rows.map((r) => r.priority)).toEqual([1, 1, 1, 1]);
+  });
+
+  it('stays cheap on tables never analyzed', async () => {
+    const fresh = await freshDb('claim-plans-nostats');
+    try {
+      for (const t of ['sessions', 'session_ready', 'session_scheduled'])
+        await fresh.db.query(`ALTER TABLE ${t} SET (autovacuum_enabled = false)`);
+      await seedFinishedSessions(fresh.db, 'history', 50_000);
+      await seedQueuedSessions(fresh.db, 'deep', 20_000);
+      await seedQueuedSessions(fresh.db, 'work', 20);
+      const c = await fresh.db.connect();
+      try {
+        const first = await exchange(c, {
+          runnerId: 'n1',
+          types: ['work'],
+          slots: 10,
+          maxConcurrency: 20,
+          leaseMs: LEASE_MS,
+        });
+        const items = first
+          .claimed()
+          .map((x) => ({ id: x.id, leaseToken: x.leaseToken, status: 'succeeded', result: {} }));
+        const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(
+          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM sfw_exchange($1, $2, $3, 10, 20, $4, NULL, NULL, NULL)`,
+          ['n1', JSON.stringify(items), ['work'], LEASE_MS],
+        );
+        const raw = rows[0]!['QUERY PLAN'];
+        const top = (
+          (typeof raw === 'string' ? JSON.parse(raw) : raw) as {
+            'Execution Time': number;
+            Plan: Record<string, number>;
+          }[]
+        )[0]!;
+        expect(top['Execution Time']).toBeLessThan(MAX_MS);
+        expect((top.Plan['Shared Hit Blocks'] ?? 0) + (top.Plan['Shared Read Blocks'] ?? 0)).toBeLessThan(
+          MAX_BUFFERS,
+        );
+      } finally {
+        c.release();
+      }
+    } finally {
+      await fresh.db.end();
+    }
+  }, 120_000);
+});
