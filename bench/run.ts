@@ -8,6 +8,7 @@ import { runWake } from './parts/wake.js';
 import { runThroughput } from './parts/throughput.js';
 import { runBrowser } from './parts/browser.js';
 import { runMemory } from './parts/memory.js';
+import { runFleet } from './parts/fleet.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -20,6 +21,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   browser: runBrowser,
   memory: runMemory,
   scale: runScale,
+  fleet: runFleet,
 };
 
 export interface BenchRun {

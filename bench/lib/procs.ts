@@ -2,7 +2,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 
 /** Memory of a process tree from /proc: RSS of one process, PSS (smaps_rollup) summed over descendants. */
 
-function parentOf(pid: number): number | undefined {
+/** The parent pid of a live process (undefined once it is gone). */
+export function parentOf(pid: number): number | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);

@@ -47,7 +47,7 @@ function startWaiters(c: SfwClient, prefix: string, n: number, type: string) {
         { slots: 1, types: [type], waitMs: 30_000, maxConcurrency: 1 },
         controller.signal,
       )
-      .then((r) => ({ runner: `${prefix}-${i}`, reply: r as ClaimReply | null, at: Date.now() }))
+      .then((r) => ({ runner: `${prefix}-${i}`, reply: r, at: Date.now() }))
       .catch(() => ({ runner: `${prefix}-${i}`, reply: null, at: Date.now() })),
   );
   return { replies, abort: () => controller.abort() };
