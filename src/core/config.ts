@@ -86,6 +86,16 @@ export const CONFIG_FIELDS = {
     max: 600_000,
     description: 'How often the API looks for lapsed leases',
   },
+  dbPoolSize: {
+    env: 'DB_POOL_SIZE',
+    flag: 'db-pool-size',
+    kind: 'int',
+    default: 20,
+    min: 2,
+    max: 1000,
+    description:
+      "Postgres connections of one API replica's pool (waiting claims hold none; see docs/scaling.md for sizing)",
+  },
   dbPollOnly: {
     env: 'DB_POLL_ONLY',
     flag: 'db-poll-only',

@@ -22,6 +22,7 @@ export const API_CONFIG_KEYS = [
   'runnerToken',
   'staleSessionTimeoutMs',
   'reaperIntervalMs',
+  'dbPoolSize',
   'dbPollOnly',
   'maxBodyBytes',
   'maxArtifactBytes',
@@ -84,7 +85,11 @@ export async function startApi(
     }
     databaseUrl = embedded.url;
   }
-  const db = createDb({ connectionString: databaseUrl, max: 20, applicationName: 'session-framework-api' });
+  const db = createDb({
+    connectionString: databaseUrl,
+    max: cfg.dbPoolSize,
+    applicationName: 'session-framework-api',
+  });
   let notifier: Notifier | undefined;
   let app: FastifyInstance | undefined;
   try {
