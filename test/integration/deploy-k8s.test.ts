@@ -341,7 +341,7 @@ describe('KEDA ScaledObject', () => {
     expect(down.policies).toEqual([{ type: 'Pods', value: 1, periodSeconds: 60 }]);
   });
 
-  it('its query counts running and ready sessions on the real schema, through the partial indexes', async () => {
+  it('its query counts running and ready sessions on the real schema, from the hot set, never the history', async () => {
     const query = so.spec.triggers[0]!.metadata.query;
     // 2 running, 3 ready, 1 scheduled for later, and a long finished history.
     await db.query(`
@@ -361,8 +361,9 @@ describe('KEDA ScaledObject', () => {
 
     const plan = await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query}`);
     const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
-    expect(text).not.toMatch(/Seq Scan/);
-    // Both counts read an index (which one is the planner's choice), never the whole history.
-    expect(text.match(/Index (Only )?Scan/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
+    // Both counts read the hot set's tables (their own size: the work there is), never `sessions`.
+    expect(text).not.toMatch(/on sessions\b/);
+    expect(text).toMatch(/session_running/);
+    expect(text).toMatch(/session_ready/);
   });
 });
