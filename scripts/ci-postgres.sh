@@ -92,6 +92,9 @@ port = $PORT
 unix_socket_directories = '$DIR'
 max_connections = 300
 jit = on
+# The plan tests (test/integration/claim-plans.test.ts) read the plans of statements inside functions;
+# auto_explain stays silent unless a session sets auto_explain.log_min_duration (granted below).
+session_preload_libraries = 'auto_explain'
 EOF
   touch "$DIR/server.log"
   [ "$(id -u)" = 0 ] && chown postgres: "$DIR/server.log"
@@ -103,6 +106,8 @@ EOF
   [ "$jit" = "true on" ] ||
     die "JIT is not available and on (pg_jit_available, jit: $jit); is the server's llvmjit.so installed?"
   psql_super -c "CREATE ROLE $APP_USER LOGIN CREATEDB PASSWORD '$APP_PASSWORD'"
+  psql_super -c "GRANT SET ON PARAMETER auto_explain.log_min_duration, auto_explain.log_nested_statements,
+    auto_explain.log_analyze, auto_explain.log_format, auto_explain.log_level TO $APP_USER"
   local version
   version=$(psql_super -At -c 'SHOW server_version')
   echo "ci-postgres: PostgreSQL $version on 127.0.0.1:$PORT ($DIR), JIT on, jit_above_cost $(psql_super -At -c 'SHOW jit_above_cost')" >&2
