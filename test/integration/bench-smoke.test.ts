@@ -54,5 +54,12 @@ describe('bench smoke', () => {
       expect.arrayContaining(['graphile-worker', expect.stringMatching(/^sfw, \d+ runner processes/)]),
     );
     expect(lines.join('\n')).toContain('== scale ==');
+
+    // The fleet part measured its idle fleet and woke it (simulated runners in this process).
+    const fleet = run.results.find((r) => r.part === 'fleet')!;
+    expect(fleet.rows[0]!.N).toBe(10);
+    expect(fleet.rows[0]!['PG xact/s']).toBeGreaterThan(0);
+    expect(fleet.rows[0]!['wake p50 ms']).toBeGreaterThan(0);
+    expect(fleet.rows[0]!['burst sessions/s']).toBeGreaterThan(0);
   });
 });
