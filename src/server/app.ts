@@ -9,7 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { SfwError, type ErrorBody } from '../core/errors.js';
-import { isConnectionError, type Db } from '../store/db.js';
+import { isTransientDbError, type Db } from '../store/db.js';
 import type { Notifier } from '../store/notify.js';
 import { authorize, type AuthConfig, type Caller, type Scope } from './auth.js';
 import { sessionRoutes } from './routes/sessions.js';
@@ -148,7 +148,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody } {
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return { status: e.statusCode, body: { error: { code: 'VALIDATION', message: e.message } } };
   }
-  if (isConnectionError(err)) {
+  if (isTransientDbError(err)) {
     return {
       status: 503,
       body: { error: { code: 'UNAVAILABLE', message: 'database unavailable, retry shortly' } },

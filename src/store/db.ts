@@ -56,9 +56,15 @@ export function isConnectionError(err: unknown): boolean {
   if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300')
     return true;
   const msg = e.message ?? '';
-  return /Connection terminated|connection timeout|Client has encountered a connection error|terminating connection/i.test(
+  return /Connection terminated|connection timeout|Client has encountered a connection error|terminating connection|timeout exceeded when trying to connect/i.test(
     msg,
   );
+}
+
+/** True for errors worth retrying as they are: the database is unreachable or busy, or chose this call as a deadlock's victim. */
+export function isTransientDbError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code ?? '';
+  return code === '40P01' || code === '40001' || isConnectionError(err);
 }
 
 export async function ping(db: Queryable): Promise<void> {

@@ -479,7 +479,12 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
       await client.query('ROLLBACK');
       return null;
     }
-    const { rows } = await client.query<{ outcome: string; n: number }>(
+    const { rows } = await client.query<{
+      outcome: string;
+      n: number;
+      runners: string[] | null;
+      failed: boolean[] | null;
+    }>(
       `WITH t AS (
          SELECT s.id, s.claimed_by, s.claimed_at, s.attempt,
                 (s.lease_expires_at < now()) AS lapsed, s.cancel_requested AS cancelled,
@@ -509,23 +514,30 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
          WHERE x.id = t.id AND x.status = 'running'
            AND (x.lease_expires_at < now() OR x.claimed_at + make_interval(secs => (x.timeout_ms + $1) / 1000.0) < now())
          RETURNING x.id, x.status, t.lapsed, t.claimed_by
-       ), h AS (
-         UPDATE runner_health r SET
-           total_sessions_executed = r.total_sessions_executed + c.n,
-           total_failures = r.total_failures + c.f
-         FROM (SELECT claimed_by, count(*) AS n, count(*) FILTER (WHERE status <> 'cancelled') AS f FROM u
-               GROUP BY claimed_by) c
-         WHERE r.runner_id = c.claimed_by
        ), done AS (
          SELECT pg_notify('${DONE_CHANNEL}', id::text) FROM u WHERE status <> 'queued'
        ), wake AS (
          SELECT pg_notify('${SESSIONS_CHANNEL}', '') FROM (SELECT 1 FROM u WHERE status = 'queued' LIMIT 1) q
        )
        SELECT CASE WHEN status = 'queued' THEN 'requeued' WHEN lapsed THEN 'errored' ELSE 'timedOut' END AS outcome,
-              count(*)::integer AS n
+              count(*)::integer AS n, array_agg(claimed_by) AS runners,
+              array_agg(status <> 'cancelled') AS failed
        FROM u, (SELECT count(*) FROM done) d, (SELECT count(*) FROM wake) w GROUP BY 1`,
       [graceMs],
     );
+    // Runner totals after the sessions and their statistics (every writer's lock order: sessions, then
+    // statistics, then runner_health).
+    const runners = rows.flatMap((r) => r.runners ?? []);
+    const failed = rows.flatMap((r) => r.failed ?? []);
+    if (runners.length > 0)
+      await client.query(
+        `UPDATE runner_health r SET total_sessions_executed = r.total_sessions_executed + c.n,
+           total_failures = r.total_failures + c.f
+         FROM (SELECT by, count(*) AS n, count(*) FILTER (WHERE failed) AS f
+               FROM unnest($1::text[], $2::boolean[]) AS b(by, failed) GROUP BY by ORDER BY by) c
+         WHERE r.runner_id = c.by`,
+        [runners, failed],
+      );
     await client.query('COMMIT');
     const out: ReapOutcome = { requeued: 0, errored: 0, timedOut: 0 };
     for (const r of rows) out[r.outcome as keyof ReapOutcome] = r.n;

@@ -248,6 +248,37 @@ $$;
 
 CREATE FUNCTION sfw_stats_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  -- The per-minute row first, in its own statement: every statistics write takes its shard's minute row
+  -- before any counter row, so two transactions sharing a shard queue on it instead of deadlocking.
+  WITH t AS (
+    SELECT o.status AS old_status, n.status AS new_status,
+           extract(epoch FROM n.claimed_at - o.run_at)::double precision AS wait_s,
+           extract(epoch FROM n.finished_at - n.claimed_at)::double precision AS run_s
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE o.status <> n.status
+  )
+  INSERT INTO session_minute_stats AS m (minute, shard, entered_queue, left_queue, claimed, claim_wait_sum,
+                                         finished, failed, duration_sum)
+  SELECT date_trunc('minute', now()), (pg_backend_pid() % 8)::smallint,
+         count(*) FILTER (WHERE new_status = 'queued'),
+         count(*) FILTER (WHERE old_status = 'queued'),
+         count(*) FILTER (WHERE old_status = 'queued' AND new_status = 'running'),
+         coalesce(sum(greatest(wait_s, 0)) FILTER (WHERE old_status = 'queued' AND new_status = 'running'), 0),
+         count(*) FILTER (WHERE new_status IN ('succeeded', 'failed', 'error', 'cancelled')),
+         count(*) FILTER (WHERE new_status IN ('failed', 'error')),
+         coalesce(sum(greatest(run_s, 0)) FILTER (WHERE old_status = 'running' AND new_status IN ('succeeded', 'failed', 'error', 'cancelled')), 0)
+  FROM t
+  HAVING count(*) > 0
+  ON CONFLICT (minute, shard) DO UPDATE SET
+    entered_queue = m.entered_queue + excluded.entered_queue,
+    left_queue = m.left_queue + excluded.left_queue,
+    claimed = m.claimed + excluded.claimed,
+    claim_wait_sum = m.claim_wait_sum + excluded.claim_wait_sum,
+    finished = m.finished + excluded.finished,
+    failed = m.failed + excluded.failed,
+    duration_sum = m.duration_sum + excluded.duration_sum;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+
   WITH t AS (
     SELECT n.type, o.status AS old_status, n.status AS new_status,
            extract(epoch FROM n.claimed_at - o.run_at)::double precision AS wait_s,
@@ -264,27 +295,6 @@ BEGIN
     SELECT 'finished', type, new_status, 0 FROM t
     WHERE new_status IN ('succeeded', 'failed', 'error', 'cancelled')
       AND old_status NOT IN ('succeeded', 'failed', 'error', 'cancelled')
-  ), minute AS (
-    INSERT INTO session_minute_stats AS m (minute, shard, entered_queue, left_queue, claimed, claim_wait_sum,
-                                           finished, failed, duration_sum)
-    SELECT date_trunc('minute', now()), (pg_backend_pid() % 8)::smallint,
-           count(*) FILTER (WHERE new_status = 'queued'),
-           count(*) FILTER (WHERE old_status = 'queued'),
-           count(*) FILTER (WHERE old_status = 'queued' AND new_status = 'running'),
-           coalesce(sum(greatest(wait_s, 0)) FILTER (WHERE old_status = 'queued' AND new_status = 'running'), 0),
-           count(*) FILTER (WHERE new_status IN ('succeeded', 'failed', 'error', 'cancelled')),
-           count(*) FILTER (WHERE new_status IN ('failed', 'error')),
-           coalesce(sum(greatest(run_s, 0)) FILTER (WHERE old_status = 'running' AND new_status IN ('succeeded', 'failed', 'error', 'cancelled')), 0)
-    FROM t
-    HAVING count(*) > 0
-    ON CONFLICT (minute, shard) DO UPDATE SET
-      entered_queue = m.entered_queue + excluded.entered_queue,
-      left_queue = m.left_queue + excluded.left_queue,
-      claimed = m.claimed + excluded.claimed,
-      claim_wait_sum = m.claim_wait_sum + excluded.claim_wait_sum,
-      finished = m.finished + excluded.finished,
-      failed = m.failed + excluded.failed,
-      duration_sum = m.duration_sum + excluded.duration_sum
   )
   INSERT INTO session_stats AS s (kind, type, status, bucket, shard, count, sum)
   SELECT ev.kind, ev.type, ev.status,
@@ -417,18 +427,20 @@ BEGIN
     WHERE s.id = i.id AND s.lease_token = i.token AND s.status = 'running'
     -- The runner that ran it, from the attempt just recorded (claimed_by is cleared on a retry).
     RETURNING s.id, s.status, i.st IN ('failed', 'error') AS failed, s.attempts -> -1 ->> 'runnerId' AS claimed_by
-  ), h AS (
-    UPDATE runner_health rh SET
-      total_sessions_executed = rh.total_sessions_executed + c.n,
-      total_failures = rh.total_failures + c.f
-    FROM (SELECT u.claimed_by, count(*) AS n, count(*) FILTER (WHERE u.failed) AS f FROM u
-          WHERE u.claimed_by IS DISTINCT FROM p_skip_runner GROUP BY u.claimed_by) c
-    WHERE rh.runner_id = c.claimed_by
   )
   SELECT array_agg(u.id), array_agg(u.status), array_agg(u.claimed_by), array_agg(u.failed)
   INTO v_ids, v_status, v_by, v_failed
   FROM u;
 
+  -- Runner totals after the sessions and their statistics: the lock order of every writer (sessions, then
+  -- statistics, then runner_health), so no two of them wait on each other in a circle.
+  UPDATE runner_health rh SET
+    total_sessions_executed = rh.total_sessions_executed + c.n,
+    total_failures = rh.total_failures + c.f
+  FROM (SELECT b.by, count(*) AS n, count(*) FILTER (WHERE b.failed) AS f
+        FROM unnest(v_by, v_failed) AS b(by, failed)
+        WHERE b.by IS DISTINCT FROM p_skip_runner GROUP BY b.by ORDER BY b.by) c
+  WHERE rh.runner_id = c.by;
   IF v_ids IS NULL THEN RETURN; END IF;
   FOR k IN 0 .. (array_length(v_ids, 1) - 1) / 200 LOOP
     PERFORM pg_notify('sfw_done', array_to_string(v_ids[k * 200 + 1 : (k + 1) * 200], ','));
@@ -483,12 +495,16 @@ BEGIN
     INTO done_ids, done_status, v_n, v_failed
     FROM sfw_complete(p_done, p_runner) c;
   END IF;
-  v_max := sfw_runner_seen(p_runner, p_max, p_hostname, p_version, p_started_at, v_n, v_failed);
   claimed := '[]'::json;
   IF p_slots > 0 THEN
+    SELECT coalesce(p_max, (SELECT r.max_concurrency FROM runner_health r WHERE r.runner_id = p_runner),
+                    (SELECT c.max_concurrency FROM scheduler_config c))
+    INTO v_max;
     SELECT count(*) INTO v_running FROM session_running r WHERE r.runner_id = p_runner;
     claimed := sfw_claim(p_runner, p_types, least(p_slots, v_max - v_running), p_lease_ms);
   END IF;
+  -- The runner's row last (sessions, then statistics, then runner_health: every writer's lock order).
+  PERFORM sfw_runner_seen(p_runner, p_max, p_hostname, p_version, p_started_at, v_n, v_failed);
   RETURN NEXT;
 END
 $$;
@@ -580,6 +596,24 @@ RETURNS TABLE (runner_id text, cancel uuid[], lost uuid[])
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
+  -- Leases first, then the runners' rows: the order every completion and claim takes its locks in
+  -- (sessions, then runner_health), so a heartbeat batch and an exchange never wait on each other in a circle.
+  RETURN QUERY
+  WITH refs AS (
+    SELECT x.runner, (l ->> 'id')::uuid AS id, (l ->> 'leaseToken')::uuid AS token
+    FROM jsonb_to_recordset(p_beats) AS x(runner text, sessions jsonb), jsonb_array_elements(x.sessions) l
+    ORDER BY 2
+  ), renewed AS (
+    UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
+    FROM refs
+    WHERE s.id = refs.id AND s.lease_token = refs.token AND s.status = 'running' AND s.claimed_by = refs.runner
+    RETURNING s.id, s.claimed_by, s.cancel_requested
+  )
+  SELECT x.runner,
+         coalesce((SELECT array_agg(n.id) FROM renewed n WHERE n.claimed_by = x.runner AND n.cancel_requested), '{}'),
+         coalesce((SELECT array_agg(f.id) FROM refs f WHERE f.runner = x.runner
+                   AND NOT EXISTS (SELECT 1 FROM renewed n WHERE n.id = f.id)), '{}')
+  FROM jsonb_to_recordset(p_beats) AS x(runner text);
   WITH b AS (
     SELECT * FROM jsonb_to_recordset(p_beats) AS x(runner text, status text, active integer, max integer,
                                                    hostname text, version text, "startedAt" timestamptz,
@@ -608,21 +642,5 @@ BEGIN
   FROM b WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = b.runner)
   ON CONFLICT (runner_id) DO NOTHING;
 
-  RETURN QUERY
-  WITH refs AS (
-    SELECT x.runner, (l ->> 'id')::uuid AS id, (l ->> 'leaseToken')::uuid AS token
-    FROM jsonb_to_recordset(p_beats) AS x(runner text, sessions jsonb), jsonb_array_elements(x.sessions) l
-    ORDER BY 2
-  ), renewed AS (
-    UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
-    FROM refs
-    WHERE s.id = refs.id AND s.lease_token = refs.token AND s.status = 'running' AND s.claimed_by = refs.runner
-    RETURNING s.id, s.claimed_by, s.cancel_requested
-  )
-  SELECT x.runner,
-         coalesce((SELECT array_agg(n.id) FROM renewed n WHERE n.claimed_by = x.runner AND n.cancel_requested), '{}'),
-         coalesce((SELECT array_agg(f.id) FROM refs f WHERE f.runner = x.runner
-                   AND NOT EXISTS (SELECT 1 FROM renewed n WHERE n.id = f.id)), '{}')
-  FROM jsonb_to_recordset(p_beats) AS x(runner text);
 END
 $$;
