@@ -9,6 +9,7 @@ import { runThroughput } from './parts/throughput.js';
 import { runBrowser } from './parts/browser.js';
 import { runMemory } from './parts/memory.js';
 import { runFleet } from './parts/fleet.js';
+import { runServers } from './parts/servers.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -22,6 +23,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   memory: runMemory,
   scale: runScale,
   fleet: runFleet,
+  servers: runServers,
 };
 
 export interface BenchRun {

@@ -305,7 +305,9 @@ export async function runThroughput(ctx: BenchContext): Promise<PartResult> {
     'timed from the first claim/start to the last finish; enqueue is measured separately and not counted',
     'each sfw shape is compared with graphile-worker at the same total concurrency (runners × MAX_CONCURRENCY)',
     'sfw: every session is claimed and completed over HTTP (API process) and recorded with its lease, result and attempt history; graphile-worker deletes the finished job',
-    'same Postgres server (embedded, default settings, synchronous_commit on), separate databases',
+    ctx.pg.pid === undefined
+      ? `same Postgres server (BENCH_DATABASE_URL: PostgreSQL ${ctx.pg.version}, its own settings), separate databases; Postgres CPU is not measured for a server this run did not start`
+      : `same Postgres server (embedded PostgreSQL ${ctx.pg.version}, default settings, synchronous_commit on), separate databases`,
   );
   return {
     part: 'throughput',
