@@ -80,6 +80,11 @@ export class ClaimHub {
     this.seen.set(r.runnerId, { ...this.seen.get(r.runnerId), ...definedOnly(r), at: new Date() });
   }
 
+  /** A runner said it stopped: its polls seen before are not written after its final status. */
+  forgetRunner(runnerId: string): void {
+    this.seen.delete(runnerId);
+  }
+
   /**
    * Waits up to `ms` for sessions for this runner. Resolves with the claimed sessions' JSON array text
    * ('[]' when none came in time or the request went away before a claim was made for it).

@@ -146,6 +146,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req) => {
       const requeued = await requeueSessions(db, req.params.runnerId, req.body?.requeue ?? []);
+      app.claims.forgetRunner(req.params.runnerId);
       await markRunnerStopped(db, req.params.runnerId);
       return { requeued };
     },
