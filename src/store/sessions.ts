@@ -432,29 +432,40 @@ export async function assertLease(db: Queryable, id: string, leaseToken: string)
 
 /**
  * Hands sessions back to the queue from a stopping runner: fenced, the attempt is not counted against
- * max_attempts, and the hand-back is kept in the attempt history.
+ * max_attempts, and the hand-back is kept in the attempt history. Sessions cancelled meanwhile end
+ * cancelled instead. Returns the ids queued again.
  */
 export async function requeueSessions(db: Queryable, runnerId: string, refs: LeaseRef[]): Promise<string[]> {
   if (refs.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(
+  const { rows } = await db.query<{ id: string; status: string }>(
     `WITH t AS (
-       SELECT s.id, s.claimed_at, s.attempt FROM sessions s
+       SELECT s.id, s.claimed_at, s.attempt, s.cancel_requested FROM sessions s
        JOIN jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid) ON s.id = r.id AND s.lease_token = r."leaseToken"
        WHERE s.status = 'running' AND s.claimed_by = $1
        FOR UPDATE OF s
      ), u AS (
-       UPDATE sessions x SET status = 'queued', claimed_by = NULL, lease_token = NULL, lease_expires_at = NULL,
+       -- A session cancelled while it ran ends cancelled: it is never handed to another runner.
+       UPDATE sessions x SET
+         status = CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+         claimed_by = CASE WHEN t.cancel_requested THEN x.claimed_by END,
+         finished_at = CASE WHEN t.cancel_requested THEN now() END,
+         error_message = CASE WHEN t.cancel_requested THEN 'Cancelled while running' ELSE x.error_message END,
+         lease_token = NULL, lease_expires_at = NULL,
          updated_at = now(),
-         attempt = x.attempt - 1,
-         attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text, 'status', 'queued',
-           'errorMessage', 'Runner stopped: handed back to the queue', 'startedAt', t.claimed_at, 'finishedAt', now())
+         attempt = CASE WHEN t.cancel_requested THEN x.attempt ELSE x.attempt - 1 END,
+         attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text,
+           'status', CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+           'errorMessage', CASE WHEN t.cancel_requested THEN 'Cancelled while running'
+                                ELSE 'Runner stopped: handed back to the queue' END,
+           'startedAt', t.claimed_at, 'finishedAt', now())
        FROM t WHERE x.id = t.id
-       RETURNING x.id
+       RETURNING x.id, x.status
      ), wake AS (SELECT pg_notify('${SESSIONS_CHANNEL}', ''))
-     SELECT u.id FROM u, wake`,
+     SELECT u.id, u.status, CASE WHEN u.status = 'cancelled' THEN pg_notify('${DONE_CHANNEL}', u.id::text) END
+     FROM u, wake`,
     [runnerId, JSON.stringify(refs)],
   );
-  return rows.map((r) => r.id);
+  return rows.filter((r) => r.status === 'queued').map((r) => r.id);
 }
 
 export interface ReapOutcome {

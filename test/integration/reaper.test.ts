@@ -71,6 +71,42 @@ async function health(runnerId: string) {
   };
 }
 
+describe('a session cancelled while it ran', () => {
+  it('ends cancelled when its runner dies, never back in the queue, though attempts remain', async () => {
+    const s = await api.client.createSession({ type: 'cancel-lapse', maxAttempts: 3 });
+    await claimOne('cancel-lapse-a', 'cancel-lapse');
+    await api.client.cancelSession(s.id);
+    await leasesLapsed([s.id]);
+    await reaper.runOnce();
+    const r = await row(s.id);
+    expect(r.status).toBe('cancelled');
+    expect(r.finished_at).not.toBeNull();
+    // Nobody can claim it again.
+    const again = await api.runnerClient.claim('cancel-lapse-b', {
+      slots: 1,
+      types: ['cancel-lapse'],
+      maxConcurrency: 1,
+    });
+    expect(again.sessions).toEqual([]);
+  });
+
+  it('ends cancelled when its stopping runner hands it back', async () => {
+    const s = await api.client.createSession({ type: 'cancel-back', maxAttempts: 3 });
+    const claimed = await claimOne('cancel-back-a', 'cancel-back');
+    await api.client.cancelSession(s.id);
+    await api.runnerClient.stopRunner('cancel-back-a', {
+      requeue: [{ id: claimed.id, leaseToken: claimed.leaseToken }],
+    });
+    expect((await row(s.id)).status).toBe('cancelled');
+    const again = await api.runnerClient.claim('cancel-back-b', {
+      slots: 1,
+      types: ['cancel-back'],
+      maxConcurrency: 1,
+    });
+    expect(again.sessions).toEqual([]);
+  });
+});
+
 describe('lapsed leases', () => {
   it('requeues with backoff while attempts remain, then ends as error "Runner connection lost"', async () => {
     const s = await api.client.createSession({ type: 'lapse', maxAttempts: 2 });
