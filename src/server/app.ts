@@ -19,6 +19,7 @@ import { artifactRoutes } from './routes/artifacts.js';
 import { Waiters } from './waiters.js';
 import { ClaimHub } from './claims.js';
 import { HeartbeatBatcher } from './heartbeats.js';
+import { ExchangeQueue } from './exchanges.js';
 import { requestLog } from './request-log.js';
 import { trackRoutes } from './openapi.js';
 import { installRequestMetrics } from './metrics.js';
@@ -57,6 +58,7 @@ declare module 'fastify' {
     waiters: Waiters;
     claims: ClaimHub;
     heartbeats: HeartbeatBatcher;
+    exchanges: ExchangeQueue;
     routeList: RouteOptions[];
   }
 }
@@ -195,6 +197,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       log: app.log,
     }),
   );
+  app.decorate('exchanges', new ExchangeQueue(deps.db, 50, app.log));
   app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);

@@ -204,49 +204,69 @@ export interface ExchangeOutcome {
   completed: CompletionOutcome[];
 }
 
+/** One runner's part of an exchange: its finished sessions and its claim. */
+export interface ExchangeRequest extends ClaimRequest {
+  done: CompletionItem[];
+}
+
 /**
- * A runner's round trip to the queue: its finished sessions, then a claim of up to `slots` more, in one
- * call and one commit (sfw_exchange). The completions free their slots before the claim counts the
- * runner's running sessions.
+ * Runners' round trips to the queue in one call and one commit (sfw_exchange_many): each runner's finished
+ * sessions, then a claim of up to its `slots` more. The completions free their slots before the claim
+ * counts a runner's running sessions. One request per runner; outcomes in the order given.
  */
-export async function exchange(
-  db: Queryable,
-  req: ClaimRequest,
-  done: CompletionItem[] = [],
-): Promise<ExchangeOutcome> {
+export async function exchangeMany(db: Queryable, reqs: ExchangeRequest[]): Promise<ExchangeOutcome[]> {
+  if (reqs.length === 0) return [];
   const { rows } = await db.query<{
+    runner_id: string;
     done_ids: string[] | null;
     done_status: SessionStatus[] | null;
     claimed: string;
     n: number;
   }>(
-    `SELECT done_ids, done_status, claimed::text AS claimed, json_array_length(claimed) AS n
-     FROM sfw_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    `SELECT runner_id, done_ids, done_status, claimed::text AS claimed, json_array_length(claimed) AS n
+     FROM sfw_exchange_many($1, $2)`,
     [
-      req.runnerId,
-      done.length > 0 ? completionsJson(done) : null,
-      req.types,
-      req.slots,
-      req.maxConcurrency ?? null,
-      req.leaseMs,
-      req.hostname ?? null,
-      req.version ?? null,
-      req.startedAt ?? null,
+      JSON.stringify(
+        reqs.map((r) => ({
+          runner: r.runnerId,
+          done: r.done.length > 0 ? completionItems(r.done) : null,
+          types: r.types,
+          slots: r.slots,
+          max: r.maxConcurrency ?? null,
+          hostname: r.hostname ?? null,
+          version: r.version ?? null,
+          startedAt: r.startedAt ?? null,
+        })),
+      ),
+      reqs[0]!.leaseMs,
     ],
   );
-  const r = rows[0];
-  const claimedJson = r?.claimed ?? '[]';
-  let parsed: ClaimedJson[] | undefined;
-  const accepted = new Map<string, SessionStatus>();
-  const ids = r?.done_ids ?? [];
-  const statuses = r?.done_status ?? [];
-  ids.forEach((id, i) => accepted.set(id, statuses[i]!));
-  return {
-    claimedJson,
-    claimedCount: r?.n ?? 0,
-    claimed: () => (parsed ??= JSON.parse(claimedJson) as ClaimedJson[]),
-    completed: done.length > 0 ? await outcomes(db, done, accepted) : [],
-  };
+  return Promise.all(
+    reqs.map(async (req, i) => {
+      const r = rows[i];
+      const claimedJson = r?.claimed ?? '[]';
+      let parsed: ClaimedJson[] | undefined;
+      const accepted = new Map<string, SessionStatus>();
+      const statuses = r?.done_status ?? [];
+      (r?.done_ids ?? []).forEach((id, k) => accepted.set(id, statuses[k]!));
+      return {
+        claimedJson,
+        claimedCount: r?.n ?? 0,
+        claimed: () => (parsed ??= JSON.parse(claimedJson) as ClaimedJson[]),
+        completed: req.done.length > 0 ? await outcomes(db, req.done, accepted) : [],
+      };
+    }),
+  );
+}
+
+/** One runner's round trip to the queue (see exchangeMany). */
+export async function exchange(
+  db: Queryable,
+  req: ClaimRequest,
+  done: CompletionItem[] = [],
+): Promise<ExchangeOutcome> {
+  const [out] = await exchangeMany(db, [{ ...req, done }]);
+  return out!;
 }
 
 /** A claim alone (see exchange). Sessions come back in claim order. */
@@ -335,16 +355,14 @@ export type CompletionOutcome =
   | { id: string; outcome: 'accepted'; status: SessionStatus }
   | { id: string; outcome: 'lease-lost' | 'not-found' };
 
-function completionsJson(items: CompletionItem[]): string {
-  return JSON.stringify(
-    items.map((c) => ({
-      id: c.id,
-      leaseToken: c.leaseToken,
-      status: c.status,
-      result: c.result === undefined ? null : c.result,
-      errorMessage: c.errorMessage ?? null,
-    })),
-  );
+function completionItems(items: CompletionItem[]) {
+  return items.map((c) => ({
+    id: c.id,
+    leaseToken: c.leaseToken,
+    status: c.status,
+    result: c.result === undefined ? null : c.result,
+    errorMessage: c.errorMessage ?? null,
+  }));
 }
 
 /**
@@ -356,7 +374,7 @@ export async function completeSessions(db: Queryable, items: CompletionItem[]): 
   if (items.length === 0) return [];
   const { rows } = await db.query<{ id: string; status: SessionStatus }>(
     'SELECT id, status FROM sfw_complete($1, NULL)',
-    [completionsJson(items)],
+    [JSON.stringify(completionItems(items))],
   );
   return outcomes(db, items, new Map(rows.map((r) => [r.id, r.status])));
 }

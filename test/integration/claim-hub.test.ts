@@ -81,6 +81,52 @@ describe('heartbeats', () => {
   });
 });
 
+describe('exchanges of concurrent runners', () => {
+  it('go to the database together, each runner held to its types, slots and max concurrency', async () => {
+    const runners = Array.from({ length: 20 }, (_, i) => ({
+      id: `mix-${i}`,
+      type: i % 2 ? 'mix-a' : 'mix-b',
+    }));
+    await client.createSessions([
+      ...Array.from({ length: 200 }, () => ({ type: 'mix-a' })),
+      ...Array.from({ length: 200 }, () => ({ type: 'mix-b' })),
+    ]);
+    const seen = new Map<string, string>(); // session → runner
+    const q = countQueries(a);
+    let requests = 0;
+    await Promise.all(
+      runners.map(async (r) => {
+        let held: { id: string; leaseToken: string }[] = [];
+        for (let round = 0; round < 10; round++) {
+          requests++;
+          const reply = await client.claim(r.id, {
+            slots: 2,
+            types: [r.type],
+            maxConcurrency: 2,
+            complete: held.map((h) => ({ id: h.id, leaseToken: h.leaseToken, status: 'succeeded' as const })),
+          });
+          for (const c of reply.completed ?? []) expect(c.outcome).toBe('accepted');
+          expect(reply.sessions.length).toBeLessThanOrEqual(2);
+          for (const s of reply.sessions) {
+            expect(s.type).toBe(r.type);
+            expect(seen.has(s.id)).toBe(false);
+            seen.set(s.id, r.id);
+          }
+          held = reply.sessions.map((s) => ({ id: s.id, leaseToken: s.leaseToken }));
+        }
+      }),
+    );
+    q.stop();
+    expect(seen.size).toBe(400);
+    // Fewer database calls than requests: concurrent exchanges shared calls.
+    expect(q.count()).toBeLessThan(requests);
+    const { rows } = await a.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM runner_health WHERE runner_id LIKE 'mix-%' AND total_sessions_executed = 18`,
+    );
+    expect(rows[0]!.n).toBe(20);
+  });
+});
+
 describe('waiting claims', () => {
   it(`${WAITERS} idle waiters cost a few database calls a second, and one session wakes exactly one of them at once`, async () => {
     const type = 'hub-one';

@@ -16,7 +16,6 @@ import {
 } from '../../protocol/schemas.js';
 import {
   completeSessions,
-  exchange,
   requeueSessions,
   type CompletionItem,
   type CompletionOutcome,
@@ -57,11 +56,13 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         // Completions are stored (and their slots used again) at once, and a claim that delivered them
         // answers at once: the runner hears their outcomes without waiting out a long-poll, and asks again.
         // A claim that does not wait is one exchange too.
-        const out = await exchange(
-          db,
-          { ...seen, types: b.types, slots: b.slots, leaseMs: staleSessionTimeoutMs },
+        const out = await app.exchanges.run({
+          ...seen,
+          types: b.types,
+          slots: b.slots,
+          leaseMs: staleSessionTimeoutMs,
           done,
-        );
+        });
         claimedJson = out.claimedJson;
         if (done.length > 0) completed = out.completed.map(outcomeView);
       } else {

@@ -341,36 +341,45 @@ BEGIN
 END
 $$;
 
--- The claim: up to p_n ready sessions of the runner's types, highest priority first, FIFO within a
--- priority, each with a fresh lease. Each type is read through session_ready_claim_idx in claim order and
--- stops after p_n rows (a runner's other types cost nothing however deep their queue); the few candidates
--- are merged. The caller holds the runner's lock and has counted its free slots. Answers the sessions as
--- the runner receives them (ClaimedSession), in claim order, timestamps as the rest of the API writes them.
-CREATE FUNCTION sfw_claim(p_runner text, p_types text[], p_n integer, p_lease_ms integer)
-RETURNS json LANGUAGE plpgsql AS $$
+-- The claim, for one or several runners serving the same types: up to sum(p_counts) ready sessions,
+-- highest priority first, FIFO within a priority, each with a fresh lease, handed out in claim order (the
+-- first runner's count first). Each type is read through session_ready_claim_idx in claim order and stops
+-- after the rows needed (a runner's other types cost nothing however deep their queue); the few
+-- candidates are merged. One UPDATE for all the runners, so its triggers run once. The caller holds the
+-- runners' locks and has counted their free slots. Answers per runner the sessions as it receives them
+-- (ClaimedSession), in claim order, timestamps as the rest of the API writes them.
+CREATE FUNCTION sfw_claim_many(p_runners text[], p_counts integer[], p_types text[], p_lease_ms integer)
+RETURNS TABLE (runner_id text, claimed json) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
+  v_total integer;
   v_ids uuid[];
-  v_out json;
+  v_to text[];
 BEGIN
-  IF p_n <= 0 THEN RETURN '[]'::json; END IF;
+  SELECT sum(greatest(n, 0)) INTO v_total FROM unnest(p_counts) AS n;
+  IF v_total IS NULL OR v_total <= 0 THEN RETURN; END IF;
   PERFORM sfw_promote_due(1000);
-  SELECT array_agg(c.id) INTO v_ids FROM (
-    SELECT r.id FROM unnest(p_types) AS t(type)
+  SELECT array_agg(c.id ORDER BY c.priority DESC, c.created_at, c.id) INTO v_ids FROM (
+    SELECT r.id, r.priority, r.created_at FROM unnest(p_types) AS t(type)
     CROSS JOIN LATERAL (
       SELECT q.id, q.priority, q.created_at FROM session_ready q
       WHERE q.type = t.type
       ORDER BY q.priority DESC, q.created_at, q.id
-      LIMIT p_n
+      LIMIT v_total
       FOR UPDATE SKIP LOCKED
     ) r
     ORDER BY r.priority DESC, r.created_at, r.id
-    LIMIT p_n
+    LIMIT v_total
   ) c;
-  IF v_ids IS NULL THEN RETURN '[]'::json; END IF;
+  IF v_ids IS NULL THEN RETURN; END IF;
+  -- The runner of each picked session, position by position.
+  SELECT array_agg(u.runner ORDER BY u.ord, k) INTO v_to
+  FROM unnest(p_runners, p_counts) WITH ORDINALITY AS u(runner, n, ord), generate_series(1, greatest(u.n, 0)) AS k;
+  RETURN QUERY
   WITH c AS (
     UPDATE sessions s SET
       status = 'running',
-      claimed_by = p_runner,
+      claimed_by = v_to[array_position(v_ids, s.id)],
       claimed_at = now(),
       updated_at = now(),
       attempt = s.attempt + 1,
@@ -379,24 +388,31 @@ BEGIN
     WHERE s.id = ANY (v_ids) AND s.status = 'queued'
     RETURNING s.*
   )
-  SELECT json_agg(json_build_object(
+  SELECT c.claimed_by,
+         json_agg(json_build_object(
            'id', c.id, 'type', c.type, 'input', c.input, 'priority', c.priority, 'attempt', c.attempt,
            'maxAttempts', c.max_attempts, 'timeoutMs', c.timeout_ms, 'leaseToken', c.lease_token,
            'leaseExpiresAt', to_char(c.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
            'createdAt', to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
            'artifactOptions', c.artifact_options)
          ORDER BY c.priority DESC, c.created_at, c.id)
-  INTO v_out FROM c;
-  RETURN coalesce(v_out, '[]'::json);
+  FROM c GROUP BY c.claimed_by;
 END
+$$;
+
+-- The claim for one runner (see sfw_claim_many).
+CREATE FUNCTION sfw_claim(p_runner text, p_types text[], p_n integer, p_lease_ms integer)
+RETURNS json LANGUAGE sql AS $$
+  SELECT coalesce((SELECT c.claimed FROM sfw_claim_many(ARRAY[p_runner], ARRAY[p_n], p_types, p_lease_ms) c),
+                  '[]'::json)
 $$;
 
 -- The completion: a batch of outcomes, each fenced by its lease token (only the holder of the current lease
 -- of a running session can end it). Whether to retry is decided on the row the UPDATE locked (with backoff
 -- while attempts remain). Items are joined by primary key in id order, so concurrent batches lock alike.
--- Per-runner totals are added here except for p_skip_runner, whose caller folds them into its own
--- runner_health write. Accepted ids go out on sfw_done, comma-separated, at most 200 per message.
-CREATE FUNCTION sfw_complete(p_items jsonb, p_skip_runner text)
+-- Per-runner totals are added here except for the runners in p_skip_runners, whose caller folds them into
+-- its own runner_health write. Accepted ids go out on sfw_done, comma-separated, at most 200 per message.
+CREATE FUNCTION sfw_complete(p_items jsonb, p_skip_runners text[])
 RETURNS TABLE (id uuid, status text, claimed_by text, failed boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -439,7 +455,7 @@ BEGIN
     total_failures = rh.total_failures + c.f
   FROM (SELECT b.by, count(*) AS n, count(*) FILTER (WHERE b.failed) AS f
         FROM unnest(v_by, v_failed) AS b(by, failed)
-        WHERE b.by IS DISTINCT FROM p_skip_runner GROUP BY b.by ORDER BY b.by) c
+        WHERE NOT (b.by = ANY (coalesce(p_skip_runners, '{}'))) GROUP BY b.by ORDER BY b.by) c
   WHERE rh.runner_id = c.by;
   IF v_ids IS NULL THEN RETURN; END IF;
   FOR k IN 0 .. (array_length(v_ids, 1) - 1) / 200 LOOP
@@ -449,64 +465,117 @@ BEGIN
 END
 $$;
 
--- Registers a runner or records that it was seen (a claim is also a poll), adding the totals of the
--- sessions it just finished; answers its max concurrency.
-CREATE FUNCTION sfw_runner_seen(p_runner text, p_max integer, p_hostname text, p_version text,
-                                p_started_at timestamptz, p_executed integer, p_failures integer)
-RETURNS integer LANGUAGE sql AS $$
-  INSERT INTO runner_health AS r (runner_id, max_concurrency, hostname, version, started_at, last_heartbeat,
-                                  total_sessions_executed, total_failures)
-  VALUES (p_runner, coalesce(p_max, (SELECT max_concurrency FROM scheduler_config)), p_hostname, p_version,
-          coalesce(p_started_at, now()), now(), p_executed, p_failures)
-  ON CONFLICT (runner_id) DO UPDATE SET
-    last_heartbeat = now(),
-    max_concurrency = coalesce(p_max, r.max_concurrency),
-    status = CASE WHEN r.status = 'stopped' THEN 'running' ELSE r.status END,
-    hostname = coalesce(p_hostname, r.hostname),
-    version = coalesce(p_version, r.version),
-    started_at = coalesce(p_started_at, r.started_at),
-    uptime_seconds = greatest(0, extract(epoch FROM now() - coalesce(p_started_at, r.started_at)))::bigint,
-    total_sessions_executed = r.total_sessions_executed + p_executed,
-    total_failures = r.total_failures + p_failures
-  RETURNING r.max_concurrency
-$$;
-
--- A runner's exchange with the queue in one call (one transaction, one commit, one round trip): the
--- sessions it finished, then a claim of up to p_slots more. The runner's lock serializes its exchanges, and
--- each statement after it sees the previous ones' effects, so the count of its running sessions is exact:
--- the database, not only the runner, keeps it at or under its max concurrency, and the completions free
--- their slots before the claim counts.
-CREATE FUNCTION sfw_exchange(p_runner text, p_done jsonb, p_types text[], p_slots integer, p_max integer,
-                             p_lease_ms integer, p_hostname text, p_version text, p_started_at timestamptz)
-RETURNS TABLE (done_ids uuid[], done_status text[], claimed json)
+-- Runners' exchanges with the queue in one call (one transaction, one commit, one round trip): the
+-- sessions each finished, then a claim of up to its free slots. Several runners' exchanges that reach an
+-- API replica together go in one call, so their completions are one statement and each group of runners
+-- serving the same types one claim. The runners' locks (taken in runner order) serialize each runner's
+-- exchanges, and each statement after them sees the previous ones' effects, so the count of a runner's
+-- running sessions is exact: the database, not only the runner, keeps it at or under its max concurrency,
+-- and the completions free their slots before the claim counts. One request per runner. Lock order of
+-- every writer: sessions, then statistics, then runner_health (written last, for all the runners at once).
+-- Answers one row per request: its accepted completions and its claimed sessions.
+CREATE FUNCTION sfw_exchange_many(p_requests jsonb, p_lease_ms integer)
+RETURNS TABLE (runner_id text, done_ids uuid[], done_status text[], claimed json)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-  v_n integer := 0;
-  v_failed integer := 0;
-  v_max integer;
-  v_running integer;
+  r record;
+  v_runners text[];
+  v_done jsonb;
+  v_claims jsonb := '{}';
+  v_ids uuid[] := '{}';
+  v_status text[] := '{}';
+  v_by text[] := '{}';
+  v_failed boolean[] := '{}';
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtextextended('sfw.claim:' || p_runner, 0));
-  IF p_done IS NOT NULL AND jsonb_array_length(p_done) > 0 THEN
-    SELECT array_agg(c.id), array_agg(c.status),
-           count(*) FILTER (WHERE c.claimed_by = p_runner),
-           count(*) FILTER (WHERE c.claimed_by = p_runner AND c.failed)
-    INTO done_ids, done_status, v_n, v_failed
-    FROM sfw_complete(p_done, p_runner) c;
+  SELECT array_agg(x.runner ORDER BY x.runner) INTO v_runners
+  FROM jsonb_to_recordset(p_requests) AS x(runner text);
+  IF v_runners IS NULL THEN RETURN; END IF;
+  FOR r IN SELECT unnest(v_runners) AS runner LOOP
+    PERFORM pg_advisory_xact_lock(hashtextextended('sfw.claim:' || r.runner, 0));
+  END LOOP;
+
+  SELECT jsonb_agg(i) INTO v_done
+  FROM jsonb_array_elements(p_requests) e,
+       jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'done') = 'array' THEN e -> 'done' ELSE '[]' END) i;
+  IF v_done IS NOT NULL THEN
+    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.status), '{}'),
+           coalesce(array_agg(c.claimed_by), '{}'), coalesce(array_agg(c.failed), '{}')
+    INTO v_ids, v_status, v_by, v_failed
+    FROM sfw_complete(v_done, v_runners) c;
   END IF;
-  claimed := '[]'::json;
-  IF p_slots > 0 THEN
-    SELECT coalesce(p_max, (SELECT r.max_concurrency FROM runner_health r WHERE r.runner_id = p_runner),
-                    (SELECT c.max_concurrency FROM scheduler_config c))
-    INTO v_max;
-    SELECT count(*) INTO v_running FROM session_running r WHERE r.runner_id = p_runner;
-    claimed := sfw_claim(p_runner, p_types, least(p_slots, v_max - v_running), p_lease_ms);
-  END IF;
-  -- The runner's row last (sessions, then statistics, then runner_health: every writer's lock order).
-  PERFORM sfw_runner_seen(p_runner, p_max, p_hostname, p_version, p_started_at, v_n, v_failed);
-  RETURN NEXT;
+
+  -- Free slots per runner, then one claim per group of runners serving the same types.
+  FOR r IN
+    WITH x AS (
+      SELECT e.v ->> 'runner' AS runner, (e.v ->> 'slots')::integer AS slots, (e.v ->> 'max')::integer AS max,
+             e.ord, (SELECT array_agg(t ORDER BY t) FROM jsonb_array_elements_text(e.v -> 'types') t) AS types
+      FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e(v, ord)
+    ), f AS (
+      SELECT x.runner, x.ord, x.types,
+             least(x.slots, coalesce(x.max, h.max_concurrency, (SELECT c.max_concurrency FROM scheduler_config c))
+                            - (SELECT count(*) FROM session_running s WHERE s.runner_id = x.runner))::integer AS free
+      FROM x LEFT JOIN runner_health h ON h.runner_id = x.runner
+    )
+    SELECT f.types, array_agg(f.runner ORDER BY f.ord) AS runners, array_agg(f.free ORDER BY f.ord) AS counts
+    FROM f WHERE f.free > 0 AND f.types IS NOT NULL GROUP BY f.types
+  LOOP
+    SELECT v_claims || coalesce(jsonb_object_agg(c.runner_id, c.claimed), '{}') INTO v_claims
+    FROM sfw_claim_many(r.runners, r.counts, r.types, p_lease_ms) c;
+  END LOOP;
+
+  -- The runners' rows last: registered when new, seen now, their totals added.
+  WITH x AS (
+    SELECT x.runner, x.max, x.hostname, x.version, x."startedAt" AS started,
+           (SELECT count(*) FROM unnest(v_by) b WHERE b = x.runner)::integer AS n,
+           (SELECT count(*) FROM unnest(v_by, v_failed) AS d(by, failed) WHERE d.by = x.runner AND d.failed)::integer AS f
+    FROM jsonb_to_recordset(p_requests)
+      AS x(runner text, max integer, hostname text, version text, "startedAt" timestamptz)
+    ORDER BY x.runner
+  ), u AS (
+    UPDATE runner_health h SET
+      last_heartbeat = now(),
+      max_concurrency = coalesce(x.max, h.max_concurrency),
+      status = CASE WHEN h.status = 'stopped' THEN 'running' ELSE h.status END,
+      hostname = coalesce(x.hostname, h.hostname),
+      version = coalesce(x.version, h.version),
+      started_at = coalesce(x.started, h.started_at),
+      uptime_seconds = greatest(0, extract(epoch FROM now() - coalesce(x.started, h.started_at)))::bigint,
+      total_sessions_executed = h.total_sessions_executed + x.n,
+      total_failures = h.total_failures + x.f
+    FROM x WHERE h.runner_id = x.runner
+    RETURNING h.runner_id
+  )
+  INSERT INTO runner_health (runner_id, max_concurrency, hostname, version, started_at, last_heartbeat,
+                             total_sessions_executed, total_failures)
+  SELECT x.runner, coalesce(x.max, (SELECT c.max_concurrency FROM scheduler_config c)), x.hostname, x.version,
+         coalesce(x.started, now()), now(), x.n, x.f
+  FROM x WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = x.runner)
+  ON CONFLICT (runner_id) DO NOTHING;
+
+  RETURN QUERY
+  SELECT x.runner, d.ids, d.statuses, coalesce((v_claims -> x.runner)::json, '[]'::json)
+  FROM (SELECT e.v ->> 'runner' AS runner, e.v -> 'done' AS done, e.ord
+        FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e(v, ord)) x
+  LEFT JOIN LATERAL (
+    SELECT array_agg(a.id) AS ids, array_agg(a.status) AS statuses
+    FROM unnest(v_ids, v_status) AS a(id, status)
+    WHERE a.id IN (SELECT (i ->> 'id')::uuid
+                   FROM jsonb_array_elements(CASE WHEN jsonb_typeof(x.done) = 'array' THEN x.done ELSE '[]' END) i)
+  ) d ON true
+  ORDER BY x.ord;
 END
+$$;
+
+-- One runner's exchange (see sfw_exchange_many).
+CREATE FUNCTION sfw_exchange(p_runner text, p_done jsonb, p_types text[], p_slots integer, p_max integer,
+                             p_lease_ms integer, p_hostname text, p_version text, p_started_at timestamptz)
+RETURNS TABLE (done_ids uuid[], done_status text[], claimed json)
+LANGUAGE sql AS $$
+  SELECT e.done_ids, e.done_status, e.claimed
+  FROM sfw_exchange_many(jsonb_build_array(jsonb_build_object(
+         'runner', p_runner, 'done', p_done, 'types', p_types, 'slots', p_slots, 'max', p_max,
+         'hostname', p_hostname, 'version', p_version, 'startedAt', p_started_at)), p_lease_ms) e
 $$;
 
 -- Claims for runners waiting in one API replica (their long-polls are held in memory, not in the
