@@ -197,7 +197,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       log: app.log,
     }),
   );
-  app.decorate('exchanges', new ExchangeQueue(deps.db, 50, app.log));
+  app.decorate('exchanges', new ExchangeQueue(deps.db, { log: app.log }));
   app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
