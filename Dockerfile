@@ -5,7 +5,7 @@
 #   docker run session-runner:latest sfw api         # the API server
 # Debian-based so Debian's `chromium` package is available (Playwright's own browser download is not used).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: all dependencies, compile TypeScript to dist/ ----
 FROM ${NODE_IMAGE} AS build

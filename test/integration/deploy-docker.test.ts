@@ -82,8 +82,8 @@ describe('Dockerfile (image session-runner)', () => {
   it('is multi-stage: a build stage with dev dependencies, a production-only dependency stage, a runtime', () => {
     expect(dockerfile.stages.map((s) => s.name)).toEqual(['build', 'deps', 'runtime']);
     const nodeImage = dockerfile.args.find((a) => a.op === 'ARG' && a.args.startsWith('NODE_IMAGE='));
-    // Debian-based Node 20 image, so Debian's chromium package installs.
-    expect(nodeImage?.args).toMatch(/^NODE_IMAGE=node:20-(bookworm|trixie)(-slim)?$/);
+    // Debian-based image of the active LTS line CI tests (Node.js 24), so Debian's chromium package installs.
+    expect(nodeImage?.args).toMatch(/^NODE_IMAGE=node:24-(bookworm|trixie)(-slim)?$/);
     for (const stage of dockerfile.stages) expect(stage.image).toBe('${NODE_IMAGE}');
 
     const build = dockerfile.stages[0]!;
