@@ -1,10 +1,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createDb, type Db, type DbClient } from '../../src/store/db.js';
+import { createDb, type Db } from '../../src/store/db.js';
 import { ensureDatabase, startEmbeddedPostgres } from '../../src/store/embedded.js';
 import { migrate } from '../../src/store/migrate.js';
-import { analyzeSessions, seedFinishedSessions, seedQueuedSessions } from '../../src/store/bench-seed.js';
+import {
+  analyzeSessions,
+  explainExchange,
+  seedFinishedSessions,
+  seedQueuedSessions,
+  serverInfo,
+} from '../../src/store/bench-seed.js';
 import { exchange, type ClaimedJson } from '../../src/store/sessions.js';
 import { size, type BenchContext } from '../lib/context.js';
 import type { PartResult, Row } from '../lib/report.js';
@@ -34,27 +40,6 @@ interface Measure {
   exchange: Summary;
 }
 
-async function timedExchange(
-  c: DbClient,
-  runner: string,
-  done: ClaimedJson[],
-): Promise<{ ms: number; next: ClaimedJson[] }> {
-  const items = done.map((d) => ({ id: d.id, leaseToken: d.leaseToken, status: 'succeeded', result: {} }));
-  const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(
-    `EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM sfw_exchange($1, $2, $3, $4, $4, $5, NULL, NULL, NULL)`,
-    [runner, items.length ? JSON.stringify(items) : null, ['noop'], SLOTS, LEASE_MS],
-  );
-  const raw = rows[0]!['QUERY PLAN'];
-  const top = ((typeof raw === 'string' ? JSON.parse(raw) : raw) as Record<string, number>[])[0]!;
-  // The claimed sessions for the next exchange: the runner's running sessions, read back by lease.
-  const { rows: next } = await c.query<ClaimedJson>(
-    `SELECT s.id, s.lease_token AS "leaseToken" FROM session_running r JOIN sessions s ON s.id = r.id
-     WHERE r.runner_id = $1`,
-    [runner],
-  );
-  return { ms: top['Execution Time']! + top['Planning Time']!, next };
-}
-
 async function measure(db: Db, samples: number): Promise<Summary> {
   const c = await db.connect();
   try {
@@ -69,10 +54,17 @@ async function measure(db: Db, samples: number): Promise<Summary> {
       })
     ).claimed();
     // Past the connection's first calls (function compilation, catalog reads), as pooled connections are.
-    for (let i = 0; i < 30; i++) done = (await timedExchange(c, runner, done)).next;
+    for (let i = 0; i < 30; i++)
+      done = (
+        await explainExchange(c, { runnerId: runner, types: ['noop'], slots: SLOTS, leaseMs: LEASE_MS }, done)
+      ).next;
     const ms: number[] = [];
     for (let i = 0; i < samples; i++) {
-      const r = await timedExchange(c, runner, done);
+      const r = await explainExchange(
+        c,
+        { runnerId: runner, types: ['noop'], slots: SLOTS, leaseMs: LEASE_MS },
+        done,
+      );
       ms.push(r.ms);
       done = r.next;
     }
@@ -103,11 +95,9 @@ export async function runServers(ctx: BenchContext): Promise<PartResult> {
       const db = createDb({ connectionString: url, max: 2, applicationName: 'sfw-bench' });
       try {
         await migrate(db);
-        const { rows } = await db.query<{ v: string; jit: string; avail: boolean }>(
-          `SELECT current_setting('server_version') AS v, current_setting('jit') AS jit, pg_jit_available() AS avail`,
-        );
-        const version = rows[0]!.v;
-        const jit = `${rows[0]!.jit}${rows[0]!.avail ? '' : ' (no LLVM in this build)'}`;
+        const info = await serverInfo(db);
+        const version = info.version;
+        const jit = `${info.jit}${info.jitAvailable ? '' : ' (no LLVM in this build)'}`;
         await seedQueuedSessions(db, 'noop', (samples + 40) * SLOTS * 2 + 1000);
         let history = 0;
         for (const target of [small, large]) {

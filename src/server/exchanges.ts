@@ -36,6 +36,7 @@ export class ExchangeQueue {
   /** Runners with an exchange in a call now: they cannot join the next batch. */
   private readonly calling = new Set<string>();
   private readonly recent = new Map<string, number>();
+  private sweptAt = 0;
   private lingering: NodeJS.Timeout | null = null;
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
@@ -59,9 +60,12 @@ export class ExchangeQueue {
     });
   }
 
-  /** Runners whose exchanges came within BUSY_WITHIN_MS. */
+  /** Runners whose exchanges came within about BUSY_WITHIN_MS (the map is swept once per that period). */
   private busyRunners(now: number): number {
-    for (const [id, at] of this.recent) if (now - at > BUSY_WITHIN_MS) this.recent.delete(id);
+    if (now - this.sweptAt > BUSY_WITHIN_MS) {
+      for (const [id, at] of this.recent) if (now - at > BUSY_WITHIN_MS) this.recent.delete(id);
+      this.sweptAt = now;
+    }
     return this.recent.size;
   }
 

@@ -1,8 +1,9 @@
 import type { Notifier } from '../store/notify.js';
 
 /**
- * Long-poll waits: resolve when a notification arrives, when `ms` passes, or when the request goes away.
- * Callers re-check the database after every wake, so a lost notification only costs one poll tick.
+ * Long-poll waits of clients on a session (`/wait`): resolve when its notification arrives, when `ms`
+ * passes, or when the request goes away. Callers re-check the database after every wake, so a lost
+ * notification only costs one poll tick. (Runners' waiting claims wait in ClaimHub, src/server/claims.ts.)
  */
 export class Waiters {
   private closed = false;
@@ -13,13 +14,6 @@ export class Waiters {
   /** How long to sleep between database checks while waiting. */
   get pollMs(): number {
     return this.notifier?.connected ? 1000 : 250;
-  }
-
-  waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
-    return this.wait(ms, signal, (wake) => {
-      this.notifier?.on('sessions', wake);
-      return () => this.notifier?.off('sessions', wake);
-    });
   }
 
   waitForDone(id: string, ms: number, signal?: AbortSignal): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Db, Queryable } from './db.js';
+import type { ClaimRequest, ClaimedJson } from './sessions.js';
 
 /**
  * Bulk fixtures and plans for the benchmarks (bench/): history and backlog inserted in one statement each,
@@ -114,4 +115,38 @@ export async function explainClaim(db: Db, runnerId: string, types: string[]): P
       [types],
     ),
   ];
+}
+
+/**
+ * Postgres' own time (Execution + Planning Time of EXPLAIN ANALYZE) of one runner exchange that completes
+ * `done` and claims up to `slots`, run for real; and the runner's running sessions after it, for the next.
+ */
+export async function explainExchange(
+  db: Queryable,
+  req: ClaimRequest,
+  done: Pick<ClaimedJson, 'id' | 'leaseToken'>[],
+): Promise<{ ms: number; next: ClaimedJson[] }> {
+  const items = done.map((d) => ({ id: d.id, leaseToken: d.leaseToken, status: 'succeeded', result: {} }));
+  const { rows } = await db.query<{ 'QUERY PLAN': unknown }>(
+    `EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM sfw_exchange($1, $2, $3, $4, $4, $5, NULL, NULL, NULL)`,
+    [req.runnerId, items.length ? JSON.stringify(items) : null, req.types, req.slots, req.leaseMs],
+  );
+  const raw = rows[0]!['QUERY PLAN'];
+  const top = ((typeof raw === 'string' ? JSON.parse(raw) : raw) as Record<string, number>[])[0]!;
+  const { rows: next } = await db.query<ClaimedJson>(
+    `SELECT s.id, s.lease_token AS "leaseToken" FROM session_running r JOIN sessions s ON s.id = r.id
+     WHERE r.runner_id = $1`,
+    [req.runnerId],
+  );
+  return { ms: top['Execution Time']! + top['Planning Time']!, next };
+}
+
+/** The server's version and whether it can JIT-compile. */
+export async function serverInfo(
+  db: Queryable,
+): Promise<{ version: string; jit: string; jitAvailable: boolean }> {
+  const { rows } = await db.query<{ v: string; jit: string; avail: boolean }>(
+    `SELECT current_setting('server_version') AS v, current_setting('jit') AS jit, pg_jit_available() AS avail`,
+  );
+  return { version: rows[0]!.v, jit: rows[0]!.jit, jitAvailable: rows[0]!.avail };
 }

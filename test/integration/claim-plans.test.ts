@@ -77,7 +77,11 @@ function scanRows(node: PlanNode): number {
  * Postgres' own time and shared buffers touched for one statement (run for real, then rolled back), and,
  * through auto_explain, the plans of every statement it ran inside functions and triggers.
  */
-async function pgCost(sql: string, params: unknown[], keep = false): Promise<Cost> {
+async function pgCost(
+  sql: string,
+  params: unknown[],
+  { keep = false, on = client }: { keep?: boolean; on?: DbClient } = {},
+): Promise<Cost> {
   const nested: { text: string; plan: PlanNode }[] = [];
   const onNotice = (n: { message?: string }) => {
     const m = String(n.message ?? '');
@@ -86,10 +90,10 @@ async function pgCost(sql: string, params: unknown[], keep = false): Promise<Cos
     const doc = JSON.parse(m.slice(at)) as { 'Query Text': string; Plan: PlanNode };
     nested.push({ text: doc['Query Text'], plan: doc.Plan });
   };
-  await client.query('BEGIN');
-  client.on('notice', onNotice);
+  await on.query('BEGIN');
+  on.on('notice', onNotice);
   try {
-    const { rows } = await client.query<{ 'QUERY PLAN': unknown }>(
+    const { rows } = await on.query<{ 'QUERY PLAN': unknown }>(
       `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`,
       params,
     );
@@ -117,9 +121,32 @@ async function pgCost(sql: string, params: unknown[], keep = false): Promise<Cos
       plan: JSON.stringify(top.Plan),
     };
   } finally {
-    client.off('notice', onNotice);
-    await client.query(keep ? 'COMMIT' : 'ROLLBACK');
+    on.off('notice', onNotice);
+    await on.query(keep ? 'COMMIT' : 'ROLLBACK');
   }
+}
+
+/**
+ * Has auto_explain report, on this connection, the plans of the statements inside functions and triggers.
+ * A superuser loads it here; elsewhere the server preloads it and grants its settings (scripts/ci-postgres.sh).
+ */
+async function explainNested(c: DbClient): Promise<void> {
+  await c.query(`LOAD 'auto_explain'`).catch(async (err: unknown) => {
+    const { rows } = await c.query<{ v: string | null }>(
+      `SELECT current_setting('auto_explain.log_min_duration', true) AS v`,
+    );
+    if (rows[0]?.v == null)
+      throw new Error(`auto_explain is neither loadable nor preloaded: ${(err as Error).message}`);
+  });
+  await c.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+    SET auto_explain.log_analyze = on; SET auto_explain.log_format = json; SET auto_explain.log_level = notice`);
+}
+
+/** One call's cost within bounds: Postgres time, pages touched, and the rows any one scan read. */
+function expectCheap(c: Cost, maxBuffers = MAX_BUFFERS): void {
+  expect(c.ms, c.plan).toBeLessThan(MAX_MS);
+  expect(c.buffers, c.plan).toBeLessThan(maxBuffers);
+  expect(c.maxScanRows, c.worst).toBeLessThanOrEqual(1);
 }
 
 function exchangeCall(runner: string, done: ClaimedJson[], types: string[], slots: number, max: number) {
@@ -133,17 +160,7 @@ function exchangeCall(runner: string, done: ClaimedJson[], types: string[], slot
 beforeAll(async () => {
   ({ db } = await freshDb('claim-plans'));
   client = await db.connect();
-  // auto_explain reports the plans of the statements inside functions and triggers. A superuser loads it
-  // here; elsewhere the server preloads it and grants its settings (scripts/ci-postgres.sh).
-  await client.query(`LOAD 'auto_explain'`).catch(async (err: unknown) => {
-    const { rows } = await client.query<{ v: string | null }>(
-      `SELECT current_setting('auto_explain.log_min_duration', true) AS v`,
-    );
-    if (rows[0]?.v == null)
-      throw new Error(`auto_explain is neither loadable nor preloaded: ${(err as Error).message}`);
-  });
-  await client.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
-    SET auto_explain.log_analyze = on; SET auto_explain.log_format = json; SET auto_explain.log_level = notice`);
+  await explainNested(client);
   // Statistics change only when this file says so (autovacuum would otherwise analyze mid-test).
   for (const t of ['sessions', 'session_ready', 'session_scheduled', 'runner_health'])
     await db.query(`ALTER TABLE ${t} SET (autovacuum_enabled = false)`);
@@ -172,7 +189,7 @@ beforeAll(async () => {
     leaseMs: LEASE_MS,
   });
   const again = exchangeCall('warm-up', warm.claimed(), ['warm'], 2, 2);
-  await pgCost(again.sql, again.params, true);
+  await pgCost(again.sql, again.params, { keep: true });
 }, 180_000);
 
 afterAll(async () => {
@@ -200,15 +217,11 @@ describe('claim and completion cost (Postgres time, not wall clock)', () => {
     expect(first.claimedCount).toBe(10);
     const call = exchangeCall('w1', first.claimed(), ['work'], 10, 20);
     const cost = await pgCost(call.sql, call.params);
-    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
-    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
-    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(1);
+    expectCheap(cost);
     // The same on a connection whose plans are warm (PL/pgSQL caches them per connection).
     for (let i = 0; i < 12; i++) await pgCost(call.sql, call.params);
     const warm = await pgCost(call.sql, call.params);
-    expect(warm.ms, warm.plan).toBeLessThan(MAX_MS);
-    expect(warm.buffers).toBeLessThan(MAX_BUFFERS);
-    expect(warm.maxScanRows, warm.worst).toBeLessThanOrEqual(1);
+    expectCheap(warm);
   });
 
   it('completes a batch on its own after exchanges on the same connection, as cheaply as on a fresh one', async () => {
@@ -226,31 +239,24 @@ describe('claim and completion cost (Postgres time, not wall clock)', () => {
       .claimed()
       .map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded', result: null }));
     const cost = await pgCost('SELECT * FROM sfw_complete($1, NULL)', [JSON.stringify(items)]);
-    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
-    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
-    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(1);
+    expectCheap(cost);
   });
 
   it('a claim for one type costs nothing extra with 100,000 ready sessions of another type', async () => {
     await seedQueuedSessions(db, 'rare', 5);
     const call = exchangeCall('rare-1', [], ['rare'], 5, 5);
     const cost = await pgCost(call.sql, call.params);
-    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
-    expect(cost.buffers, cost.plan).toBeLessThan(600);
-    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(1);
+    expectCheap(cost, 600);
     // And an idle claim (nothing ready of its types at all) as little.
     const idle = exchangeCall('idle-1', [], ['nothing-here'], 5, 5);
     const idleCost = await pgCost(idle.sql, idle.params);
-    expect(idleCost.buffers, idleCost.plan).toBeLessThan(300);
-    expect(idleCost.maxScanRows, idleCost.worst).toBeLessThanOrEqual(1);
+    expectCheap(idleCost, 300);
   });
 
   it('a runner serving the deep type takes from its head, not the whole queue', async () => {
     const call = exchangeCall('deep-1', [], ['deep', 'rare', 'busy'], 10, 10);
     const cost = await pgCost(call.sql, call.params);
-    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
-    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
-    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(1);
+    expectCheap(cost);
   });
 
   // With no statistics of a type's rows the planner may read a few thousand of them and sort them (under
@@ -269,10 +275,8 @@ describe('claim and completion cost (Postgres time, not wall clock)', () => {
     expect(pick).toMatch(/Index (Only )?Scan using session_ready_claim_idx/);
     expect(pick).not.toMatch(/Seq Scan|Bitmap/);
     const call = exchangeCall('held-burst-runner', [], [type], 4, 4);
-    const cost = await pgCost(call.sql, call.params, true);
-    expect(cost.ms, cost.plan).toBeLessThan(MAX_MS);
-    expect(cost.buffers, cost.plan).toBeLessThan(MAX_BUFFERS);
-    expect(cost.maxScanRows, cost.worst).toBeLessThanOrEqual(1);
+    const cost = await pgCost(call.sql, call.params, { keep: true });
+    expectCheap(cost);
     const { rows } = await db.query<{ priority: number; created_at: Date }>(
       `SELECT priority, created_at FROM sessions WHERE claimed_by = 'held-burst-runner' ORDER BY created_at`,
     );
@@ -296,24 +300,9 @@ describe('claim and completion cost (Postgres time, not wall clock)', () => {
           maxConcurrency: 20,
           leaseMs: LEASE_MS,
         });
-        const items = first
-          .claimed()
-          .map((x) => ({ id: x.id, leaseToken: x.leaseToken, status: 'succeeded', result: {} }));
-        const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(
-          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM sfw_exchange($1, $2, $3, 10, 20, $4, NULL, NULL, NULL)`,
-          ['n1', JSON.stringify(items), ['work'], LEASE_MS],
-        );
-        const raw = rows[0]!['QUERY PLAN'];
-        const top = (
-          (typeof raw === 'string' ? JSON.parse(raw) : raw) as {
-            'Execution Time': number;
-            Plan: Record<string, number>;
-          }[]
-        )[0]!;
-        expect(top['Execution Time']).toBeLessThan(MAX_MS);
-        expect((top.Plan['Shared Hit Blocks'] ?? 0) + (top.Plan['Shared Read Blocks'] ?? 0)).toBeLessThan(
-          MAX_BUFFERS,
-        );
+        await explainNested(c);
+        const call = exchangeCall('n1', first.claimed(), ['work'], 10, 20);
+        expectCheap(await pgCost(call.sql, call.params, { on: c }));
       } finally {
         c.release();
       }

@@ -465,6 +465,17 @@ BEGIN
 END
 $$;
 
+-- A runner's free slots: what it asks for, within its max concurrency (sent with its claim, else the one
+-- it registered, else the scheduler's) less the sessions it runs now. The one rule by which the database
+-- holds every runner at or under its max concurrency; its callers hold the runner's lock.
+CREATE FUNCTION sfw_free_slots(p_runner text, p_slots integer, p_max integer) RETURNS integer
+LANGUAGE sql STABLE AS $$
+  SELECT least(p_slots,
+               coalesce(p_max, (SELECT h.max_concurrency FROM runner_health h WHERE h.runner_id = p_runner),
+                        (SELECT c.max_concurrency FROM scheduler_config c))
+               - (SELECT count(*) FROM session_running s WHERE s.runner_id = p_runner))::integer
+$$;
+
 -- Runners' exchanges with the queue in one call (one transaction, one commit, one round trip): the
 -- sessions each finished, then a claim of up to its free slots. Several runners' exchanges that reach an
 -- API replica together go in one call, so their completions are one statement and each group of runners
@@ -512,10 +523,7 @@ BEGIN
              e.ord, (SELECT array_agg(t ORDER BY t) FROM jsonb_array_elements_text(e.v -> 'types') t) AS types
       FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e(v, ord)
     ), f AS (
-      SELECT x.runner, x.ord, x.types,
-             least(x.slots, coalesce(x.max, h.max_concurrency, (SELECT c.max_concurrency FROM scheduler_config c))
-                            - (SELECT count(*) FROM session_running s WHERE s.runner_id = x.runner))::integer AS free
-      FROM x LEFT JOIN runner_health h ON h.runner_id = x.runner
+      SELECT x.runner, x.ord, x.types, sfw_free_slots(x.runner, x.slots, x.max) AS free FROM x
     )
     SELECT f.types, array_agg(f.runner ORDER BY f.ord) AS runners, array_agg(f.free ORDER BY f.ord) AS counts
     FROM f WHERE f.free > 0 AND f.types IS NOT NULL GROUP BY f.types
@@ -592,8 +600,6 @@ DECLARE
   w record;
   v_empty text[] := '{}';
   v_all text[];
-  v_max integer;
-  v_running integer;
   v_free integer;
   v_json json;
   v_got integer;
@@ -607,10 +613,7 @@ BEGIN
            FROM jsonb_to_recordset(p_waiters) AS x(runner text, types text[], slots integer, max integer) LOOP
     CONTINUE WHEN w.types <@ v_empty;
     CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('sfw.claim:' || w.runner, 0));
-    SELECT coalesce(w.max, r.max_concurrency, (SELECT max_concurrency FROM scheduler_config))
-    INTO v_max FROM (SELECT 1) one LEFT JOIN runner_health r ON r.runner_id = w.runner;
-    SELECT count(*) INTO v_running FROM session_running r WHERE r.runner_id = w.runner;
-    v_free := least(w.slots, v_max - v_running);
+    v_free := sfw_free_slots(w.runner, w.slots, w.max);
     CONTINUE WHEN v_free <= 0;
     v_json := sfw_claim(w.runner, w.types, v_free, p_lease_ms);
     v_got := json_array_length(v_json);
