@@ -5,13 +5,24 @@
 export const ERROR_CODES = {
   VALIDATION: { status: 400, retryable: false },
   BAD_JSON: { status: 400, retryable: false },
+  /** Malformed HTTP: a URL that does not decode, a request line or header Node cannot parse. */
+  BAD_REQUEST: { status: 400, retryable: false },
   UNAUTHORIZED: { status: 401, retryable: false },
   FORBIDDEN: { status: 403, retryable: false },
+  /** A state-changing request sent by another site's page (CSRF): refused whatever its token. */
+  CROSS_SITE: { status: 403, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
+  METHOD_NOT_ALLOWED: { status: 405, retryable: false },
+  REQUEST_TIMEOUT: { status: 408, retryable: true },
   LEASE_LOST: { status: 409, retryable: false },
   CONFLICT: { status: 409, retryable: false },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  URI_TOO_LONG: { status: 414, retryable: false },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
+  /** The Host header names no host this API serves (DNS rebinding): see ALLOWED_HOSTS. */
+  HOST_NOT_ALLOWED: { status: 421, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
+  HEADERS_TOO_LARGE: { status: 431, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
   INTERNAL: { status: 500, retryable: true },
   CONFIG: { status: 0, retryable: false },
@@ -59,6 +70,17 @@ export class LeaseLostError extends SfwError {
   override readonly name = 'LeaseLostError';
   constructor(sessionId: string) {
     super('LEASE_LOST', `lease lost for session ${sessionId}: it was recovered or finished elsewhere`);
+  }
+}
+
+/** A completion repeated under the same lease token with a different outcome: the first one stands. */
+export class CompletionConflictError extends SfwError {
+  override readonly name = 'CompletionConflictError';
+  constructor(sessionId: string) {
+    super(
+      'CONFLICT',
+      `session ${sessionId} was already completed under this lease with a different outcome; the first one stands`,
+    );
   }
 }
 

@@ -50,8 +50,20 @@ export interface ArtifactInfo {
   contentType: string;
 }
 
+/**
+ * An artifact as the database keeps it: `file` names the upload's own folder (a fresh id per upload), so
+ * an upload that loses its lease never touches a file another upload wrote. Entries without it (written
+ * before uploads had their own folders) live at the session folder's top.
+ */
+export interface StoredArtifact extends ArtifactInfo {
+  file?: string;
+}
+
 export const DEFAULT_SESSION_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_CONCURRENCY = 3;
 export const DEFAULT_POLL_INTERVAL_MS = 5000;
 /** Error message the guide's cleanup SQL writes for sessions whose runner vanished. */
 export const RUNNER_LOST_MESSAGE = 'Runner connection lost';
+/** Attempt-history message of a claim whose runner never confirmed it (its answer may have been lost). */
+export const UNCONFIRMED_MESSAGE =
+  'Claim never confirmed by its runner (its answer may have been lost): back in the queue without spending an attempt';

@@ -155,7 +155,7 @@ export const CompleteBatchBody = Type.Object(
 export type CompleteBatchBody = Static<typeof CompleteBatchBody>;
 export const CompleteOutcome = Type.Object({
   id: Type.String(),
-  outcome: literals(['accepted', 'lease-lost', 'not-found'] as const),
+  outcome: literals(['accepted', 'lease-lost', 'not-found', 'conflict'] as const),
   status: Type.Optional(SessionStatusSchema),
 });
 export type CompleteOutcome = Static<typeof CompleteOutcome>;

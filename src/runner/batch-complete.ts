@@ -90,6 +90,8 @@ export class CompletionBatcher {
           if (outcome === 'accepted') w.resolve();
           else if (outcome === 'not-found')
             w.reject(new ApiError(404, 'NOT_FOUND', `session ${w.id} not found`));
+          else if (outcome === 'conflict')
+            w.reject(new ApiError(409, 'CONFLICT', `session ${w.id} was already completed differently`));
           else w.reject(new ApiError(409, 'LEASE_LOST', `lease lost for session ${w.id}`));
         }
       },

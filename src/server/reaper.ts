@@ -35,7 +35,8 @@ export class Reaper {
 
   async runOnce() {
     const out = await reapSessions(this.db, this.graceMs);
-    if (out && out.requeued + out.errored + out.timedOut > 0) this.log?.info(out, 'recovered stale sessions');
+    if (out && out.returned + out.requeued + out.errored + out.timedOut > 0)
+      this.log?.info(out, 'recovered stale sessions');
     return out;
   }
 

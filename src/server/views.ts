@@ -27,7 +27,7 @@ export function sessionView(r: SessionRow): SessionView {
     cancelRequested: r.cancel_requested,
     result: r.result ?? null,
     errorMessage: r.error_message,
-    artifacts: r.artifacts,
+    artifacts: r.artifacts.map((a) => ({ name: a.name, size: a.size, contentType: a.contentType })),
     artifactOptions: r.artifact_options,
     attempts: r.attempts,
     idempotencyKey: r.idempotency_key,

@@ -2,7 +2,7 @@ import type { Queryable } from './db.js';
 
 /**
  * Fleet-wide numbers for /metrics and the dashboard. Histograms and totals come from the rollups the
- * triggers of migration 0002 keep (session_stats, session_minute_stats); queue depth from the partial
+ * triggers keep (session_stats, session_minute_stats); queue depth from the partial
  * indexes of queued and running sessions. Nothing here walks the finished history.
  */
 
@@ -46,8 +46,8 @@ export async function histograms(db: Queryable, kind: 'claim_wait' | 'duration')
       };
       series.set(key, s);
     }
-    // width_bucket: 0 is below the first bound (only for negative values, clamped to 0), n is above the last.
-    const i = Math.min(Math.max(r.bucket - 1, 0), bounds.length);
+    // sfw_stats_bucket: the index of the first bound >= the value (Prometheus' `le`); n is +Inf.
+    const i = Math.min(Math.max(r.bucket, 0), bounds.length);
     s.perBucket[i] = (s.perBucket[i] ?? 0) + r.count;
     s.count += r.count;
     s.sum += r.sum;

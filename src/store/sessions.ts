@@ -1,12 +1,13 @@
 import { uuidv7 } from '../core/ids.js';
-import { LeaseLostError, NotFoundError } from '../core/errors.js';
+import { CompletionConflictError, LeaseLostError, NotFoundError } from '../core/errors.js';
 import {
   DEFAULT_ARTIFACT_OPTIONS,
   DEFAULT_SESSION_TIMEOUT_MS,
   RUNNER_LOST_MESSAGE,
-  type ArtifactInfo,
+  UNCONFIRMED_MESSAGE,
   type ArtifactOptions,
   type AttemptRecord,
+  type StoredArtifact,
   type CompletionStatus,
   type SessionStatus,
 } from '../core/types.js';
@@ -38,7 +39,7 @@ export interface SessionRow {
   cancel_requested: boolean;
   result: unknown;
   error_message: string | null;
-  artifacts: ArtifactInfo[];
+  artifacts: StoredArtifact[];
   artifact_options: ArtifactOptions;
   attempts: AttemptRecord[];
   idempotency_key: string | null;
@@ -338,12 +339,14 @@ export interface Completion {
 /**
  * Records a runner's outcome, fenced by the lease token: only the holder of the current lease of a running
  * session can finish it. When the outcome is retryable and attempts remain, the session is queued again
- * with backoff. The same call repeated after success answers the stored session (safe to retry).
+ * with backoff. The same call repeated after success answers the stored session (safe to retry); a different
+ * outcome sent with the same lease token is refused (409 CONFLICT) and changes nothing.
  */
 export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
   const [out] = await completeSessions(db, [{ ...c, id }]);
   if (out?.outcome === 'accepted') return getSession(db, id);
   if (out?.outcome === 'not-found') throw new NotFoundError(`session ${id}`);
+  if (out?.outcome === 'conflict') throw new CompletionConflictError(id);
   throw new LeaseLostError(id);
 }
 
@@ -353,7 +356,7 @@ export interface CompletionItem extends Completion {
 
 export type CompletionOutcome =
   | { id: string; outcome: 'accepted'; status: SessionStatus }
-  | { id: string; outcome: 'lease-lost' | 'not-found' };
+  | { id: string; outcome: 'lease-lost' | 'not-found' | 'conflict' };
 
 function completionItems(items: CompletionItem[]) {
   return items.map((c) => ({
@@ -379,21 +382,45 @@ export async function completeSessions(db: Queryable, items: CompletionItem[]): 
   return outcomes(db, items, new Map(rows.map((r) => [r.id, r.status])));
 }
 
-/** Outcome per item; items not accepted now are looked up once (an earlier delivery, a lost lease, gone). */
+/**
+ * Outcome per item; items not accepted now are looked up once (an earlier delivery, a lost lease, gone). A
+ * repeat of the completion that ended the lease (same token, same status, error and result) is answered as
+ * accepted; a different outcome under the same token is a conflict: the stored one stands.
+ */
 async function outcomes(
   db: Queryable,
   items: CompletionItem[],
   accepted: Map<string, SessionStatus>,
 ): Promise<CompletionOutcome[]> {
-  const missing = items.filter((c) => !accepted.has(c.id)).map((c) => c.id);
-  const current = new Map((await findSessions(db, missing)).map((r) => [r.id, r]));
+  const missing = items.filter((c) => !accepted.has(c.id));
+  const current = new Map<string, { status: SessionStatus; lease_token: string | null; same: boolean }>();
+  if (missing.length > 0) {
+    const { rows } = await db.query<{
+      id: string;
+      status: SessionStatus;
+      lease_token: string | null;
+      same: boolean;
+    }>(
+      `SELECT s.id, s.status, s.lease_token,
+              (s.attempts -> -1 ->> 'status') IS NOT DISTINCT FROM i.status
+              AND (s.attempts -> -1 ->> 'errorMessage') IS NOT DISTINCT FROM i."errorMessage"
+              -- A retried attempt keeps no result; a final one keeps the one it was given.
+              AND (s.status = 'queued' OR s.result IS NOT DISTINCT FROM i.result) AS same
+       FROM jsonb_to_recordset($1::jsonb) AS i(id uuid, status text, result jsonb, "errorMessage" text)
+       JOIN sessions s ON s.id = i.id`,
+      [JSON.stringify(completionItems(missing))],
+    );
+    for (const r of rows) current.set(r.id, r);
+  }
   return items.map((c): CompletionOutcome => {
     const status = accepted.get(c.id);
     if (status) return { id: c.id, outcome: 'accepted', status };
     const now = current.get(c.id);
     if (!now) return { id: c.id, outcome: 'not-found' };
     if (now.lease_token === c.leaseToken && now.status !== 'running')
-      return { id: c.id, outcome: 'accepted', status: now.status };
+      return now.same
+        ? { id: c.id, outcome: 'accepted', status: now.status }
+        : { id: c.id, outcome: 'conflict' };
     return { id: c.id, outcome: 'lease-lost' };
   });
 }
@@ -417,25 +444,38 @@ export async function cancelSession(db: Queryable, id: string): Promise<SessionR
   return rows[0] ?? (await getSession(db, id));
 }
 
-/** Records an uploaded artifact, fenced by the lease of a running session. */
+/**
+ * Records an uploaded artifact, fenced by the lease of a running session, in place of one of the same
+ * name. Answers the stored entry it replaced (its file is no longer referenced), if any.
+ */
 export async function addArtifact(
   db: Queryable,
   id: string,
   leaseToken: string,
-  info: ArtifactInfo,
-): Promise<void> {
-  const { rowCount } = await db.query(
-    `UPDATE sessions SET
-       artifacts = (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM jsonb_array_elements(artifacts) a
-                    WHERE a->>'name' <> $3) || jsonb_build_array($4::jsonb),
-       updated_at = now()
-     WHERE id = $1 AND lease_token = $2::uuid AND status = 'running'`,
+  info: StoredArtifact,
+): Promise<{ replaced: StoredArtifact | null }> {
+  const { rows } = await db.query<{ replaced: StoredArtifact | null }>(
+    `WITH cur AS (
+       SELECT s.id, s.artifacts FROM sessions s
+       WHERE s.id = $1 AND s.lease_token = $2::uuid AND s.status = 'running'
+       FOR NO KEY UPDATE
+     ), u AS (
+       UPDATE sessions s SET
+         artifacts = (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM jsonb_array_elements(cur.artifacts) a
+                      WHERE a->>'name' <> $3) || jsonb_build_array($4::jsonb),
+         updated_at = now()
+       FROM cur WHERE s.id = cur.id
+       RETURNING s.id
+     )
+     SELECT (SELECT a FROM jsonb_array_elements(cur.artifacts) a WHERE a->>'name' = $3 LIMIT 1) AS replaced
+     FROM cur, (SELECT count(*) FROM u) n`,
     [id, leaseToken, info.name, JSON.stringify(info)],
   );
-  if (rowCount === 0) {
+  if (rows.length === 0) {
     await getSession(db, id);
     throw new LeaseLostError(id);
   }
+  return { replaced: rows[0]!.replaced };
 }
 
 /** Checks that the lease is current without changing anything (before an upload is written to disk). */
@@ -457,9 +497,11 @@ export async function requeueSessions(db: Queryable, runnerId: string, refs: Lea
   if (refs.length === 0) return [];
   const { rows } = await db.query<{ id: string; status: string }>(
     `WITH t AS (
+       -- Locked in id order (the locks are taken above the sort), like every writer of running sessions.
        SELECT s.id, s.claimed_at, s.attempt, s.cancel_requested FROM sessions s
        JOIN jsonb_to_recordset($2::jsonb) AS r(id uuid, "leaseToken" uuid) ON s.id = r.id AND s.lease_token = r."leaseToken"
        WHERE s.status = 'running' AND s.claimed_by = $1
+       ORDER BY s.id
        FOR UPDATE OF s
      ), u AS (
        -- A session cancelled while it ran ends cancelled: it is never handed to another runner.
@@ -471,6 +513,10 @@ export async function requeueSessions(db: Queryable, runnerId: string, refs: Lea
          lease_token = NULL, lease_expires_at = NULL,
          updated_at = now(),
          attempt = CASE WHEN t.cancel_requested THEN x.attempt ELSE x.attempt - 1 END,
+         -- Ready again from now (the queue-age and claim-wait numbers count from here); its next claim is
+         -- the same attempt, not a new claim.
+         run_at = CASE WHEN t.cancel_requested THEN x.run_at ELSE now() END,
+         returned = NOT t.cancel_requested,
          attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text,
            'status', CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'queued' END,
            'errorMessage', CASE WHEN t.cancel_requested THEN 'Cancelled while running'
@@ -487,6 +533,8 @@ export async function requeueSessions(db: Queryable, runnerId: string, refs: Lea
 }
 
 export interface ReapOutcome {
+  /** Claims never confirmed by their runner, back in the queue without spending an attempt. */
+  returned: number;
   requeued: number;
   errored: number;
   timedOut: number;
@@ -517,40 +565,54 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
       `WITH t AS (
          SELECT s.id, s.claimed_by, s.claimed_at, s.attempt,
                 (s.lease_expires_at < now()) AS lapsed, s.cancel_requested AS cancelled,
+                -- Never confirmed: the claim's answer may not have reached the runner. Back to the queue
+                -- without spending the attempt, a bounded number of times.
+                (s.lease_expires_at < now() AND s.confirmed_at IS NULL AND NOT s.cancel_requested
+                 AND s.unconfirmed_returns < sfw_unconfirmed_limit()) AS back,
                 (s.lease_expires_at < now()
                  AND sfw_retries('error', s.retry_on, s.attempt, s.max_attempts, s.cancel_requested)) AS retry
          FROM session_running r JOIN sessions s ON s.id = r.id
          WHERE s.status = 'running'
            AND (s.lease_expires_at < now() OR s.claimed_at + make_interval(secs => (s.timeout_ms + $1) / 1000.0) < now())
+         ORDER BY s.id
          FOR UPDATE OF s SKIP LOCKED
        ), u AS (
          UPDATE sessions x SET
            -- A session cancelled while it ran ends cancelled, never back in the queue.
-           status = CASE WHEN t.retry THEN 'queued' WHEN t.cancelled THEN 'cancelled' ELSE 'error' END,
-           error_message = CASE WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}'
+           status = CASE WHEN t.back OR t.retry THEN 'queued' WHEN t.cancelled THEN 'cancelled' ELSE 'error' END,
+           error_message = CASE WHEN t.back THEN x.error_message
+                                WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}'
                                 ELSE 'Session exceeded its timeout of ' || x.timeout_ms || ' ms and its runner did not end it' END,
-           finished_at = CASE WHEN t.retry THEN NULL ELSE now() END,
-           claimed_by = CASE WHEN t.retry THEN NULL ELSE x.claimed_by END,
-           run_at = CASE WHEN t.retry THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
+           finished_at = CASE WHEN t.back OR t.retry THEN NULL ELSE now() END,
+           claimed_by = CASE WHEN t.back OR t.retry THEN NULL ELSE x.claimed_by END,
+           run_at = CASE WHEN t.back THEN now() WHEN t.retry THEN now() + sfw_retry_delay(t.attempt) ELSE x.run_at END,
+           attempt = CASE WHEN t.back THEN x.attempt - 1 ELSE x.attempt END,
+           unconfirmed_returns = x.unconfirmed_returns + CASE WHEN t.back THEN 1 ELSE 0 END,
+           returned = t.back,
            -- Cleared so a late completion with the old token gets 409, not the answer to a repeat.
            lease_token = NULL,
            lease_expires_at = NULL,
            updated_at = now(),
-           attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', t.claimed_by, 'status', 'error',
-             'errorMessage', CASE WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}' ELSE 'Session exceeded its timeout' END,
+           attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', t.claimed_by,
+             'status', CASE WHEN t.back THEN 'queued' ELSE 'error' END,
+             'errorMessage', CASE WHEN t.back THEN '${UNCONFIRMED_MESSAGE}'
+                                  WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}' ELSE 'Session exceeded its timeout' END,
              'startedAt', t.claimed_at, 'finishedAt', now())
          FROM t
          WHERE x.id = t.id AND x.status = 'running'
            AND (x.lease_expires_at < now() OR x.claimed_at + make_interval(secs => (x.timeout_ms + $1) / 1000.0) < now())
-         RETURNING x.id, x.status, t.lapsed, t.claimed_by
+         RETURNING x.id, x.status, t.lapsed, t.back, t.claimed_by
        ), done AS (
          SELECT pg_notify('${DONE_CHANNEL}', id::text) FROM u WHERE status <> 'queued'
        ), wake AS (
          SELECT pg_notify('${SESSIONS_CHANNEL}', '') FROM (SELECT 1 FROM u WHERE status = 'queued' LIMIT 1) q
        )
-       SELECT CASE WHEN status = 'queued' THEN 'requeued' WHEN lapsed THEN 'errored' ELSE 'timedOut' END AS outcome,
-              count(*)::integer AS n, array_agg(claimed_by) AS runners,
-              array_agg(status <> 'cancelled') AS failed
+       SELECT CASE WHEN back THEN 'returned' WHEN status = 'queued' THEN 'requeued' WHEN lapsed THEN 'errored'
+                   ELSE 'timedOut' END AS outcome,
+              count(*)::integer AS n,
+              -- A returned session did not run an attempt: it adds nothing to its runner's totals.
+              array_agg(claimed_by) FILTER (WHERE NOT back) AS runners,
+              array_agg(status <> 'cancelled') FILTER (WHERE NOT back) AS failed
        FROM u, (SELECT count(*) FROM done) d, (SELECT count(*) FROM wake) w GROUP BY 1`,
       [graceMs],
     );
@@ -568,7 +630,7 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
         [runners, failed],
       );
     await client.query('COMMIT');
-    const out: ReapOutcome = { requeued: 0, errored: 0, timedOut: 0 };
+    const out: ReapOutcome = { returned: 0, requeued: 0, errored: 0, timedOut: 0 };
     for (const r of rows) out[r.outcome as keyof ReapOutcome] = r.n;
     return out;
   } catch (err) {

@@ -61,11 +61,13 @@ interface Row {
   attempt: number;
   error_message: string | null;
   attempts: { attempt: number; runnerId: string | null; status: string; errorMessage: string | null }[];
+  confirmed: boolean;
 }
 
 async function rows(target: TestApi, ids: string[]): Promise<Row[]> {
   const { rows: out } = await target.db.query<Row>(
-    'SELECT id, status, claimed_by, attempt, error_message, attempts FROM sessions WHERE id = ANY($1::uuid[])',
+    `SELECT id, status, claimed_by, attempt, error_message, attempts, confirmed_at IS NOT NULL AS confirmed
+     FROM sessions WHERE id = ANY($1::uuid[])`,
     [ids],
   );
   return out;
@@ -120,7 +122,11 @@ describe('fault injection', () => {
       ]);
       const ids = items.map((s) => s.id);
       await waitFor(
-        async () => (await rows(api, ids)).every((r) => r.status === 'running' && r.claimed_by === 'victim'),
+        // Running, and confirmed by the victim's first heartbeat: it is mid-session.
+        async () =>
+          (await rows(api, ids)).every(
+            (r) => r.status === 'running' && r.claimed_by === 'victim' && r.confirmed,
+          ),
         {
           timeoutMs: 20_000,
           what: 'the victim to run both sessions',
@@ -162,10 +168,14 @@ describe('fault injection', () => {
       const frozen = runner(api, 'frozen', { MAX_CONCURRENCY: '1' });
       await serving(frozen, 'frozen');
       const s = await api.client.createSession({ type: 'sleep', input: { ms: 1500 }, maxAttempts: 2 });
-      await waitFor(async () => (await rows(api, [s.id]))[0]?.claimed_by === 'frozen', {
-        timeoutMs: 20_000,
-        what: 'the frozen runner to claim the session',
-      });
+      await waitFor(
+        async () =>
+          (await rows(api, [s.id]))[0]?.claimed_by === 'frozen' && (await rows(api, [s.id]))[0]?.confirmed,
+        {
+          timeoutMs: 20_000,
+          what: 'the frozen runner to claim the session',
+        },
+      );
       frozen.child.kill('SIGSTOP');
       await waitFor(async () => (await rows(api, [s.id]))[0]?.status === 'queued', {
         timeoutMs: 20_000,

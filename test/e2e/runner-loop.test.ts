@@ -220,6 +220,17 @@ describe('runner loop', () => {
     const r = await startRunner(short, { runnerId: 'loop-lost', executor: exec, heartbeatIntervalMs: 2500 });
     try {
       const s = await short.client.createSession({ type: 'sleep', maxAttempts: 3 });
+      // The runner started it (as its first heartbeat would confirm; here the lease lapses before that).
+      await waitFor(
+        async () =>
+          (
+            await short.db.query(
+              `UPDATE sessions SET confirmed_at = now() WHERE id = $1 AND status = 'running' AND attempt = 1`,
+              [s.id],
+            )
+          ).rowCount === 1,
+        { timeoutMs: 5000, intervalMs: 20, what: 'attempt 1 to start' },
+      );
       const done = await short.client.waitUntilDone(s.id, { timeoutMs: 20_000 });
       expect(done.status).toBe('succeeded');
       expect(done.result).toEqual({ attempt: done.attempt });

@@ -36,13 +36,27 @@ async function row(id: string) {
   return rows[0]!;
 }
 
-async function claimOne(runnerId: string, type: string): Promise<ClaimedSession> {
+/**
+ * The runner's first heartbeat naming its sessions: it confirms it received the claim (a lapsed lease it
+ * never confirmed goes back to the queue without spending the attempt).
+ */
+async function confirm(runnerId: string, sessions: ClaimedSession[], via = api): Promise<void> {
+  await via.runnerClient.heartbeat(runnerId, {
+    activeSessions: sessions.length,
+    maxConcurrency: 1000,
+    sessions: sessions.map((c) => ({ id: c.id, leaseToken: c.leaseToken })),
+  });
+}
+
+/** Claims one session of `type` and confirms it (unless told not to), as a runner that starts it does. */
+async function claimOne(runnerId: string, type: string, confirmed = true): Promise<ClaimedSession> {
   const { sessions } = await api.runnerClient.claim(runnerId, {
     slots: 1,
     types: [type],
     maxConcurrency: 50,
   });
   expect(sessions).toHaveLength(1);
+  if (confirmed) await confirm(runnerId, sessions);
   return sessions[0]!;
 }
 
@@ -107,6 +121,64 @@ describe('a session cancelled while it ran', () => {
   });
 });
 
+describe('a claim its runner never confirmed', () => {
+  // The answer to a claim can be lost after the commit (the API died, the reply was lost after the
+  // kernel took it): the runner never heard of the session, and nobody ran it.
+  it('goes back to the queue without spending an attempt, ready at once, and counts no new claim', async () => {
+    const s = await api.client.createSession({ type: 'unconfirmed' }); // maxAttempts 1
+    const lost = await claimOne('unconfirmed-a', 'unconfirmed', false);
+    expect(lost.attempt).toBe(1);
+    await leasesLapsed([s.id]);
+    expect(await reaper.runOnce()).toMatchObject({ returned: 1, requeued: 0, errored: 0 });
+    const r = await row(s.id);
+    expect(r.status).toBe('queued');
+    expect(r.attempt).toBe(0);
+    expect(r.claimed_by).toBeNull();
+    expect(r.run_at.getTime()).toBeLessThanOrEqual(Date.now() + 50); // no backoff: it never ran
+    expect(r.attempts).toMatchObject([{ attempt: 1, status: 'queued', runnerId: 'unconfirmed-a' }]);
+    expect(r.attempts[0]!.errorMessage).toMatch(/never confirmed/);
+    // The runner's late word about it is refused; it adds nothing to the runner's totals.
+    await expect(
+      api.runnerClient.complete(s.id, { leaseToken: lost.leaseToken, status: 'succeeded' }),
+    ).rejects.toMatchObject({ httpStatus: 409 });
+    expect(await health('unconfirmed-a')).toEqual({ executed: 0, failures: 0 });
+
+    // Another runner gets it with its one attempt, runs it and ends it.
+    const next = await claimOne('unconfirmed-b', 'unconfirmed');
+    expect(next.attempt).toBe(1);
+    await api.runnerClient.complete(s.id, { leaseToken: next.leaseToken, status: 'succeeded' });
+    expect((await row(s.id)).status).toBe('succeeded');
+    // One claim counted for the session, not two.
+    const { rows } = await api.db.query<{ n: number }>(
+      `SELECT coalesce(sum(count), 0)::int AS n FROM session_stats WHERE kind = 'claim_wait' AND type = 'unconfirmed'`,
+    );
+    expect(rows[0]!.n).toBe(1);
+  });
+
+  it('is returned a bounded number of times, then spends attempts like any lapsed lease', async () => {
+    const s = await api.client.createSession({ type: 'unconfirmed-loop' });
+    for (let i = 0; i < 3; i++) {
+      await claimOne(`loop-${i}`, 'unconfirmed-loop', false);
+      await leasesLapsed([s.id]);
+      expect(await reaper.runOnce()).toMatchObject({ returned: 1 });
+    }
+    await claimOne('loop-3', 'unconfirmed-loop', false);
+    await leasesLapsed([s.id]);
+    expect(await reaper.runOnce()).toMatchObject({ returned: 0, errored: 1 });
+    const r = await row(s.id);
+    expect(r.status).toBe('error');
+    expect(r.attempts.map((a) => a.status)).toEqual(['queued', 'queued', 'queued', 'error']);
+  });
+
+  it('a confirmed claim spends its attempt when its lease lapses', async () => {
+    const s = await api.client.createSession({ type: 'confirmed' });
+    await claimOne('confirmed-a', 'confirmed');
+    await leasesLapsed([s.id]);
+    expect(await reaper.runOnce()).toMatchObject({ returned: 0, errored: 1 });
+    expect((await row(s.id)).status).toBe('error');
+  });
+});
+
 describe('lapsed leases', () => {
   it('requeues with backoff while attempts remain, then ends as error "Runner connection lost"', async () => {
     const s = await api.client.createSession({ type: 'lapse', maxAttempts: 2 });
@@ -152,6 +224,7 @@ describe('lapsed leases', () => {
     );
     expect(second.attempt).toBe(2);
     expect(second.leaseToken).not.toBe(first.leaseToken);
+    await confirm('lapse-b', [second]);
     await leasesLapsed([s.id]);
     expect(await reaper.runOnce()).toMatchObject({ requeued: 0, errored: 1 });
 
@@ -243,6 +316,7 @@ describe('the reaper racing completions', () => {
         maxConcurrency: 1000,
       });
       expect(sessions.length).toBeGreaterThan(0);
+      await confirm('race-runner', sessions);
       claimed.push(...sessions);
     }
     await leasesLapsed(items.map((s) => s.id));
@@ -321,10 +395,14 @@ describe('two API replicas', () => {
       );
       let claimed = 0;
       while (claimed < N) {
-        const { sessions } = await (claimed % 2 ? replicaA : replicaB).runnerClient.claim(
-          `replica-runner-${claimed % 2}`,
-          { slots: 40, types: ['replicas'], maxConcurrency: 1000 },
-        );
+        const via = claimed % 2 ? replicaA : replicaB;
+        const runner = `replica-runner-${claimed % 2}`;
+        const { sessions } = await via.runnerClient.claim(runner, {
+          slots: 40,
+          types: ['replicas'],
+          maxConcurrency: 1000,
+        });
+        await confirm(runner, sessions, via);
         claimed += sessions.length;
       }
       const ids = items.map((s) => s.id);

@@ -156,6 +156,39 @@ describe('retries', () => {
     ).rejects.toMatchObject({ httpStatus: 409 });
   });
 
+  it('refuses a repeat under the same lease with a different outcome (409), on every completion door', async () => {
+    const s = await api.client.createSession({ type: 'repeat-conflict' });
+    const c = await claim('repeat-conflict');
+    const first = { leaseToken: c.leaseToken, status: 'succeeded' as const, result: { items: [1, 2], n: 2 } };
+    await api.runnerClient.complete(s.id, first);
+    // Identical (keys in another order are the same JSON): answered as stored.
+    const same = await api.runnerClient.complete(s.id, {
+      leaseToken: c.leaseToken,
+      status: 'succeeded',
+      result: { n: 2, items: [1, 2] },
+    });
+    expect(same.status).toBe('succeeded');
+    // A different status, error or result under the same token: refused, the first one stands.
+    for (const other of [
+      { leaseToken: c.leaseToken, status: 'failed' as const, errorMessage: 'assertion failed' },
+      { leaseToken: c.leaseToken, status: 'succeeded' as const, result: { items: [1], n: 1 } },
+      { leaseToken: c.leaseToken, status: 'succeeded' as const },
+    ]) {
+      await expect(api.runnerClient.complete(s.id, other)).rejects.toMatchObject({
+        httpStatus: 409,
+        code: 'CONFLICT',
+      });
+      const batch = await api.runnerClient.completeMany('repeat-conflict-runner', [{ id: s.id, ...other }]);
+      expect(batch.items).toEqual([{ id: s.id, outcome: 'conflict' }]);
+    }
+    const stored = await api.client.getSession(s.id);
+    expect(stored.status).toBe('succeeded');
+    expect(stored.result).toEqual({ items: [1, 2], n: 2 });
+    expect(stored.attempts).toHaveLength(1);
+    const again = await api.runnerClient.completeMany('repeat-conflict-runner', [{ id: s.id, ...first }]);
+    expect(again.items).toEqual([{ id: s.id, outcome: 'accepted', status: 'succeeded' }]);
+  });
+
   it('validates maxAttempts and retryOn at enqueue', async () => {
     for (const body of [
       { type: 'x', maxAttempts: 0 },

@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { NotFoundError, SfwError } from '../../core/errors.js';
+import type { StoredArtifact } from '../../core/types.js';
 import { ArtifactParams, LeaseToken } from '../../protocol/schemas.js';
 import { addArtifact, assertLease, getSession } from '../../store/sessions.js';
 
@@ -19,13 +21,31 @@ const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/plain; charset=utf-8',
 };
 
-/** Artifact files live at <artifactsDir>/<session id>/<name>; names are checked by schema (no path parts). */
-export function artifactPath(dir: string, id: string, name: string): string {
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Artifact files live at <artifactsDir>/<session id>/<upload id>/<name> (names are checked by schema: no
+ * path parts). Each upload writes its own folder, which the database references only once the upload's
+ * lease was checked in the same statement that records it: an upload that lost its lease is removed and
+ * never touches a file another upload wrote.
+ */
+export function artifactPath(dir: string, id: string, name: string, upload?: string): string {
   const base = path.resolve(dir, id);
-  const file = path.resolve(base, name);
-  if (path.dirname(file) !== base)
+  const folder = upload === undefined ? base : path.resolve(base, upload);
+  const file = path.resolve(folder, name);
+  if (path.dirname(file) !== folder || (upload !== undefined && !UPLOAD_ID.test(upload)))
     throw new SfwError('VALIDATION', 'params.name: is not a safe artifact name', { path: 'params.name' });
   return file;
+}
+
+function storedPath(dir: string, id: string, a: StoredArtifact): string {
+  return artifactPath(dir, id, a.name, a.file);
+}
+
+/** Removes an upload's own folder (or a file of the earlier flat layout); missing is fine. */
+async function removeUpload(dir: string, id: string, a: StoredArtifact): Promise<void> {
+  const file = storedPath(dir, id, a);
+  await rm(a.file === undefined ? file : path.dirname(file), { recursive: true, force: true });
 }
 
 export async function artifactRoutes(fastify: FastifyInstance): Promise<void> {
@@ -57,18 +77,26 @@ export async function artifactRoutes(fastify: FastifyInstance): Promise<void> {
       const data = Buffer.isBuffer(body)
         ? body
         : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body ?? null));
-      const file = artifactPath(artifactsDir, id, name);
-      await mkdir(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-      await writeFile(tmp, data);
-      await rename(tmp, file);
-      const info = {
+      const info: StoredArtifact = {
         name,
         size: data.length,
         contentType: CONTENT_TYPES[path.extname(name).toLowerCase()] ?? 'application/octet-stream',
+        file: randomUUID(),
       };
-      await addArtifact(db, id, token, info);
-      return info;
+      const file = storedPath(artifactsDir, id, info);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, data);
+      let replaced: StoredArtifact | null;
+      try {
+        ({ replaced } = await addArtifact(db, id, token, info));
+      } catch (err) {
+        // Refused by the fence: nothing of this upload remains. (Another failure leaves the folder, which
+        // nothing references, rather than risk removing a file a commit just recorded.)
+        if (err instanceof SfwError) await removeUpload(artifactsDir, id, info);
+        throw err;
+      }
+      if (replaced) await removeUpload(artifactsDir, id, replaced).catch(() => undefined);
+      return { name: info.name, size: info.size, contentType: info.contentType };
     },
   );
 
@@ -80,7 +108,7 @@ export async function artifactRoutes(fastify: FastifyInstance): Promise<void> {
       const row = await getSession(db, id);
       const info = row.artifacts.find((a) => a.name === name);
       if (!info) throw new NotFoundError(`artifact ${name} of session ${id}`);
-      const file = artifactPath(artifactsDir, id, name);
+      const file = storedPath(artifactsDir, id, info);
       const st = await stat(file).catch(() => null);
       if (!st) throw new NotFoundError(`artifact file ${name} of session ${id}`);
       void reply.header('content-type', info.contentType).header('content-length', st.size);

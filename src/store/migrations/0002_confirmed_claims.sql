@@ -1,0 +1,277 @@
+-- Claims a runner never confirmed, one lock order for every writer of running sessions, histogram buckets
+-- as Prometheus counts them, and claim statistics that count each attempt once.
+--
+-- A claim is confirmed when its runner first names the session (a heartbeat renewing its lease, or its
+-- completion). A lease that lapses unconfirmed means the answer to the claim may never have reached the
+-- runner (the API died after the commit, the reply was lost after the kernel took it): the session goes
+-- back to the queue without spending an attempt, at most sfw_unconfirmed_limit() times, so a session that
+-- kills its runner before the first heartbeat still ends.
+ALTER TABLE sessions
+  ADD COLUMN confirmed_at timestamptz,
+  ADD COLUMN unconfirmed_returns integer NOT NULL DEFAULT 0,
+  -- Set while a session is back in the queue without having spent its attempt (hand-back, unconfirmed
+  -- claim): its next claim is the same attempt and is not counted as a new claim in the statistics.
+  ADD COLUMN returned boolean NOT NULL DEFAULT false;
+
+-- Sessions running at upgrade were claimed under the release without confirmation: treat them as confirmed
+-- (the earlier rule: a lapsed lease spends the attempt).
+UPDATE sessions s SET confirmed_at = s.claimed_at FROM session_running r WHERE s.id = r.id;
+
+CREATE FUNCTION sfw_unconfirmed_limit() RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 3 $$;
+
+-- The histogram bucket of a value as Prometheus counts it: the index of the first bound >= value (0-based;
+-- n, past the last bound, is +Inf). width_bucket files a value equal to a bound one bucket up.
+CREATE FUNCTION sfw_stats_bucket(p_kind text, p_value double precision) RETURNS smallint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT count(*)::smallint FROM unnest(sfw_stats_bounds(p_kind)) AS b WHERE b < p_value
+$$;
+-- Rows written by the release before counted width_bucket (bounds <= value): the same index except for a
+-- value exactly on a bound, which stays one bucket up. The readers use the new meaning from now on.
+
+CREATE OR REPLACE FUNCTION sfw_stats_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- The per-minute row first, in its own statement: every statistics write takes its shard's minute row
+  -- before any counter row, so two transactions sharing a shard queue on it instead of deadlocking.
+  -- A claim of a returned session (handed back, or its claim never confirmed) repeats the attempt already
+  -- counted: it is not a new claim and its wait is not counted again.
+  WITH t AS (
+    SELECT o.status AS old_status, n.status AS new_status,
+           (o.status = 'queued' AND n.status = 'running' AND NOT o.returned) AS claimed,
+           extract(epoch FROM n.claimed_at - o.run_at)::double precision AS wait_s,
+           extract(epoch FROM n.finished_at - n.claimed_at)::double precision AS run_s
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE o.status <> n.status
+  )
+  INSERT INTO session_minute_stats AS m (minute, shard, entered_queue, left_queue, claimed, claim_wait_sum,
+                                         finished, failed, duration_sum)
+  SELECT date_trunc('minute', now()), (pg_backend_pid() % 8)::smallint,
+         count(*) FILTER (WHERE new_status = 'queued'),
+         count(*) FILTER (WHERE old_status = 'queued'),
+         count(*) FILTER (WHERE claimed),
+         coalesce(sum(greatest(wait_s, 0)) FILTER (WHERE claimed), 0),
+         count(*) FILTER (WHERE new_status IN ('succeeded', 'failed', 'error', 'cancelled')),
+         count(*) FILTER (WHERE new_status IN ('failed', 'error')),
+         coalesce(sum(greatest(run_s, 0)) FILTER (WHERE old_status = 'running' AND new_status IN ('succeeded', 'failed', 'error', 'cancelled')), 0)
+  FROM t
+  HAVING count(*) > 0
+  ON CONFLICT (minute, shard) DO UPDATE SET
+    entered_queue = m.entered_queue + excluded.entered_queue,
+    left_queue = m.left_queue + excluded.left_queue,
+    claimed = m.claimed + excluded.claimed,
+    claim_wait_sum = m.claim_wait_sum + excluded.claim_wait_sum,
+    finished = m.finished + excluded.finished,
+    failed = m.failed + excluded.failed,
+    duration_sum = m.duration_sum + excluded.duration_sum;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+
+  WITH t AS (
+    SELECT n.type, o.status AS old_status, n.status AS new_status,
+           (o.status = 'queued' AND n.status = 'running' AND NOT o.returned) AS claimed,
+           extract(epoch FROM n.claimed_at - o.run_at)::double precision AS wait_s,
+           extract(epoch FROM n.finished_at - n.claimed_at)::double precision AS run_s
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE o.status <> n.status
+  ), ev AS (
+    SELECT 'claim_wait' AS kind, type, 'running' AS status, greatest(wait_s, 0) AS value FROM t
+    WHERE claimed
+    UNION ALL
+    SELECT 'duration', type, new_status, greatest(run_s, 0) FROM t
+    WHERE old_status = 'running' AND new_status IN ('succeeded', 'failed', 'error', 'cancelled') AND run_s IS NOT NULL
+    UNION ALL
+    SELECT 'finished', type, new_status, 0 FROM t
+    WHERE new_status IN ('succeeded', 'failed', 'error', 'cancelled')
+      AND old_status NOT IN ('succeeded', 'failed', 'error', 'cancelled')
+  )
+  INSERT INTO session_stats AS s (kind, type, status, bucket, shard, count, sum)
+  SELECT ev.kind, ev.type, ev.status,
+         CASE WHEN ev.kind = 'finished' THEN 0 ELSE sfw_stats_bucket(ev.kind, ev.value) END,
+         (pg_backend_pid() % 8)::smallint, count(*), coalesce(sum(ev.value), 0)
+  FROM ev
+  GROUP BY 1, 2, 3, 4, 5
+  ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (kind, type, status, bucket, shard)
+  DO UPDATE SET count = s.count + excluded.count, sum = s.sum + excluded.sum;
+  RETURN NULL;
+END
+$$;
+
+-- Locks running sessions in id order before a writer updates them: a batch UPDATE joined to its items
+-- locks rows in whatever order its plan reads them (a hash join over `sessions` reads them in heap order),
+-- so two writers of the same sessions could lock them in opposite orders. Every writer of several running
+-- sessions at once (completions, heartbeats, hand-backs, the reaper) takes this first.
+CREATE FUNCTION sfw_lock_sessions(p_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  -- The row locks are taken above the sort, so in id order whatever the plan reads first.
+  PERFORM 1 FROM (SELECT s.id FROM sessions s WHERE s.id = ANY (p_ids) ORDER BY s.id FOR NO KEY UPDATE OF s) l;
+END
+$$;
+
+-- The claim (see 0001): a fresh claim is unconfirmed and spends its attempt; `returned` is cleared.
+CREATE OR REPLACE FUNCTION sfw_claim_many(p_runners text[], p_counts integer[], p_types text[], p_lease_ms integer)
+RETURNS TABLE (runner_id text, claimed json) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_total integer;
+  v_ids uuid[];
+  v_to text[];
+BEGIN
+  SELECT sum(greatest(n, 0)) INTO v_total FROM unnest(p_counts) AS n;
+  IF v_total IS NULL OR v_total <= 0 THEN RETURN; END IF;
+  PERFORM sfw_promote_due(1000);
+  SELECT array_agg(c.id ORDER BY c.priority DESC, c.created_at, c.id) INTO v_ids FROM (
+    SELECT r.id, r.priority, r.created_at FROM unnest(p_types) AS t(type)
+    CROSS JOIN LATERAL (
+      SELECT q.id, q.priority, q.created_at FROM session_ready q
+      WHERE q.type = t.type
+      ORDER BY q.priority DESC, q.created_at, q.id
+      LIMIT v_total
+      FOR UPDATE SKIP LOCKED
+    ) r
+    ORDER BY r.priority DESC, r.created_at, r.id
+    LIMIT v_total
+  ) c;
+  IF v_ids IS NULL THEN RETURN; END IF;
+  -- The runner of each picked session, position by position.
+  SELECT array_agg(u.runner ORDER BY u.ord, k) INTO v_to
+  FROM unnest(p_runners, p_counts) WITH ORDINALITY AS u(runner, n, ord), generate_series(1, greatest(u.n, 0)) AS k;
+  RETURN QUERY
+  WITH c AS (
+    UPDATE sessions s SET
+      status = 'running',
+      claimed_by = v_to[array_position(v_ids, s.id)],
+      claimed_at = now(),
+      updated_at = now(),
+      attempt = s.attempt + 1,
+      lease_token = gen_random_uuid(),
+      lease_expires_at = now() + make_interval(secs => p_lease_ms / 1000.0),
+      confirmed_at = NULL,
+      returned = false
+    WHERE s.id = ANY (v_ids) AND s.status = 'queued'
+    RETURNING s.*
+  )
+  SELECT c.claimed_by,
+         json_agg(json_build_object(
+           'id', c.id, 'type', c.type, 'input', c.input, 'priority', c.priority, 'attempt', c.attempt,
+           'maxAttempts', c.max_attempts, 'timeoutMs', c.timeout_ms, 'leaseToken', c.lease_token,
+           'leaseExpiresAt', to_char(c.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'createdAt', to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'artifactOptions', c.artifact_options)
+         ORDER BY c.priority DESC, c.created_at, c.id)
+  FROM c GROUP BY c.claimed_by;
+END
+$$;
+
+-- The completion (see 0001), its rows locked in id order first (sfw_lock_sessions).
+CREATE OR REPLACE FUNCTION sfw_complete(p_items jsonb, p_skip_runners text[])
+RETURNS TABLE (id uuid, status text, claimed_by text, failed boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_ids uuid[];
+  v_status text[];
+  v_by text[];
+  v_failed boolean[];
+BEGIN
+  PERFORM sfw_lock_sessions(ARRAY(SELECT (x ->> 'id')::uuid FROM jsonb_array_elements(p_items) x));
+  WITH i AS (
+    SELECT x.id, x."leaseToken" AS token, x.status AS st, x.result AS res, x."errorMessage" AS err
+    FROM jsonb_to_recordset(p_items) AS x(id uuid, "leaseToken" uuid, status text, result jsonb, "errorMessage" text)
+    ORDER BY x.id
+  ), u AS (
+    UPDATE sessions s SET
+      status = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN 'queued' ELSE i.st END,
+      result = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN NULL ELSE i.res END,
+      error_message = i.err,
+      updated_at = now(),
+      finished_at = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN NULL ELSE now() END,
+      run_at = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN now() + sfw_retry_delay(s.attempt) ELSE s.run_at END,
+      claimed_by = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN NULL ELSE s.claimed_by END,
+      lease_expires_at = NULL,
+      confirmed_at = coalesce(s.confirmed_at, now()),
+      attempts = s.attempts || jsonb_build_object(
+        'attempt', s.attempt, 'runnerId', s.claimed_by, 'status', i.st, 'errorMessage', i.err,
+        'startedAt', s.claimed_at, 'finishedAt', now())
+    FROM i
+    WHERE s.id = i.id AND s.lease_token = i.token AND s.status = 'running'
+    -- The runner that ran it, from the attempt just recorded (claimed_by is cleared on a retry).
+    RETURNING s.id, s.status, i.st IN ('failed', 'error') AS failed, s.attempts -> -1 ->> 'runnerId' AS claimed_by
+  )
+  SELECT array_agg(u.id), array_agg(u.status), array_agg(u.claimed_by), array_agg(u.failed)
+  INTO v_ids, v_status, v_by, v_failed
+  FROM u;
+
+  -- Runner totals after the sessions and their statistics: the lock order of every writer (sessions, then
+  -- statistics, then runner_health), so no two of them wait on each other in a circle.
+  UPDATE runner_health rh SET
+    total_sessions_executed = rh.total_sessions_executed + c.n,
+    total_failures = rh.total_failures + c.f
+  FROM (SELECT b.by, count(*) AS n, count(*) FILTER (WHERE b.failed) AS f
+        FROM unnest(v_by, v_failed) AS b(by, failed)
+        WHERE NOT (b.by = ANY (coalesce(p_skip_runners, '{}'))) GROUP BY b.by ORDER BY b.by) c
+  WHERE rh.runner_id = c.by;
+  IF v_ids IS NULL THEN RETURN; END IF;
+  FOR k IN 0 .. (array_length(v_ids, 1) - 1) / 200 LOOP
+    PERFORM pg_notify('sfw_done', array_to_string(v_ids[k * 200 + 1 : (k + 1) * 200], ','));
+  END LOOP;
+  RETURN QUERY SELECT * FROM unnest(v_ids, v_status, v_by, v_failed);
+END
+$$;
+
+-- Heartbeats (see 0001): the leases' rows locked in id order first; a renewal confirms the claim.
+CREATE OR REPLACE FUNCTION sfw_heartbeats(p_beats jsonb, p_lease_ms integer)
+RETURNS TABLE (runner_id text, cancel uuid[], lost uuid[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+  -- Leases first, then the runners' rows: the order every completion and claim takes its locks in
+  -- (sessions, then runner_health), so a heartbeat batch and an exchange never wait on each other in a circle.
+  PERFORM sfw_lock_sessions(ARRAY(
+    SELECT (l ->> 'id')::uuid
+    FROM jsonb_to_recordset(p_beats) AS x(runner text, sessions jsonb), jsonb_array_elements(x.sessions) l));
+  RETURN QUERY
+  WITH refs AS (
+    SELECT x.runner, (l ->> 'id')::uuid AS id, (l ->> 'leaseToken')::uuid AS token
+    FROM jsonb_to_recordset(p_beats) AS x(runner text, sessions jsonb), jsonb_array_elements(x.sessions) l
+    ORDER BY 2
+  ), renewed AS (
+    UPDATE sessions s SET lease_expires_at = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now(),
+                          confirmed_at = coalesce(s.confirmed_at, now())
+    FROM refs
+    WHERE s.id = refs.id AND s.lease_token = refs.token AND s.status = 'running' AND s.claimed_by = refs.runner
+    RETURNING s.id, s.claimed_by, s.cancel_requested
+  )
+  SELECT x.runner,
+         coalesce((SELECT array_agg(n.id) FROM renewed n WHERE n.claimed_by = x.runner AND n.cancel_requested), '{}'),
+         coalesce((SELECT array_agg(f.id) FROM refs f WHERE f.runner = x.runner
+                   AND NOT EXISTS (SELECT 1 FROM renewed n WHERE n.id = f.id)), '{}')
+  FROM jsonb_to_recordset(p_beats) AS x(runner text);
+  WITH b AS (
+    SELECT * FROM jsonb_to_recordset(p_beats) AS x(runner text, status text, active integer, max integer,
+                                                   hostname text, version text, "startedAt" timestamptz,
+                                                   rss bigint, browser bigint, effective integer)
+    ORDER BY x.runner
+  ), u AS (
+    UPDATE runner_health r SET
+      status = coalesce(b.status, CASE WHEN r.status = 'stopped' THEN 'running' ELSE r.status END),
+      last_heartbeat = now(),
+      active_sessions = b.active,
+      max_concurrency = b.max,
+      hostname = coalesce(b.hostname, r.hostname),
+      version = coalesce(b.version, r.version),
+      started_at = coalesce(b."startedAt", r.started_at),
+      uptime_seconds = greatest(0, extract(epoch FROM now() - coalesce(b."startedAt", r.started_at)))::bigint,
+      memory_rss_bytes = coalesce(b.rss, r.memory_rss_bytes),
+      browser_memory_bytes = coalesce(b.browser, r.browser_memory_bytes),
+      effective_concurrency = coalesce(b.effective, r.effective_concurrency)
+    FROM b WHERE r.runner_id = b.runner
+    RETURNING r.runner_id
+  )
+  INSERT INTO runner_health (runner_id, status, active_sessions, max_concurrency, hostname, version, started_at,
+                             memory_rss_bytes, browser_memory_bytes, effective_concurrency, last_heartbeat)
+  SELECT b.runner, coalesce(b.status, 'running'), b.active, b.max, b.hostname, b.version,
+         coalesce(b."startedAt", now()), b.rss, b.browser, b.effective, now()
+  FROM b WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = b.runner)
+  ON CONFLICT (runner_id) DO NOTHING;
+
+END
+$$;
