@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import {
   chmod,
@@ -37,7 +37,84 @@ export interface EmbeddedPostgres {
 }
 
 const USER = 'postgres';
-const PASSWORD = 'postgres';
+/** The password of clusters made before each data folder had its own (replaced at their next start). */
+const LEGACY_PASSWORD = 'postgres';
+/** The superuser's password of this data folder's cluster, readable by its owner only. */
+const PASSWORD_FILE = 'pg.password';
+
+function newPassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+async function readPassword(root: string): Promise<string | undefined> {
+  const text = await readFile(path.join(root, PASSWORD_FILE), 'utf8').catch(() => undefined);
+  return text?.trim() || undefined;
+}
+
+async function writePassword(root: string, password: string): Promise<void> {
+  const file = path.join(root, PASSWORD_FILE);
+  await writeFile(`${file}.tmp`, `${password}\n`, { mode: 0o600 });
+  await chmod(`${file}.tmp`, 0o600);
+  await rename(`${file}.tmp`, file);
+}
+
+function serverUrl(password: string, port: number, database: string): string {
+  return `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+/**
+ * The password the cluster answers to: its file's, else one being set when a start was cut short, else
+ * the legacy one. Tried in that order against the running server.
+ */
+async function currentPassword(root: string, port: number, database: string): Promise<string> {
+  const candidates = [
+    await readPassword(root),
+    (await readFile(path.join(root, `${PASSWORD_FILE}.next`), 'utf8').catch(() => '')).trim() || undefined,
+    LEGACY_PASSWORD,
+  ].filter((p): p is string => p !== undefined);
+  for (const password of candidates) {
+    const c = new pg.Client({
+      connectionString: serverUrl(password, port, database),
+      connectionTimeoutMillis: 5000,
+    });
+    try {
+      await c.connect();
+      await c.end();
+      return password;
+    } catch (err) {
+      await c.end().catch(() => {});
+      if ((err as { code?: string }).code !== '28P01') throw err;
+    }
+  }
+  throw new ConfigError(
+    `the embedded Postgres in ${root} refuses the password in ${path.join(root, PASSWORD_FILE)}; ` +
+      'restore that file or use another DATA_DIR (or --data-dir)',
+  );
+}
+
+/**
+ * A cluster still on the shared legacy password (made before each data folder had its own) gets one of
+ * its own: written beside the final file first, set in the server, then moved into place, so a crash at
+ * any point leaves a password the next start finds.
+ */
+async function ownPassword(root: string, port: number, database: string, current: string): Promise<string> {
+  if (current !== LEGACY_PASSWORD) {
+    if ((await readPassword(root)) !== current) await writePassword(root, current);
+    return current;
+  }
+  const password = newPassword();
+  const next = path.join(root, `${PASSWORD_FILE}.next`);
+  await writeFile(next, `${password}\n`, { mode: 0o600 });
+  const c = new pg.Client({ connectionString: serverUrl(current, port, database) });
+  await c.connect();
+  try {
+    await c.query(`ALTER ROLE ${USER} PASSWORD '${password}'`);
+  } finally {
+    await c.end();
+  }
+  await rename(next, path.join(root, PASSWORD_FILE));
+  return password;
+}
 
 interface Binaries {
   postgres: string;
@@ -184,13 +261,13 @@ async function ensurePostgresUser(): Promise<void> {
 }
 
 /** initdb into pgDir, as the `postgres` user when we are root. */
-async function initialise(pgDir: string): Promise<void> {
+async function initialise(pgDir: string, password: string): Promise<void> {
   const bins = await binaries();
   const ids = postgresIds();
   await mkdir(pgDir, { recursive: true, mode: 0o700 });
   const pwDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-pw-'));
   const pwFile = path.join(pwDir, 'pw');
-  await writeFile(pwFile, `${PASSWORD}\n`, { mode: 0o600 });
+  await writeFile(pwFile, `${password}\n`, { mode: 0o600 });
   if (ids) {
     await chown(pgDir, ids.uid, ids.gid);
     await chmod(pwDir, 0o711);
@@ -202,7 +279,7 @@ async function initialise(pgDir: string): Promise<void> {
         bins.initdb,
         [
           `--pgdata=${pgDir}`,
-          '--auth=password',
+          '--auth=scram-sha-256',
           `--username=${USER}`,
           `--pwfile=${pwFile}`,
           '--lc-messages=C',
@@ -291,8 +368,10 @@ async function waitReady(url: string, deadlineMs: number, exited: () => string |
       await c.end();
       return;
     } catch (err) {
-      lastErr = err;
       await c.end().catch(() => {});
+      // Refusing the password is an answer: the server is up (the caller finds the right one).
+      if ((err as { code?: string }).code === '28P01') return;
+      lastErr = err;
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -349,11 +428,18 @@ export async function startEmbeddedPostgres(
   const pidInfo = await readPidFile(pgDir);
   if (pidInfo && pidInfo.pid > 0) {
     if (alive(pidInfo.pid) && isPostgresProcess(pidInfo.pid)) {
-      const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${pidInfo.port}/${database}`;
       const ownerPid = Number((await readFile(ownerFile, 'utf8').catch(() => '0')).trim());
       const adoptOwnership = !(ownerPid > 0 && ownerPid !== process.pid && alive(ownerPid));
       try {
-        await waitReady(url, 15_000, () => (alive(pidInfo.pid) ? null : 'server gone'));
+        await waitReady(serverUrl(LEGACY_PASSWORD, pidInfo.port, database), 15_000, () =>
+          alive(pidInfo.pid) ? null : 'server gone',
+        );
+        const current = await currentPassword(root, pidInfo.port, database);
+        const url = serverUrl(
+          await ownPassword(root, pidInfo.port, database, current),
+          pidInfo.port,
+          database,
+        );
         if (adoptOwnership) await writeFile(ownerFile, String(process.pid));
         return {
           url,
@@ -379,7 +465,9 @@ export async function startEmbeddedPostgres(
   if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
     await rm(pgDir, { recursive: true, force: true });
     try {
-      await initialise(pgDir);
+      // The password first: a cluster never exists without the file that opens it.
+      await writePassword(root, newPassword());
+      await initialise(pgDir, (await readPassword(root))!);
     } catch (err) {
       throw new Error(`could not initialise embedded Postgres in ${pgDir}: ${(err as Error).message}`, {
         cause: err,
@@ -439,11 +527,16 @@ export async function startEmbeddedPostgres(
     exitInfo = `code ${code ?? ''} signal ${signal ?? ''}; see ${logPath}`;
   });
   child.unref();
-  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
   const pid = child.pid ?? 0;
   await writeFile(ownerFile, String(process.pid));
+  let url: string;
   try {
-    await waitReady(url, 60_000, () => exitInfo);
+    await waitReady(serverUrl(LEGACY_PASSWORD, port, database), 60_000, () => exitInfo);
+    url = serverUrl(
+      await ownPassword(root, port, database, await currentPassword(root, port, database)),
+      port,
+      database,
+    );
   } catch (err) {
     await stopPid(pid);
     throw err;

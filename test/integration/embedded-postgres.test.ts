@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,41 @@ describe('embedded Postgres', () => {
     expect(second.port).toBe(first.port);
     expect(await query(second.url, 'SELECT v FROM kept')).toEqual([{ v: 'across restarts' }]);
     await stop(second);
+  });
+
+  it('is not open to other local processes: a password of its own, readable by its owner only', async () => {
+    const dir = await tempDir();
+    const s = await start(dir);
+    const file = path.join(dir, 'pg.password');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const password = (await readFile(file, 'utf8')).trim();
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    expect(decodeURIComponent(new URL(s.url).password)).toBe(password);
+    // The well-known password of a default install opens nothing.
+    const guess = new URL(s.url);
+    guess.password = 'postgres';
+    await expect(query(guess.toString(), 'SELECT 1')).rejects.toMatchObject({ code: '28P01' });
+    expect(await query(s.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    // A clean restart keeps the password.
+    await stop(s);
+    const again = await start(dir);
+    expect(again.url).toBe(s.url);
+  });
+
+  it('gives a cluster still on the shared default password one of its own at its next start', async () => {
+    const dir = await tempDir();
+    const s = await start(dir);
+    // As a cluster made by an earlier release: the shared password, and no file.
+    await query(s.url, `ALTER ROLE postgres PASSWORD 'postgres'`);
+    await rm(path.join(dir, 'pg.password'));
+    await stop(s);
+    const again = await start(dir);
+    const password = (await readFile(path.join(dir, 'pg.password'), 'utf8')).trim();
+    expect(password).not.toBe('postgres');
+    expect(decodeURIComponent(new URL(again.url).password)).toBe(password);
+    const guess = new URL(again.url);
+    guess.password = 'postgres';
+    await expect(query(guess.toString(), 'SELECT 1')).rejects.toMatchObject({ code: '28P01' });
   });
 
   it('adopts the server left running by a kill -9 of its owner process, data kept', async () => {

@@ -127,7 +127,11 @@ if (!BIN && !REQUIRED) {
       expect(waited.finishedAt).toEqual(expect.any(String));
       // The completion is answered again when repeated (idempotent), also through the other replica.
       expect(
-        await a.runnerClient.complete(created.id, { leaseToken: claimed.leaseToken, status: 'succeeded' }),
+        await a.runnerClient.complete(created.id, {
+          leaseToken: claimed.leaseToken,
+          status: 'succeeded',
+          result: { ok: true },
+        }),
       ).toMatchObject({ status: 'succeeded' });
     });
 
@@ -146,7 +150,13 @@ if (!BIN && !REQUIRED) {
       const created = await a.client.createSession({ type: 'pgb-lapse', maxAttempts: 2 });
       const first = (await b.runnerClient.claim('pgb-lost', { slots: 1, types: ['pgb-lapse'] })).sessions[0]!;
       expect(first.id).toBe(created.id);
-      // No heartbeat: the lease lapses and a replica's reaper requeues it with backoff.
+      // One heartbeat confirms the claim (the runner started it), then none: the lease lapses and a
+      // replica's reaper requeues it with backoff.
+      await b.runnerClient.heartbeat('pgb-lost', {
+        activeSessions: 1,
+        maxConcurrency: 3,
+        sessions: [{ id: first.id, leaseToken: first.leaseToken }],
+      });
       const requeued = await waitFor(
         async () => {
           const s = await a.client.getSession(created.id);
