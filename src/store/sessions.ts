@@ -517,11 +517,11 @@ export async function requeueSessions(db: Queryable, runnerId: string, refs: Lea
          -- the same attempt, not a new claim.
          run_at = CASE WHEN t.cancel_requested THEN x.run_at ELSE now() END,
          returned = NOT t.cancel_requested,
-         attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', $1::text,
-           'status', CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'queued' END,
-           'errorMessage', CASE WHEN t.cancel_requested THEN 'Cancelled while running'
-                                ELSE 'Runner stopped: handed back to the queue' END,
-           'startedAt', t.claimed_at, 'finishedAt', now())
+         attempts = x.attempts || sfw_attempt(t.attempt, $1::text,
+           CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+           CASE WHEN t.cancel_requested THEN 'Cancelled while running'
+                ELSE 'Runner stopped: handed back to the queue' END,
+           t.claimed_at)
        FROM t WHERE x.id = t.id
        RETURNING x.id, x.status
      ), wake AS (SELECT pg_notify('${SESSIONS_CHANNEL}', ''))
@@ -593,11 +593,11 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
            lease_token = NULL,
            lease_expires_at = NULL,
            updated_at = now(),
-           attempts = x.attempts || jsonb_build_object('attempt', t.attempt, 'runnerId', t.claimed_by,
-             'status', CASE WHEN t.back THEN 'queued' ELSE 'error' END,
-             'errorMessage', CASE WHEN t.back THEN '${UNCONFIRMED_MESSAGE}'
-                                  WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}' ELSE 'Session exceeded its timeout' END,
-             'startedAt', t.claimed_at, 'finishedAt', now())
+           attempts = x.attempts || sfw_attempt(t.attempt, t.claimed_by,
+             CASE WHEN t.back THEN 'queued' ELSE 'error' END,
+             CASE WHEN t.back THEN '${UNCONFIRMED_MESSAGE}'
+                  WHEN t.lapsed THEN '${RUNNER_LOST_MESSAGE}' ELSE 'Session exceeded its timeout' END,
+             t.claimed_at)
          FROM t
          WHERE x.id = t.id AND x.status = 'running'
            AND (x.lease_expires_at < now() OR x.claimed_at + make_interval(secs => (x.timeout_ms + $1) / 1000.0) < now())

@@ -142,6 +142,12 @@ describe('retries', () => {
     expect(done.status).toBe('succeeded');
     expect(done.result).toEqual({ ok: true });
     expect(done.attempts.map((a) => a.status)).toEqual(['failed', 'error', 'succeeded']);
+    // Times in the history are written like every other time of the API.
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    for (const a of done.attempts) {
+      expect(a.startedAt).toMatch(iso);
+      expect(a.finishedAt).toMatch(iso);
+    }
     // A repeat of the accepted completion (its answer lost on the wire) is answered, not refused.
     const repeat = await api.runnerClient.complete(s.id, {
       leaseToken: c3.leaseToken,

@@ -17,6 +17,18 @@ ALTER TABLE sessions
 -- (the earlier rule: a lapsed lease spends the attempt).
 UPDATE sessions s SET confirmed_at = s.claimed_at FROM session_running r WHERE s.id = r.id;
 
+-- A time as the API writes every time: UTC, milliseconds, `Z` (2026-12-01T23:02:56.802Z).
+CREATE FUNCTION sfw_time(p_at timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+
+-- One entry of a session's attempt history, ending now: the one builder every writer of the history uses.
+CREATE FUNCTION sfw_attempt(p_attempt integer, p_runner text, p_status text, p_error text, p_started timestamptz)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT jsonb_build_object('attempt', p_attempt, 'runnerId', p_runner, 'status', p_status,
+                            'errorMessage', p_error, 'startedAt', sfw_time(p_started), 'finishedAt', sfw_time(now()))
+$$;
+
 CREATE FUNCTION sfw_unconfirmed_limit() RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 3 $$;
 
 -- The histogram bucket of a value as Prometheus counts it: the index of the first bound >= value (0-based;
@@ -153,8 +165,7 @@ BEGIN
          json_agg(json_build_object(
            'id', c.id, 'type', c.type, 'input', c.input, 'priority', c.priority, 'attempt', c.attempt,
            'maxAttempts', c.max_attempts, 'timeoutMs', c.timeout_ms, 'leaseToken', c.lease_token,
-           'leaseExpiresAt', to_char(c.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-           'createdAt', to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'leaseExpiresAt', sfw_time(c.lease_expires_at), 'createdAt', sfw_time(c.created_at),
            'artifactOptions', c.artifact_options)
          ORDER BY c.priority DESC, c.created_at, c.id)
   FROM c GROUP BY c.claimed_by;
@@ -188,9 +199,7 @@ BEGIN
       claimed_by = CASE WHEN sfw_retries(i.st, s.retry_on, s.attempt, s.max_attempts, s.cancel_requested) THEN NULL ELSE s.claimed_by END,
       lease_expires_at = NULL,
       confirmed_at = coalesce(s.confirmed_at, now()),
-      attempts = s.attempts || jsonb_build_object(
-        'attempt', s.attempt, 'runnerId', s.claimed_by, 'status', i.st, 'errorMessage', i.err,
-        'startedAt', s.claimed_at, 'finishedAt', now())
+      attempts = s.attempts || sfw_attempt(s.attempt, s.claimed_by, i.st, i.err, s.claimed_at)
     FROM i
     WHERE s.id = i.id AND s.lease_token = i.token AND s.status = 'running'
     -- The runner that ran it, from the attempt just recorded (claimed_by is cleared on a retry).
