@@ -13,7 +13,7 @@ import { runServers } from './parts/servers.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
- * table per part and writes bench/results/<part>-<date>.json. BENCH_SMOKE=1: tiny sizes, seconds.
+ * table per part and writes bench/results/runs/<part>-<date>.json. BENCH_SMOKE=1: tiny sizes, seconds.
  */
 
 export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> = {

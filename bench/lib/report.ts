@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 /** What every result file records: the machine, the versions, the date and the command. */
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
+/** Where runs write their files (not kept in the repository). */
+export const RESULTS_DIR = path.join(ROOT, 'bench', 'results', 'runs');
+/** The result files the documentation cites, kept in the repository. */
+export const CITED_DIR = path.join(ROOT, 'bench', 'results');
 
 export type Row = Record<string, string | number | boolean | null>;
 
@@ -91,7 +94,7 @@ export function environment(postgresVersion: string, smoke: boolean): Environmen
   };
 }
 
-/** Writes bench/results/<part>-<date>.json (or the smoke folder) and returns its path. */
+/** Writes bench/results/runs/<part>-<date>.json (or the smoke folder) and returns its path. */
 export async function writeResult(env: Environment, result: PartResult, dir = RESULTS_DIR): Promise<string> {
   await mkdir(dir, { recursive: true });
   const stamp = env.date.replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');

@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { PARTS, runBench } from '../../bench/run.js';
+import { CITED_DIR, ROOT } from '../../bench/lib/report.js';
 
 /**
  * The benchmark harness still runs end to end at tiny sizes (BENCH_SMOKE): every part produces rows and
@@ -61,5 +62,24 @@ describe('bench smoke', () => {
     expect(fleet.rows[0]!['PG xact/s']).toBeGreaterThan(0);
     expect(fleet.rows[0]!['wake p50 ms']).toBeGreaterThan(0);
     expect(fleet.rows[0]!['burst sessions/s']).toBeGreaterThan(0);
+  });
+
+  it('keeps in bench/results exactly the result files the documentation cites', async () => {
+    const docs = await Promise.all(
+      [
+        'README.md',
+        ...(await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
+      ].map((f) => readFile(path.join(ROOT, f), 'utf8')),
+    );
+    const cited = new Set(docs.join('\n').match(/[a-z]+-\d{4}-\d\d-\d\dT[\d-]+Z\.json/g) ?? []);
+    const kept = new Set((await readdir(CITED_DIR)).filter((f) => f.endsWith('.json')));
+    expect(
+      [...kept].filter((f) => !cited.has(f)),
+      'kept but cited nowhere',
+    ).toEqual([]);
+    expect(
+      [...cited].filter((f) => !kept.has(f)),
+      'cited but missing',
+    ).toEqual([]);
   });
 });
