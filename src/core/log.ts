@@ -5,8 +5,10 @@ export type { Logger };
 
 /**
  * Structured JSON logs (pino), one line per event, with runner and session ids as fields. Tokens and
- * secrets are redacted wherever they appear in a logged object. On a terminal the same events are printed
- * readably (LOG_FORMAT=json keeps JSON there too).
+ * `secret`/`secrets` fields (of a session's input and its flow values too) are redacted by path in a logged
+ * object; the values of a session's `secret*` fields are also taken out of every message its executor
+ * produces (src/sessions/redact.ts). On a terminal the same events are printed readably (LOG_FORMAT=json
+ * keeps JSON there too).
  */
 export function createLogger(
   level: string,
@@ -29,9 +31,18 @@ export function createLogger(
         '*.apiToken',
         '*.runnerToken',
         '*.leaseToken',
+        'secret',
+        'secrets',
         '*.secret',
+        '*.secrets',
         'input.secret',
         'input.secrets',
+        '*.input.secret',
+        '*.input.secrets',
+        'input.input.secret',
+        'input.input.secrets',
+        '*.input.input.secret',
+        '*.input.input.secrets',
       ],
       censor: '[redacted]',
     },

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
+import { fillSelector, fillText, hasPlaceholder } from './placeholders.js';
 
 /**
  * Steps of the built-in `flow` session type. The server checks a flow at enqueue with these schemas;
@@ -140,11 +141,22 @@ export interface FlowStepResult {
   ok: boolean;
   ms: number;
   error?: string;
+  /** Something the step changed to keep its output, e.g. characters Postgres cannot store replaced. */
+  warning?: string;
 }
 
 export interface FlowResult {
   extracted: Record<string, unknown>;
   steps: FlowStepResult[];
+  /** One line per kept-but-changed output (`extracted.<as>: …`); absent when there is none. */
+  warnings?: string[];
+}
+
+/** Names an `as` may not take: on a JavaScript object they reach the prototype, not a value. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+export function reservedNameMessage(name: string): string {
+  return `"${name}" is reserved (__proto__, constructor and prototype cannot name a value): choose another name`;
 }
 
 /** Finds the first problem in a flow input, as `{path, message}` with a path under `input`, or null. */
@@ -186,6 +198,28 @@ export function checkFlowInput(input: unknown): { path: string; message: string 
         return { path: at, message: 'assert needs one of text, visible or count' };
       }
     }
+    const problem = checkFilled(step as { selector?: string; as?: string }, input as Record<string, unknown>);
+    if (problem) return { path: `${at}.${problem.field}`, message: problem.message };
+  }
+  return null;
+}
+
+/**
+ * What placeholders make of a step's selector and `as`, with the values the input has (a placeholder
+ * without a value fails its step when it runs, with its name).
+ */
+function checkFilled(
+  step: { selector?: string; as?: string },
+  input: Record<string, unknown>,
+): { field: string; message: string } | null {
+  if (step.as !== undefined) {
+    const filled = hasPlaceholder(step.as) ? fillText(step.as, input) : { text: step.as };
+    if ('text' in filled && RESERVED_NAMES.has(filled.text))
+      return { field: 'as', message: reservedNameMessage(filled.text) };
+  }
+  if (step.selector !== undefined && hasPlaceholder(step.selector)) {
+    const filled = fillSelector(step.selector, input);
+    if ('refused' in filled) return { field: 'selector', message: filled.refused };
   }
   return null;
 }

@@ -2,6 +2,7 @@ import { lazyChild, type Logger } from '../core/log.js';
 import { SfwError } from '../core/errors.js';
 import { backoff, sleep } from '../sdk/client.js';
 import type { CompleteBody } from '../protocol/schemas.js';
+import { storableCompletion } from '../protocol/text.js';
 
 /**
  * Delivery of finished results. A result is kept until the API accepts it or answers that the lease is
@@ -19,6 +20,24 @@ export interface Report {
 }
 
 export type ReportOutcome = 'accepted' | 'lease-lost' | 'abandoned';
+
+/**
+ * A finished session's completion as the API can store it (src/protocol/text.ts): the error message
+ * without terminal colour codes and within bounds, and no text Postgres refuses (NUL, half of a UTF-16
+ * pair: replaced with U+FFFD, counted in `replaced`), so a result is never lost over a few characters.
+ */
+export function completionBody(
+  leaseToken: string,
+  outcome: Pick<CompleteBody, 'status' | 'result' | 'errorMessage'>,
+): { body: CompleteBody; replaced: number } {
+  const { completion, replaced } = storableCompletion({
+    leaseToken,
+    status: outcome.status,
+    ...(outcome.result === undefined ? {} : { result: outcome.result }),
+    ...(outcome.errorMessage === undefined ? {} : { errorMessage: outcome.errorMessage }),
+  } satisfies CompleteBody);
+  return { body: completion, replaced };
+}
 
 export interface ReportQueueDeps {
   complete(id: string, body: CompleteBody): Promise<unknown>;

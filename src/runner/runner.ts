@@ -10,7 +10,7 @@ import {
   SessionBudget,
   effectiveConcurrency,
 } from './admission.js';
-import { ReportQueue, httpStatusOf, isLeaseGone, isPermanentRefusal } from './reports.js';
+import { ReportQueue, completionBody, httpStatusOf, isLeaseGone, isPermanentRefusal } from './reports.js';
 import { ConfigError } from '../core/errors.js';
 
 /**
@@ -529,18 +529,16 @@ export class Runner {
       default:
         break;
     }
+    const { body, replaced } = completionBody(s.leaseToken, outcome);
+    if (replaced > 0)
+      log.warn({ replaced }, 'characters Postgres cannot store replaced with U+FFFD in the result');
     log.info(
-      { status: outcome.status, ms, ...(outcome.errorMessage ? { error: outcome.errorMessage } : {}) },
+      { status: body.status, ms, ...(body.errorMessage ? { error: body.errorMessage } : {}) },
       'session finished',
     );
     const result = await this.reports.submit({
       sessionId: s.id,
-      body: {
-        leaseToken: s.leaseToken,
-        status: outcome.status,
-        ...(outcome.result === undefined ? {} : { result: outcome.result }),
-        ...(outcome.errorMessage === undefined ? {} : { errorMessage: outcome.errorMessage.slice(0, 65536) }),
-      },
+      body,
       before: Promise.allSettled(uploads),
     });
     if (result !== 'abandoned') this.release(s.id, s.leaseToken);

@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import type { BrowserContext, ConsoleMessage, Page } from 'playwright-core';
 import type { ArtifactMode } from '../core/types.js';
 import type { ClaimedSession } from '../protocol/schemas.js';
-import type { FlowSessionInput } from '../protocol/flow.js';
+import type { FlowResult, FlowSessionInput } from '../protocol/flow.js';
+import { storableJson, stripAnsi } from '../protocol/text.js';
 import { logFn, type LogFn, type LogSink } from '../browser/log.js';
 import type { BrowserLease, BrowserPool } from '../browser/pool.js';
 import { FlowStepError, runFlow } from './flow.js';
+import { createRedactor, redactJson, type Redact } from './redact.js';
 import type { SessionType } from './registry.js';
 
 export type ExecutionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
@@ -81,11 +83,14 @@ class ConsoleLines {
   private bytes = 0;
   private dropped = 0;
 
-  add(line: string): void {
-    if (this.lines.length >= CONSOLE_MAX_LINES || this.bytes + line.length > CONSOLE_MAX_BYTES) {
+  constructor(private readonly redact: Redact) {}
+
+  add(raw: string): void {
+    if (this.lines.length >= CONSOLE_MAX_LINES || this.bytes + raw.length > CONSOLE_MAX_BYTES) {
       this.dropped++;
       return;
     }
+    const line = this.redact(raw);
     this.lines.push(line);
     this.bytes += line.length + 1;
   }
@@ -113,9 +118,29 @@ async function bounded<T>(work: Promise<T>, ms: number): Promise<T | undefined> 
  * Runs one claimed session to an outcome: validates its input, leases a browser context, runs the flow
  * or the code session under the session's timeout, records artifacts, and always releases the context.
  * Statuses: a throw or the timeout → `failed`; the browser crashing → `error`; the runner's signal →
- * `cancelled`. Artifact uploads never change the outcome.
+ * `cancelled`. Artifact uploads never change the outcome. What leaves (the error message, a flow's step
+ * results, the session's log lines) carries no secret of the input (src/sessions/redact.ts) and no
+ * terminal colour codes.
  */
 export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOutcome> {
+  const redact = createRedactor(opts.session.input);
+  return outgoing(await execute(opts, redact), redact, opts.type.kind === 'flow');
+}
+
+function outgoing(outcome: ExecutionOutcome, redact: Redact, flow: boolean): ExecutionOutcome {
+  const out: ExecutionOutcome = { ...outcome };
+  if (out.errorMessage !== undefined) out.errorMessage = redact(stripAnsi(out.errorMessage));
+  const result = out.result as FlowResult | undefined;
+  if (flow && result && Array.isArray(result.steps)) {
+    out.result = {
+      ...result,
+      steps: result.steps.map((s) => (s.error === undefined ? s : { ...s, error: redact(s.error) })),
+    };
+  }
+  return out;
+}
+
+async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionOutcome> {
   const { session, type } = opts;
   const log: LogFn = logFn(opts.log);
   if (opts.signal.aborted) return { status: 'cancelled', errorMessage: 'cancelled before it started' };
@@ -153,7 +178,7 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
     timeout.reason = reason;
     abortOnTimeout(reason);
   }, timeoutMs);
-  const consoleLines = new ConsoleLines();
+  const consoleLines = new ConsoleLines(redact);
   const upload = async (name: string, data: Buffer, contentType: string) => {
     if (!ARTIFACT_NAME.test(name)) {
       log(
@@ -189,7 +214,7 @@ export async function executeSession(opts: ExecuteOptions): Promise<ExecutionOut
         aborted.dispose();
       }
     }
-    return await runWithLease(opts, input, lease, signal, timeout, consoleLines, upload, log);
+    return await runWithLease(opts, input, lease, signal, timeout, consoleLines, upload, log, redact);
   } finally {
     clearTimeout(timer);
     if (onRunnerAbort) opts.signal.removeEventListener('abort', onRunnerAbort);
@@ -214,6 +239,7 @@ async function runWithLease(
   consoleLines: ConsoleLines,
   upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
   log: LogFn,
+  redact: Redact,
 ): Promise<ExecutionOutcome> {
   const { session, type } = opts;
   const page = lease?.page;
@@ -231,7 +257,7 @@ async function runWithLease(
   }
   const userLog = (message: string, data?: Record<string, unknown>) => {
     consoleLines.add(`${new Date().toISOString()} log: ${message}${data ? ` ${safeJson(data)}` : ''}`);
-    log(message, { sessionId: session.id, ...data });
+    log(redact(message), { sessionId: session.id, ...(data ? redactedData(data, redact) : {}) });
   };
   const artifacts = {
     add: (name: string, data: Buffer, contentType = 'application/octet-stream') =>
@@ -257,7 +283,14 @@ async function runWithLease(
         : type.run(page && context ? { page, context, ...base } : base);
     work.catch(() => {});
     const result = await Promise.race([work, aborted.promise, gone.promise]);
-    outcome = { status: 'succeeded', result: toJson(result) };
+    // A flow's result is storable already, with warnings in it; a code session's shape is its own.
+    const stored = storableJson(toJson(result));
+    if (stored.replaced > 0) {
+      const note = `${stored.replaced} character${stored.replaced === 1 ? '' : 's'} of the result replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)`;
+      consoleLines.add(`${new Date().toISOString()} sfw: ${note}`);
+      log(note, { sessionId: session.id }, 'warn');
+    }
+    outcome = { status: 'succeeded', result: stored.value };
   } catch (err) {
     outcome = classify(err, opts.signal, timeoutSignal, lease);
   } finally {
@@ -374,6 +407,16 @@ function toJson(result: unknown): unknown {
     throw new Error(`the session's result is not JSON-serializable: ${messageOf(err)}`);
   }
   return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+/** Logged data without the session's secrets (as JSON: what a log line can carry anyway). */
+function redactedData(data: Record<string, unknown>, redact: Redact): Record<string, unknown> {
+  if (!redact.active) return data;
+  try {
+    return redactJson(JSON.parse(JSON.stringify(data)) as Record<string, unknown>, redact);
+  } catch {
+    return { data: '[unserializable]' };
+  }
 }
 
 function safeJson(data: unknown): string {

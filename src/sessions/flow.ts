@@ -1,5 +1,15 @@
 import type { Locator, Page } from 'playwright-core';
-import type { FlowAction, FlowResult, FlowSessionInput, FlowStep } from '../protocol/flow.js';
+import {
+  RESERVED_NAMES,
+  reservedNameMessage,
+  type FlowAction,
+  type FlowResult,
+  type FlowSessionInput,
+  type FlowStep,
+  type FlowStepResult,
+} from '../protocol/flow.js';
+import { fillSelector, fillText, type Filled } from '../protocol/placeholders.js';
+import { storableJson, storableText, stripAnsi } from '../protocol/text.js';
 
 export const DEFAULT_STEP_TIMEOUT_MS = 15_000;
 
@@ -32,46 +42,36 @@ export class FlowStepError extends Error {
   }
 }
 
-const PLACEHOLDER = /\{\{\s*input\.([A-Za-z0-9_$][A-Za-z0-9_$.-]*)\s*\}\}/g;
-
-function lookup(root: unknown, path: string): unknown {
-  let v: unknown = root;
-  for (const key of path.split('.')) {
-    if (typeof v !== 'object' || v === null || !Object.hasOwn(v, key)) return undefined;
-    v = (v as Record<string, unknown>)[key];
-  }
-  return v;
+function filled(result: Filled): string {
+  if ('text' in result) return result.text;
+  throw new Error('missing' in result ? result.missing : result.refused);
 }
 
 /** Replaces `{{input.x}}` with input.input.x (or input.x); a missing value is an error. */
 export function fillPlaceholders(text: string, input: Record<string, unknown>): string {
-  return text.replace(PLACEHOLDER, (_, path: string) => {
-    let v = lookup(input.input, path);
-    if (v === undefined) v = lookup(input, path);
-    if (v === undefined || v === null) {
-      throw new Error(`placeholder {{input.${path}}} has no value: set input.${path} when enqueuing`);
-    }
-    return typeof v === 'string' ? v : JSON.stringify(v);
-  });
+  return filled(fillText(text, input));
 }
 
+/** Fills a step's placeholders; a selector's as text (src/protocol/placeholders.ts), never as syntax. */
 function withPlaceholders<S extends FlowStep>(step: S, input: Record<string, unknown>): S {
   const out: Record<string, unknown> = { ...step };
   for (const [k, v] of Object.entries(out)) {
-    if (k !== 'action' && typeof v === 'string') out[k] = fillPlaceholders(v, input);
+    if (k === 'action' || typeof v !== 'string') continue;
+    out[k] = filled(k === 'selector' ? fillSelector(v, input) : fillText(v, input));
   }
+  if (typeof out.as === 'string' && RESERVED_NAMES.has(out.as)) throw new Error(reservedNameMessage(out.as));
   return out as S;
 }
 
-/** Playwright's messages carry a multi-line call log: keep it, on one line, within bounds. */
+/** Playwright's messages carry a multi-line call log: keep it, on one line, without colours, within bounds. */
 function describeError(err: unknown): string {
-  const raw = err instanceof Error ? err.message : String(err);
-  const text = raw
+  const text = stripAnsi(err instanceof Error ? err.message : String(err))
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !/^=+ *(logs)? *=+$/.test(l))
     .join(' ');
-  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
+  // Cut before making it storable: a cut through a UTF-16 pair leaves half of it.
+  return storableText(text.length > 2000 ? `${text.slice(0, 2000)}…` : text).text;
 }
 
 function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -143,13 +143,35 @@ async function extract(loc: Locator, attribute: string | undefined, all: boolean
   );
 }
 
+/** Extracted values of a flow, by name: a Map, so no name reaches an object's prototype. */
+class Extracted {
+  readonly values = new Map<string, unknown>();
+  readonly warnings: string[] = [];
+
+  /** Stores a value as Postgres can hold it; says what was replaced (returned for the step's result). */
+  set(name: string, value: unknown): string | undefined {
+    const { value: stored, replaced } = storableJson(value);
+    this.values.set(name, stored);
+    if (replaced === 0) return undefined;
+    const warning = `${replaced} character${replaced === 1 ? '' : 's'} replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)`;
+    this.warnings.push(`extracted.${name}: ${warning}`);
+    return warning;
+  }
+
+  result(steps: FlowStepResult[]): FlowResult {
+    const result: FlowResult = { extracted: Object.fromEntries(this.values), steps };
+    if (this.warnings.length > 0) result.warnings = [...this.warnings];
+    return result;
+  }
+}
+
 async function runStep(
   page: Page,
   step: FlowStep,
   timeout: number,
-  extracted: Record<string, unknown>,
+  extracted: Extracted,
   opts: FlowOptions,
-): Promise<void> {
+): Promise<string | undefined> {
   const at = (selector: string) => page.locator(selector).first();
   switch (step.action) {
     case 'goto':
@@ -185,13 +207,10 @@ async function runStep(
       else await sleep(step.ms ?? 0, opts.signal);
       return;
     case 'extract':
-      extracted[step.as] = await extract(
-        page.locator(step.selector),
-        step.attribute,
-        step.all === true,
-        timeout,
+      return extracted.set(
+        step.as,
+        await extract(page.locator(step.selector), step.attribute, step.all === true, timeout),
       );
-      return;
     case 'assert': {
       const loc = page.locator(step.selector);
       const quoted = JSON.stringify(step.selector);
@@ -234,7 +253,7 @@ async function runStep(
         );
       }
       const value: unknown = await page.evaluate(step.expression);
-      if (step.as !== undefined) extracted[step.as] = value;
+      if (step.as !== undefined) return extracted.set(step.as, value);
       return;
     }
   }
@@ -245,7 +264,8 @@ async function runStep(
  * FlowStepError with its index, action and message, and the partial result.
  */
 export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOptions): Promise<FlowResult> {
-  const result: FlowResult = { extracted: {}, steps: [] };
+  const extracted = new Extracted();
+  const steps: FlowStepResult[] = [];
   const defaultTimeout = opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
   for (const [index, raw] of input.steps.entries()) {
     const started = performance.now();
@@ -253,17 +273,17 @@ export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOpt
     if (opts.signal.aborted) throw abortReason(opts.signal);
     try {
       const step = withPlaceholders(raw, input);
-      await abortable(
-        runStep(page, step, step.timeoutMs ?? defaultTimeout, result.extracted, opts),
+      const warning = await abortable(
+        runStep(page, step, step.timeoutMs ?? defaultTimeout, extracted, opts),
         opts.signal,
       );
-      result.steps.push({ action: raw.action, ok: true, ms: elapsed() });
+      steps.push({ action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
     } catch (err) {
       if (opts.signal.aborted) throw abortReason(opts.signal);
       const reason = describeError(err);
-      result.steps.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
-      throw new FlowStepError(index, raw.action, reason, result);
+      steps.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
+      throw new FlowStepError(index, raw.action, reason, extracted.result(steps));
     }
   }
-  return result;
+  return extracted.result(steps);
 }

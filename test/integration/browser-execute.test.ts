@@ -197,6 +197,50 @@ describe('code sessions', () => {
     expect(shot?.data.subarray(0, 8).toString('hex')).toBe(PNG_MAGIC);
   });
 
+  it('what leaves a code session has no secret of its input, no colour codes and only storable text', async () => {
+    const SECRET = 'tok en/ü-42';
+    const leaky = defineSession({
+      name: 'leaky',
+      async run({ page, input, log }) {
+        const { secretToken } = input as { secretToken: string };
+        log(`signing in with ${secretToken}`, { token: secretToken });
+        await page.goto(`${url('simple.html')}?t=${encodeURIComponent(secretToken)}`);
+        await page.evaluate((t) => console.log('page saw', t), secretToken);
+        await page.click(`text="${secretToken}"`, { timeout: 300 });
+      },
+    });
+    const lines: string[] = [];
+    const { outcome, artifacts } = await run(typeOf(leaky), claimed('leaky', { secretToken: SECRET }), {
+      log: (msg, data) => lines.push(`${msg} ${JSON.stringify(data)}`),
+    });
+    expect(outcome.status).toBe('failed');
+    expect(outcome.errorMessage).toMatch(/^page\.click: Timeout 300ms exceeded\./);
+    expect(outcome.errorMessage).toContain('[redacted]');
+    expect(outcome.errorMessage).not.toContain('\u001b');
+    const consoleLog = artifacts.get('console.log')?.data.toString() ?? '';
+    expect(consoleLog).toContain('log: signing in with [redacted] {"token":"[redacted]"}');
+    expect(consoleLog).toContain('console.log: page saw [redacted]');
+    expect(lines.join('\n')).toContain('signing in with [redacted]');
+    for (const text of [outcome.errorMessage ?? '', consoleLog, lines.join('\n')]) {
+      expect(text).not.toContain('tok en');
+      expect(text).not.toContain(encodeURIComponent(SECRET));
+    }
+
+    const unstorable = defineSession({
+      name: 'unstorable',
+      browser: false,
+      run: () => ({ title: 'a\u0000b', list: ['half \uD83D', 'ok 😀'] }),
+    });
+    const kept = await run(typeOf(unstorable), claimed('unstorable', {}), { pool: undefined });
+    expect(kept.outcome).toEqual({
+      status: 'succeeded',
+      result: { title: 'a\uFFFDb', list: ['half \uFFFD', 'ok 😀'] },
+    });
+    expect(kept.artifacts.get('console.log')?.data.toString()).toContain(
+      'sfw: 2 characters of the result replaced with U+FFFD',
+    );
+  });
+
   it('a session that hangs past its timeout fails with "timed out after N ms" and its context is released', async () => {
     let signalSeen = false;
     const hang = defineSession({

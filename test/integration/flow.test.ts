@@ -164,6 +164,10 @@ describe('flow steps', () => {
     expect(err.index).toBe(1);
     expect(err.message).toMatch(/^step 2 \(click\): .*Timeout 400ms exceeded/);
     expect(err.message).toContain("locator('#late')");
+    // Playwright dims its call log with terminal colour codes: none reach the message or the step result.
+    expect(err.message).not.toContain('\u001b');
+    expect(err.message).not.toMatch(/\[2m|\[22m/);
+    expect(err.result.steps[1]?.error).toBe(err.reason);
   });
 
   it('rejects non-http URLs, applies checkUrl, and runs evaluate only when allowed', async () => {
@@ -230,5 +234,115 @@ describe('placeholders', () => {
       'placeholder {{input.missing}} has no value: set input.missing when enqueuing',
     );
     expect(fillPlaceholders('no placeholders {{other}}', input)).toBe('no placeholders {{other}}');
+  });
+});
+
+describe('page text and names', () => {
+  const R = '\uFFFD';
+
+  it('keeps extracted text Postgres cannot store, with NUL and half emojis replaced and said so', async () => {
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: `${site.url}/pages/unstorable.html` },
+          { action: 'extract', selector: '#title', as: 'title' },
+          { action: 'extract', selector: '#nul', as: 'nul' },
+          { action: 'extract', selector: '#cut', as: 'cut' },
+          { action: 'extract', selector: '#link', as: 'note', attribute: 'data-note' },
+          { action: 'extract', selector: '#tags li', as: 'tags', all: true },
+          { action: 'extract', selector: '#price', as: 'price' },
+        ]),
+        options(),
+      ),
+    );
+    expect(result.extracted).toEqual({
+      title: 'Product',
+      nul: `before${R}after`,
+      cut: `Great shoes ${R}`,
+      note: `x${R}y${R}z`,
+      tags: ['ok 😀', `low ${R} alone`, 'plain'],
+      price: '89.00 €',
+    });
+    expect(result.warnings).toEqual([
+      'extracted.nul: 1 character replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)',
+      'extracted.cut: 1 character replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)',
+      'extracted.note: 2 characters replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)',
+      'extracted.tags: 1 character replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)',
+    ]);
+    expect(result.steps.map((s) => s.warning?.split(' ')[0] ?? null)).toEqual([
+      null,
+      null,
+      '1',
+      '1',
+      '2',
+      '1',
+      null,
+    ]);
+  });
+
+  it('refuses a reserved name given through a placeholder, and keeps every other name a plain value', async () => {
+    const err = (await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow(
+          [
+            { action: 'goto', url: `${site.url}/pages/simple.html` },
+            { action: 'extract', selector: 'h1', as: 'heading' },
+            { action: 'extract', selector: '#text', as: '{{input.name}}' },
+          ],
+          { name: '__proto__' },
+        ),
+        options(),
+      ).catch((e: unknown) => e),
+    )) as FlowStepError;
+    expect(err).toBeInstanceOf(FlowStepError);
+    expect(err.message).toBe(
+      'step 3 (extract): "__proto__" is reserved (__proto__, constructor and prototype cannot name a value): choose another name',
+    );
+    expect(err.result.extracted).toEqual({ heading: 'Hello' });
+    expect(Object.getPrototypeOf(err.result.extracted)).toBe(Object.prototype);
+  });
+
+  it('inserts a selector placeholder as text: an injected >> step or engine never takes effect', async () => {
+    const breakout = `x"], iframe >> internal:control=enter-frame >> [data-name="y`;
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow(
+          [
+            { action: 'goto', url: `${site.url}/pages/frames.html` },
+            // Without escaping this selects the iframe's paragraph ("inside the frame").
+            { action: 'assert', selector: '[data-name="{{input.breakout}}"]', count: 0 },
+            { action: 'extract', selector: 'text="{{input.said}}"', as: 'said' },
+            { action: 'extract', selector: "[data-name='{{input.its}}']", as: 'its' },
+            { action: 'assert', selector: '.said:has-text("{{input.said}}")', count: 1 },
+          ],
+          { input: { breakout, said: 'He said "hi" \\ ok', its: "it's" } },
+        ),
+        options(),
+      ),
+    );
+    expect(result.extracted).toEqual({ said: 'He said "hi" \\ ok', its: "it's" });
+
+    // Outside quotes the value may not add a step: the flow fails before the selector is used.
+    const err = (await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow(
+          [
+            { action: 'goto', url: `${site.url}/pages/frames.html` },
+            { action: 'extract', selector: '#{{input.id}}', as: 'inner' },
+          ],
+          { id: 'frame >> internal:control=enter-frame >> #inner' },
+        ),
+        options(),
+      ).catch((e: unknown) => e),
+    )) as FlowStepError;
+    expect(err).toBeInstanceOf(FlowStepError);
+    expect(err.message).toMatch(
+      /^step 2 \(extract\): the value of \{\{input\.id\}\} \("frame >> internal:control=enter-frame >> #inner"\) would change the selector's steps or engine/,
+    );
+    expect(err.result.extracted).toEqual({});
   });
 });

@@ -6,6 +6,21 @@ export const title = 'Session';
 const TERMINAL = ['succeeded', 'failed', 'error', 'cancelled'];
 const pretty = (v) => JSON.stringify(v, null, 2);
 
+// The runner's rule (src/sessions/redact.ts): a field whose name starts with `secret` holds a secret.
+const SECRET_KEY = /^secret/i;
+const MASK = '••••';
+
+/** The input as shown: every value under a `secret*` field masked (re-run still sends the real input). */
+function masked(value, secret = false) {
+  if (Array.isArray(value)) return value.map((v) => masked(v, secret));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, masked(v, secret || SECRET_KEY.test(k))]),
+    );
+  }
+  return secret && value !== null && value !== undefined ? MASK : value;
+}
+
 function stepsOf(result) {
   return result && typeof result === 'object' && Array.isArray(result.steps) ? result.steps : [];
 }
@@ -140,7 +155,7 @@ export function mount(el, params, ctx) {
         }
         <section aria-labelledby="input-h">
           <h3 id="input-h">Input</h3>
-          <pre>${pretty(s.input)}</pre>
+          <pre id="session-input">${pretty(masked(s.input))}</pre>
         </section>
         ${
           s.attempts.length

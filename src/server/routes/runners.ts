@@ -24,6 +24,8 @@ import { listRunners, markRunnerStopped } from '../../store/runners.js';
 import { runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
 import { requestLog } from '../request-log.js';
+import type { EventLog } from '../../core/log.js';
+import { storableCompletion } from '../../protocol/text.js';
 
 /** A runner whose last heartbeat is older than this is not live (the guide's "runner down" threshold). */
 export const RUNNER_LIVE_MS = 60_000;
@@ -42,7 +44,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       const b = req.body;
       const runnerId = req.params.runnerId;
       const gone = requestGone(reply.raw);
-      const done = (b.complete ?? []).map(toCompletion);
+      const done = (b.complete ?? []).map((i) => toCompletion(i, req.log));
       const seen = {
         runnerId,
         ...(b.maxConcurrency === undefined ? {} : { maxConcurrency: b.maxConcurrency }),
@@ -131,7 +133,12 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       schema: { params: RunnerParams, body: CompleteBatchBody, response: { 200: CompleteBatchReply } },
     },
     async (req) => ({
-      items: (await completeSessions(db, req.body.items.map(toCompletion))).map(outcomeView),
+      items: (
+        await completeSessions(
+          db,
+          req.body.items.map((i) => toCompletion(i, req.log)),
+        )
+      ).map(outcomeView),
     }),
   );
 
@@ -163,7 +170,11 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
   );
 }
 
-function toCompletion(i: CompleteItem): CompletionItem {
+/** A runner's completion as stored; text Postgres cannot hold is replaced, not refused (the result stays). */
+function toCompletion(item: CompleteItem, log: EventLog): CompletionItem {
+  const { completion: i, replaced } = storableCompletion(item);
+  if (replaced > 0)
+    log.warn({ sessionId: i.id, replaced }, 'characters Postgres cannot store replaced with U+FFFD');
   return {
     id: i.id,
     leaseToken: i.leaseToken,

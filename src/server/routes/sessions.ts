@@ -5,6 +5,7 @@ import { SfwError, ValidationError } from '../../core/errors.js';
 import { isTerminal } from '../../core/types.js';
 import { isUuid } from '../../core/ids.js';
 import { checkFlowInput } from '../../protocol/flow.js';
+import { findUnstorable, storableCompletion } from '../../protocol/text.js';
 import {
   BatchBody,
   CompleteBody,
@@ -26,8 +27,12 @@ import {
 import { sessionView } from '../views.js';
 import { requestGone } from '../waiters.js';
 
-/** Checks what the schema cannot: flow steps and dates. Throws with the path of the bad field. */
+/** Checks what the schema cannot: unstorable text, flow steps, dates. Throws with the bad field's path. */
 function checkNewSession(s: CreateSessionBody, at: string): NewSession {
+  // An input is the client's own data: a value Postgres cannot store is refused, never changed.
+  const unstorable =
+    findUnstorable(s.input, `${at}.input`) ?? findUnstorable(s.idempotencyKey, `${at}.idempotencyKey`);
+  if (unstorable) throw new ValidationError(unstorable.path, unstorable.message);
   if (s.type === 'flow') {
     const problem = checkFlowInput(s.input);
     if (problem) throw new ValidationError(`${at}.${problem.path}`, problem.message);
@@ -159,7 +164,12 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
       schema: { params: IdParams, body: CompleteBody, response: { 200: SessionView } },
     },
     async (req) => {
-      const b = req.body;
+      const { completion: b, replaced } = storableCompletion(req.body);
+      if (replaced > 0)
+        req.log.warn(
+          { sessionId: req.params.id, replaced },
+          'characters Postgres cannot store replaced with U+FFFD',
+        );
       const row = await completeSession(db, req.params.id, {
         leaseToken: b.leaseToken,
         status: b.status,
