@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { ConfigError } from './errors.js';
 
 /**
@@ -54,18 +55,25 @@ export const CONFIG_FIELDS = {
     kind: 'string',
     description: 'Where artifacts are stored (default DATA_DIR/artifacts)',
   },
+  allowedHosts: {
+    env: 'ALLOWED_HOSTS',
+    flag: 'allowed-hosts',
+    kind: 'string',
+    description:
+      'Host headers the API answers, comma-separated: names, *.globs, IPs, or * for any (unset: loopback names without tokens, any Host with tokens)',
+  },
   apiToken: {
     env: 'API_TOKEN',
     flag: 'api-token',
     kind: 'string',
-    description: 'Token for client endpoints',
+    description: 'Token for client endpoints (at least 16 characters beyond loopback)',
     secret: true,
   },
   runnerToken: {
     env: 'RUNNER_TOKEN',
     flag: 'runner-token',
     kind: 'string',
-    description: 'Token for runner endpoints',
+    description: 'Token for runner endpoints (at least 16 characters beyond loopback)',
     secret: true,
   },
   staleSessionTimeoutMs: {
@@ -382,6 +390,17 @@ export function describeConfig(
   });
 }
 
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/**
+ * Whether an IP address literal is loopback: 127.0.0.0/8, ::1, or 127.x mapped into IPv6. Names are not
+ * addresses (`127.lan.example` is a name): resolve them first.
+ */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.replace(/^\[(.*)\]$/, '$1');
+  const kind = isIP(a);
+  return kind !== 0 && LOOPBACK.check(a, kind === 4 ? 'ipv4' : 'ipv6');
 }

@@ -101,6 +101,16 @@ export const SessionView = Type.Object({
 });
 export type SessionView = Static<typeof SessionView>;
 
+/** Fields a session list leaves out unless `fields=` asks for them: the ones that can be megabytes. */
+export const SESSION_LIST_FIELDS = ['input', 'result', 'attempts', 'artifacts', 'errorMessage'] as const;
+export type SessionListField = (typeof SESSION_LIST_FIELDS)[number];
+/** A summary's errorMessage is cut to this many characters (ending in …); `fields=errorMessage` gives it whole. */
+export const LIST_ERROR_MESSAGE_CHARS = 200;
+/** A field asked for with `fields=` whose JSON is larger than this is left out of a list item (see truncated). */
+export const LIST_FIELD_MAX_BYTES = 64 * 1024;
+/** A list page stops early (with nextCursor) once the fields asked for add up to this many bytes. */
+export const LIST_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+
 export const ListSessionsQuery = Type.Object(
   {
     status: Type.Optional(SessionStatusSchema),
@@ -108,13 +118,51 @@ export const ListSessionsQuery = Type.Object(
     runnerId: Type.Optional(RunnerIdSchema),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    fields: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: `Extra fields of each item, comma-separated: ${SESSION_LIST_FIELDS.join(', ')}. Items are summaries without them by default.`,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type ListSessionsQuery = Static<typeof ListSessionsQuery>;
 
+/**
+ * A session in a list: everything but the fields that can be large, which `fields=` adds. A field asked for
+ * but larger than LIST_FIELD_MAX_BYTES is left out and named in `truncated`: read the session for it.
+ */
+export const SessionSummary = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  status: SessionStatusSchema,
+  priority: Type.Integer(),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  runAt: Type.String(),
+  claimedBy: Nullable(Type.String()),
+  claimedAt: Nullable(Type.String()),
+  finishedAt: Nullable(Type.String()),
+  attempt: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  retryOn: Type.Array(Type.String()),
+  timeoutMs: Type.Integer(),
+  leaseExpiresAt: Nullable(Type.String()),
+  cancelRequested: Type.Boolean(),
+  errorMessage: Nullable(Type.String({ description: `First ${LIST_ERROR_MESSAGE_CHARS} characters` })),
+  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  idempotencyKey: Nullable(Type.String()),
+  input: Type.Optional(Type.Unknown()),
+  result: Type.Optional(Type.Unknown()),
+  attempts: Type.Optional(Type.Array(AttemptRecordSchema)),
+  artifacts: Type.Optional(Type.Array(ArtifactInfoSchema)),
+  truncated: Type.Optional(Type.Array(literals(SESSION_LIST_FIELDS))),
+});
+export type SessionSummary = Static<typeof SessionSummary>;
+
 export const SessionList = Type.Object({
-  items: Type.Array(SessionView),
+  items: Type.Array(SessionSummary),
   nextCursor: Nullable(Type.String()),
 });
 export type SessionList = Static<typeof SessionList>;

@@ -16,10 +16,25 @@ import type {
   RunnerView,
   SchedulerConfigBody,
   SchedulerConfigView,
-  SessionList,
+  SessionListField,
+  SessionSummary,
   SessionView,
   StopBody,
 } from '../protocol/schemas.js';
+import { SESSION_LIST_FIELDS } from '../protocol/schemas.js';
+
+/**
+ * A listed session: the summary plus the fields asked for. A field whose JSON is over 64 KiB is left out
+ * and named in `truncated`: read that session with getSession for it.
+ */
+export type SessionListItem<F extends SessionListField = never> = SessionSummary & {
+  [K in F]-?: SessionView[K];
+};
+
+export type ListSessionsOptions<F extends SessionListField> = Omit<ListSessionsQuery, 'fields'> & {
+  /** Extra fields per item; omitted: all of them; [] for summaries only (the light way to scan many). */
+  fields?: readonly F[];
+};
 
 /**
  * The typed HTTP client for the whole API: the CLI, the runner, the dashboard tests and users use it.
@@ -144,8 +159,18 @@ export class SfwClient {
     });
   }
 
-  listSessions(query: ListSessionsQuery = {}): Promise<SessionList> {
-    return this.call('GET', '/v1/sessions', { query: { ...query }, idempotent: true });
+  /**
+   * A page of sessions, newest first. Without `fields` every field is asked for (each bounded to 64 KiB,
+   * the page to about 4 MiB: it ends early with nextCursor); `fields: []` answers summaries only.
+   */
+  listSessions<F extends SessionListField = SessionListField>(
+    query: ListSessionsOptions<F> = {},
+  ): Promise<{ items: SessionListItem<F>[]; nextCursor: string | null }> {
+    const { fields, ...rest } = query;
+    return this.call('GET', '/v1/sessions', {
+      query: { ...rest, fields: (fields ?? SESSION_LIST_FIELDS).join(',') },
+      idempotent: true,
+    });
   }
 
   getSession(id: string, opts: { leaseToken?: string } = {}): Promise<SessionView> {

@@ -1,17 +1,29 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   type FastifyServerOptions,
   type RouteOptions,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
-import { SfwError, type ErrorBody } from '../core/errors.js';
+import { ERROR_CODES, SfwError, type ErrorBody, type ErrorCode } from '../core/errors.js';
 import { isTransientDbError, type Db } from '../store/db.js';
 import type { Notifier } from '../store/notify.js';
-import { authorize, type AuthConfig, type Caller, type Scope } from './auth.js';
+import {
+  admitBrowserRequest,
+  authorize,
+  hostPolicy,
+  type AuthConfig,
+  type Caller,
+  type HostPolicy,
+  type Scope,
+} from './auth.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { runnerRoutes } from './routes/runners.js';
 import { opsRoutes } from './routes/ops.js';
@@ -26,12 +38,15 @@ import { installRequestMetrics } from './metrics.js';
 import type { AlertThresholds } from './alerts.js';
 import { registerRateLimit, type RateLimitOptions } from './ratelimit.js';
 import { registerBodyLimits } from './limits.js';
+import { ArtifactName, RunnerIdSchema } from '../protocol/schemas.js';
 
 export interface AppDeps {
   db: Db;
   /** LISTEN connection; absent in poll-only mode. */
   notifier?: Notifier | undefined;
   auth: AuthConfig;
+  /** Host headers answered (ALLOWED_HOSTS); absent: loopback names without tokens, any Host with them. */
+  hostPolicy?: HostPolicy | undefined;
   staleSessionTimeoutMs: number;
   maxBodyBytes: number;
   maxArtifactBytes: number;
@@ -65,6 +80,37 @@ declare module 'fastify' {
 
 export type App = FastifyInstance & { withTypeProvider(): FastifyInstance };
 
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const leap = (y: number) => y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+const daysIn = (year: number, month: number) => (month === 2 && leap(year) ? 29 : (DAYS[month - 1] ?? 0));
+
+/**
+ * An RFC 3339 date-time that Postgres stores as it reads: years 0001-9999 (Postgres has no year 0) and UTC
+ * offsets within ±15:59 (its limit). Checked here so a bad value is named, never passed to SQL.
+ */
+export function isTimestamp(s: string): boolean {
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2})(?::?(\d{2}))?)$/.exec(
+      s,
+    );
+  if (!m) return false;
+  const [year, month, day, hour, minute, second, tzHour, tzMinute] = m.slice(1).map((v) => Number(v ?? 0));
+  return (
+    year! >= 1 &&
+    month! >= 1 &&
+    month! <= 12 &&
+    day! >= 1 &&
+    day! <= daysIn(year!, month!) &&
+    hour! <= 23 &&
+    minute! <= 59 &&
+    second! <= 59 &&
+    tzHour! <= 15 &&
+    tzMinute! <= 59
+  );
+}
+const TIMESTAMP_HINT =
+  'must be a date-time such as 2026-01-31T12:00:00Z (year 0001-9999, offset within ±15:59)';
+
 // Bodies are strict (no coercion, no silent removal of unknown fields); query strings and params coerce.
 function validators() {
   const strict = new Ajv({
@@ -81,14 +127,17 @@ function validators() {
     useDefaults: true,
     strict: false,
   });
-  addFormats.default(strict);
-  addFormats.default(loose);
+  for (const ajv of [strict, loose]) {
+    addFormats.default(ajv);
+    ajv.addFormat('date-time', { type: 'string', validate: isTimestamp });
+  }
   return { strict, loose };
 }
 
 function validationPath(err: FastifyError): string {
   const first = err.validation?.[0];
-  const part = err.validationContext ?? 'body';
+  // Named as the routes name them: body, params, headers, query.
+  const part = err.validationContext === 'querystring' ? 'query' : (err.validationContext ?? 'body');
   if (!first) return part;
   const segs = first.instancePath.split('/').filter(Boolean);
   const params = first.params as { missingProperty?: string; additionalProperty?: string };
@@ -104,9 +153,11 @@ function validationMessage(err: FastifyError): string {
     additionalProperty?: string;
     missingProperty?: string;
     allowedValues?: unknown[];
+    format?: string;
   };
   if (params.additionalProperty) return 'is not a known field';
   if (params.missingProperty) return 'is required';
+  if (params.format === 'date-time') return TIMESTAMP_HINT;
   if (params.allowedValues) return `must be one of ${params.allowedValues.map(String).join(', ')}`;
   return first.message ?? 'is invalid';
 }
@@ -134,7 +185,28 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody } {
   if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return {
       status: 415,
-      body: { error: { code: 'VALIDATION', message: 'unsupported content type: send application/json' } },
+      body: {
+        error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type: send application/json' },
+      },
+    };
+  }
+  if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return {
+      status: 414,
+      body: {
+        error: {
+          code: 'URI_TOO_LONG',
+          message: `a path segment is longer than ${MAX_PARAM_LENGTH} characters: no id or name is that long`,
+        },
+      },
+    };
+  }
+  if (e.code === 'FST_ERR_BAD_URL') {
+    return {
+      status: 400,
+      body: {
+        error: { code: 'BAD_REQUEST', message: 'the URL path does not decode (bad percent-encoding)' },
+      },
     };
   }
   if (
@@ -148,7 +220,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody } {
     };
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return { status: e.statusCode, body: { error: { code: 'VALIDATION', message: e.message } } };
+    return { status: e.statusCode, body: { error: { code: codeFor(e.statusCode), message: e.message } } };
   }
   if (isTransientDbError(err)) {
     return {
@@ -156,15 +228,95 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody } {
       body: { error: { code: 'UNAVAILABLE', message: 'database unavailable, retry shortly' } },
     };
   }
-  // Bad input that slipped past the schemas and reached Postgres is still the client's mistake.
-  const pgCode = (err as { code?: string }).code ?? '';
-  if (/^(22|23)/.test(pgCode)) {
+  // Bad input that slipped past the schemas and reached Postgres is still the client's mistake; the
+  // database's own wording stays in the server's log.
+  if (isDataError(err)) {
     return {
       status: 400,
-      body: { error: { code: 'VALIDATION', message: `invalid value: ${(err as Error).message}` } },
+      body: {
+        error: {
+          code: 'VALIDATION',
+          message:
+            'a value in the request cannot be stored: a number, date or text out of the range its field takes',
+        },
+      },
     };
   }
   return { status: 500, body: { error: { code: 'INTERNAL', message: 'internal error' } } };
+}
+
+/** Postgres data exceptions (class 22) and integrity violations (class 23). */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^(22|23)/.test(code);
+}
+
+/** The registry's code for an HTTP status Fastify answered with. */
+function codeFor(status: number): ErrorCode {
+  const codes = Object.entries(ERROR_CODES) as [ErrorCode, { status: number }][];
+  return codes.find(([, c]) => c.status === status)?.[0] ?? 'VALIDATION';
+}
+
+/**
+ * The longest path parameter the router takes: the schemas' longest id or name (runner ids, artifact names),
+ * percent-encoded. Longer is 414; anything up to it reaches the schema, which names the field.
+ */
+export const MAX_PARAM_LENGTH = 3 * Math.max(RunnerIdSchema.maxLength ?? 200, ArtifactName.maxLength ?? 200);
+
+/** Routes whose bodies are not JSON (artifact uploads, which also need the X-Lease-Token header). */
+const RAW_BODY_ROUTES = new Set(['PUT /v1/sessions/:id/artifacts/:name']);
+const isRawBody = (req: FastifyRequest) => RAW_BODY_ROUTES.has(`${req.method} ${req.routeOptions.url}`);
+
+/** Sent with every answer, errors included. The dashboard's pages replace the CSP with their own. */
+export const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-resource-policy': 'same-origin',
+} as const;
+
+function sendError(reply: FastifyReply, err: unknown): void {
+  const { status, body } = toErrorBody(err);
+  void reply.headers(SECURITY_HEADERS).status(status).send(body);
+}
+
+/** Errors Node's HTTP parser meets before any route runs, in the same error shape. */
+function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message]: [number, ErrorCode, string] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request took too long to arrive']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request headers are too large']
+        : [400, 'BAD_REQUEST', 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, message } } satisfies ErrorBody);
+  const headers = Object.entries(SECURITY_HEADERS)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
+/** Methods of the routes whose pattern matches a path (for 405 and its Allow header). */
+function methodsFor(routes: readonly RouteOptions[], path: string): string[] {
+  const out = new Set<string>();
+  for (const r of routes) {
+    const pattern = r.url
+      .split('/')
+      .map((seg) =>
+        seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+      )
+      .join('/');
+    if (!new RegExp(`^${pattern}$`).test(path)) continue;
+    for (const m of Array.isArray(r.method) ? r.method : [r.method]) out.add(String(m).toUpperCase());
+  }
+  return [...out].sort();
 }
 
 /** Builds the API (no listen): routes, auth, validation, errors. Tested through real HTTP or inject(). */
@@ -173,9 +325,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: deps.maxBodyBytes,
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Answered by the onRequest hook below, in the documented error shape.
+    return503OnClosing: false,
     forceCloseConnections: true,
     genReqId: () => Math.random().toString(36).slice(2, 10),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (err, _req, reply) => sendError(reply, err),
+    clientErrorHandler: clientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const { strict, loose } = validators();
@@ -202,7 +358,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
 
-  app.addHook('onRequest', async (req) => {
+  const hosts =
+    deps.hostPolicy ??
+    hostPolicy(undefined, deps.auth.apiToken !== undefined || deps.auth.runnerToken !== undefined);
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.headers(SECURITY_HEADERS);
+    if (closing) throw new SfwError('UNAVAILABLE', 'the API is shutting down: retry shortly');
+    admitBrowserRequest(req, hosts, req.routeOptions.url !== undefined && !isRawBody(req));
     const scope = req.routeOptions.config.scope ?? 'public';
     if (scope === 'read') {
       try {
@@ -216,18 +382,36 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   registerRateLimit(app, deps.rateLimit);
-  registerBodyLimits(app);
+  registerBodyLimits(app, isRawBody);
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);
     if (status >= 500) requestLog(req).error({ err }, 'request failed');
-    else requestLog(req).debug({ status, code: body.error.code }, `request refused: ${body.error.message}`);
+    else
+      requestLog(req).debug(
+        { status, code: body.error.code, ...(isDataError(err) ? { detail: (err as Error).message } : {}) },
+        `request refused: ${body.error.message}`,
+      );
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '/';
+    const allowed = methodsFor(app.routeList, path);
+    if (allowed.length > 0) {
+      void reply
+        .status(405)
+        .header('allow', allowed.join(', '))
+        .send({
+          error: {
+            code: 'METHOD_NOT_ALLOWED',
+            message: `${req.method} is not allowed on ${path.slice(0, 200)}: use ${allowed.join(', ')}`,
+          },
+        });
+      return;
+    }
     void reply
       .status(404)
-      .send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+      .send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path.slice(0, 200)}` } });
   });
 
   await app.register(sessionRoutes);

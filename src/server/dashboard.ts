@@ -14,6 +14,22 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
 };
 
+/**
+ * The dashboard's pages run only their own files: no inline script or style, no other origin; images may
+ * be blob: URLs (artifacts are fetched with the token and shown as blobs).
+ */
+export const DASHBOARD_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' blob: data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
   const serve = async (file: string) => {
     const full = path.resolve(PUBLIC_DIR, file);
@@ -25,10 +41,14 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
   };
   app.get('/', { config: { scope: 'public' } }, async (_req, reply) => {
     const f = await serve('index.html');
-    return reply.type(f.type).send(f.body);
+    return reply.type(f.type).header('content-security-policy', DASHBOARD_CSP).send(f.body);
   });
   app.get<{ Params: { file: string } }>('/ui/:file', { config: { scope: 'public' } }, async (req, reply) => {
     const f = await serve(req.params.file);
-    return reply.type(f.type).header('cache-control', 'no-cache').send(f.body);
+    return reply
+      .type(f.type)
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', DASHBOARD_CSP)
+      .send(f.body);
   });
 }

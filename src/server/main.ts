@@ -1,7 +1,9 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError } from '../core/errors.js';
-import { isLoopbackHost, type Config } from '../core/config.js';
+import { isLoopbackAddress, type Config } from '../core/config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { VERSION } from '../core/version.js';
 import { createDb, type Db } from '../store/db.js';
@@ -9,12 +11,14 @@ import { migrate } from '../store/migrate.js';
 import { Notifier } from '../store/notify.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js';
 import { buildApp } from './app.js';
+import { hostPolicy } from './auth.js';
 import { Reaper } from './reaper.js';
 import { DEFAULT_ALERT_THRESHOLDS } from './alerts.js';
 
 export const API_CONFIG_KEYS = [
   'port',
   'host',
+  'allowedHosts',
   'databaseUrl',
   'dataDir',
   'artifactsDir',
@@ -49,8 +53,39 @@ export interface RunningApi {
   stop(): Promise<void>;
 }
 
-/** Refuses unsafe auth setups with a message naming the variable to set. */
-export function checkAuthConfig(cfg: Pick<ApiConfig, 'host' | 'apiToken' | 'runnerToken'>): void {
+/** Shortest API_TOKEN / RUNNER_TOKEN accepted when the API is bound beyond loopback. */
+export const MIN_TOKEN_LENGTH = 16;
+
+export type ResolveHost = (host: string) => Promise<string[]>;
+const resolveHost: ResolveHost = async (host) =>
+  (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+
+/**
+ * Whether HOST binds loopback only: an address literal is checked as it is; a name is resolved and every
+ * address it has must be loopback (`127.lan.example` is a name, whatever it starts with).
+ */
+export async function bindsLoopbackOnly(host: string, resolve: ResolveHost = resolveHost): Promise<boolean> {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) !== 0) return isLoopbackAddress(bare);
+  let addresses: string[];
+  try {
+    addresses = await resolve(bare);
+  } catch (err) {
+    throw new ConfigError(
+      `HOST=${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): set HOST to an address or a name this machine resolves`,
+    );
+  }
+  return addresses.length > 0 && addresses.every(isLoopbackAddress);
+}
+
+/**
+ * Refuses unsafe auth setups with a message naming the variable to set; answers whether the bind is
+ * loopback only (the one case where no tokens are allowed).
+ */
+export async function checkAuthConfig(
+  cfg: Pick<ApiConfig, 'host' | 'apiToken' | 'runnerToken'>,
+  resolve: ResolveHost = resolveHost,
+): Promise<{ loopback: boolean }> {
   const hasApi = cfg.apiToken !== undefined;
   const hasRunner = cfg.runnerToken !== undefined;
   if (hasApi !== hasRunner) {
@@ -60,11 +95,25 @@ export function checkAuthConfig(cfg: Pick<ApiConfig, 'host' | 'apiToken' | 'runn
   }
   if (hasApi && cfg.apiToken === cfg.runnerToken)
     throw new ConfigError('API_TOKEN and RUNNER_TOKEN must differ');
-  if (!hasApi && !isLoopbackHost(cfg.host)) {
+  const loopback = await bindsLoopbackOnly(cfg.host, resolve);
+  if (!hasApi && !loopback) {
     throw new ConfigError(
       `HOST=${cfg.host} is not loopback and no tokens are set: set API_TOKEN and RUNNER_TOKEN (or --api-token/--runner-token), or bind HOST=127.0.0.1`,
     );
   }
+  if (!loopback) {
+    for (const [name, value] of [
+      ['API_TOKEN', cfg.apiToken],
+      ['RUNNER_TOKEN', cfg.runnerToken],
+    ] as const) {
+      if (value !== undefined && value.length < MIN_TOKEN_LENGTH) {
+        throw new ConfigError(
+          `${name} is ${value.length} characters: beyond loopback (HOST=${cfg.host}) tokens need at least ${MIN_TOKEN_LENGTH}, e.g. openssl rand -hex 24`,
+        );
+      }
+    }
+  }
+  return { loopback };
 }
 
 /** Starts Postgres (embedded unless DATABASE_URL), migrates, and serves the API with its reaper. */
@@ -72,7 +121,8 @@ export async function startApi(
   cfg: ApiConfig,
   opts: { log?: Logger; embedded?: EmbeddedPostgres } = {},
 ): Promise<RunningApi> {
-  checkAuthConfig(cfg);
+  const { loopback } = await checkAuthConfig(cfg);
+  const hosts = hostPolicy(cfg.allowedHosts, cfg.apiToken !== undefined);
   const log = opts.log ?? createLogger(cfg.logLevel, { component: 'api' });
   let embedded = opts.embedded;
   let ownEmbedded = false;
@@ -102,7 +152,8 @@ export async function startApi(
     app = await buildApp({
       db,
       notifier,
-      auth: { apiToken: cfg.apiToken, runnerToken: cfg.runnerToken, protectOps: !isLoopbackHost(cfg.host) },
+      auth: { apiToken: cfg.apiToken, runnerToken: cfg.runnerToken, protectOps: !loopback },
+      hostPolicy: hosts,
       staleSessionTimeoutMs: cfg.staleSessionTimeoutMs,
       maxBodyBytes: cfg.maxBodyBytes,
       maxArtifactBytes: cfg.maxArtifactBytes,

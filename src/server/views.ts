@@ -1,6 +1,7 @@
-import type { SessionRow } from '../store/sessions.js';
+import type { ListColumn, SessionRow, SessionSummaryRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
-import type { RunnerView, SessionView } from '../protocol/schemas.js';
+import type { RunnerView, SessionListField, SessionSummary, SessionView } from '../protocol/schemas.js';
+import type { AttemptRecord, StoredArtifact } from '../core/types.js';
 
 /** Table rows → wire shapes (camelCase, ISO timestamps). */
 
@@ -32,6 +33,66 @@ export function sessionView(r: SessionRow): SessionView {
     attempts: r.attempts,
     idempotencyKey: r.idempotency_key,
   };
+}
+
+/** The list field each extra column becomes. */
+export const LIST_FIELD_COLUMNS: Record<SessionListField, ListColumn> = {
+  input: 'input',
+  result: 'result',
+  attempts: 'attempts',
+  artifacts: 'artifacts',
+  errorMessage: 'error_message',
+};
+
+/** A list item: the summary, plus the extra columns read for it (a cut one is named in `truncated`). */
+export function sessionSummaryView(
+  r: SessionSummaryRow,
+  extra?: { values: Partial<Record<ListColumn, unknown>>; cut: ListColumn[] },
+  fields: readonly SessionListField[] = [],
+): SessionSummary {
+  const out: SessionSummary = {
+    id: r.id,
+    type: r.type,
+    status: r.status,
+    priority: r.priority,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    runAt: r.run_at.toISOString(),
+    claimedBy: r.claimed_by,
+    claimedAt: iso(r.claimed_at),
+    finishedAt: iso(r.finished_at),
+    attempt: r.attempt,
+    maxAttempts: r.max_attempts,
+    retryOn: r.retry_on,
+    timeoutMs: r.timeout_ms,
+    leaseExpiresAt: iso(r.lease_expires_at),
+    cancelRequested: r.cancel_requested,
+    errorMessage: r.error_message,
+    artifactOptions: r.artifact_options,
+    idempotencyKey: r.idempotency_key,
+  };
+  if (!extra) return out;
+  const truncated: SessionListField[] = [];
+  for (const f of fields) {
+    const column = LIST_FIELD_COLUMNS[f];
+    if (extra.cut.includes(column)) {
+      truncated.push(f);
+      continue;
+    }
+    const v = extra.values[column];
+    if (f === 'input') out.input = v;
+    else if (f === 'result') out.result = v ?? null;
+    else if (f === 'attempts') out.attempts = v as AttemptRecord[];
+    else if (f === 'artifacts')
+      out.artifacts = (v as StoredArtifact[]).map((a) => ({
+        name: a.name,
+        size: a.size,
+        contentType: a.contentType,
+      }));
+    else out.errorMessage = (v as string | null) ?? null;
+  }
+  if (truncated.length > 0) out.truncated = truncated;
+  return out;
 }
 
 export function runnerView(r: RunnerRow, liveWithinMs: number): RunnerView {

@@ -137,13 +137,24 @@ export interface ListFilter {
   limit: number;
   /** Id of the last session of the previous page; newest first. */
   before?: string;
+  /** Characters of error_message a summary keeps (the last becomes …). */
+  errorChars: number;
 }
 
-/** Newest first by id (UUIDv7 ids are time-ordered): keyset pagination that stays fast on any page. */
+/** A session row as a list reads it: no input, result, attempts or artifacts; error_message cut short. */
+export type SessionSummaryRow = Omit<
+  SessionRow,
+  'input' | 'result' | 'attempts' | 'artifacts' | 'lease_token'
+>;
+
+/**
+ * Newest first by id (UUIDv7 ids are time-ordered): keyset pagination that stays fast on any page. Reads
+ * summaries: the big columns (input, result, attempts, artifacts) are not read at all.
+ */
 export async function listSessions(
   db: Queryable,
   filter: ListFilter,
-): Promise<{ rows: SessionRow[]; more: boolean }> {
+): Promise<{ rows: SessionSummaryRow[]; more: boolean }> {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (sql: string, value: unknown) => {
@@ -154,13 +165,89 @@ export async function listSessions(
   if (filter.type) add('type = ?', filter.type);
   if (filter.runnerId) add('claimed_by = ?', filter.runnerId);
   if (filter.before) add('id < ?::uuid', filter.before);
-  params.push(filter.limit + 1);
-  const { rows } = await db.query<SessionRow>(
-    `SELECT * FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
+  params.push(filter.errorChars, filter.limit + 1);
+  const { rows } = await db.query<SessionSummaryRow>(
+    `SELECT id, type, status, priority, created_at, updated_at, run_at, claimed_by, claimed_at, finished_at,
+            attempt, max_attempts, retry_on, timeout_ms, lease_expires_at, cancel_requested,
+            CASE WHEN length(error_message) > $${params.length - 1}::int
+                 THEN left(error_message, $${params.length - 1}::int - 1) || '…' ELSE error_message END AS error_message,
+            artifact_options, idempotency_key
+     FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
     params,
   );
   const more = rows.length > filter.limit;
   return { rows: more ? rows.slice(0, filter.limit) : rows, more };
+}
+
+/** Columns a list adds only when asked for, each bounded in size. */
+export const LIST_COLUMNS = ['input', 'result', 'attempts', 'artifacts', 'error_message'] as const;
+export type ListColumn = (typeof LIST_COLUMNS)[number];
+
+export interface ListColumnsOutcome {
+  /** How many of the ids (a prefix, at least one) fit the page budget. */
+  kept: number;
+  /** Per kept id: the columns that fit, and the ones asked for that did not. */
+  rows: Map<string, { values: Partial<Record<ListColumn, unknown>>; cut: ListColumn[] }>;
+}
+
+/**
+ * Reads the big columns of listed sessions within two bounds: a column whose text is over `maxFieldBytes`
+ * is not sent (named in `cut`), and the page stops after the session that takes the total over
+ * `maxPageBytes`. Sizes are read first (a value stored in more than 16 x the bound is not even
+ * decompressed), then only the values that fit.
+ */
+export async function listSessionColumns(
+  db: Queryable,
+  ids: string[],
+  columns: readonly ListColumn[],
+  bounds: { maxFieldBytes: number; maxPageBytes: number },
+): Promise<ListColumnsOutcome> {
+  const out: ListColumnsOutcome = { kept: ids.length, rows: new Map() };
+  if (ids.length === 0 || columns.length === 0) return out;
+  const text = (c: ListColumn) => (c === 'error_message' ? c : `${c}::text`);
+  const { rows: sizes } = await db.query<Record<string, number | null> & { id: string }>(
+    `SELECT id, ${columns
+      .map(
+        (c) =>
+          `CASE WHEN ${c} IS NULL THEN 0 WHEN pg_column_size(${c}) > $2::int * 16 THEN NULL
+                ELSE octet_length(${text(c)}) END AS ${c}`,
+      )
+      .join(', ')}
+     FROM sessions WHERE id = ANY($1::uuid[])`,
+    [ids, bounds.maxFieldBytes],
+  );
+  const byId = new Map(sizes.map((r) => [r.id, r]));
+  const fits = new Map<ListColumn, string[]>(columns.map((c) => [c, []]));
+  let total = 0;
+  let kept = 0;
+  for (const id of ids) {
+    if (kept > 0 && total >= bounds.maxPageBytes) break;
+    kept++;
+    const row = byId.get(id);
+    if (!row) continue;
+    const cut: ListColumn[] = [];
+    for (const c of columns) {
+      const bytes = row[c];
+      if (bytes === null || bytes === undefined || bytes > bounds.maxFieldBytes) cut.push(c);
+      else {
+        total += bytes;
+        fits.get(c)!.push(id);
+      }
+    }
+    out.rows.set(id, { values: {}, cut });
+  }
+  out.kept = kept;
+  const { rows: values } = await db.query<Record<string, unknown> & { id: string }>(
+    `SELECT id, ${columns.map((c, i) => `CASE WHEN id = ANY($${i + 1}::uuid[]) THEN ${c} END AS ${c}`).join(', ')}
+     FROM sessions WHERE id = ANY($${columns.length + 1}::uuid[])`,
+    [...columns.map((c) => fits.get(c)!), [...out.rows.keys()]],
+  );
+  for (const v of values) {
+    const entry = out.rows.get(v.id);
+    if (!entry) continue;
+    for (const c of columns) if (!entry.cut.includes(c)) entry.values[c] = v[c];
+  }
+  return out;
 }
 
 export interface LeaseRef {

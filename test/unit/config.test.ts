@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CONFIG_FIELDS, describeConfig, isLoopbackHost, loadConfig } from '../../src/core/config.js';
+import { CONFIG_FIELDS, describeConfig, isLoopbackAddress, loadConfig } from '../../src/core/config.js';
 import { ConfigError } from '../../src/core/errors.js';
 
 function configError(fn: () => unknown): string {
@@ -152,10 +152,22 @@ describe('the config schema', () => {
   });
 });
 
-describe('isLoopbackHost', () => {
-  it('knows loopback from the rest', () => {
-    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1'])
-      expect(isLoopbackHost(h), h).toBe(false);
+describe('isLoopbackAddress', () => {
+  it('knows loopback addresses from the rest, and names from addresses', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
+      expect(isLoopbackAddress(h), h).toBe(true);
+    for (const h of [
+      '0.0.0.0',
+      '::',
+      '10.0.0.1',
+      '128.0.0.1',
+      '::ffff:10.0.0.1',
+      'example.com',
+      // Names are resolved by the server, never judged by how they start.
+      '127.lan.example',
+      '127.0.0.1.nip.io',
+      'localhost',
+    ])
+      expect(isLoopbackAddress(h), h).toBe(false);
   });
 });

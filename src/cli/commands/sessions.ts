@@ -35,7 +35,9 @@ export default defineCommand({
       const type = str(ctx, 'type');
       const runnerId = str(ctx, 'runner');
       const cursor = str(ctx, 'cursor');
+      // Summaries: a list never carries inputs or results (`sfw sessions <id>` shows one whole).
       const page = await client.listSessions({
+        fields: [],
         limit: intFlag(ctx, 'limit', 1, 1000) ?? 20,
         ...(status ? { status: status as SessionStatus } : {}),
         ...(type ? { type } : {}),

@@ -68,7 +68,10 @@ export function lineChart({ id, title, times, series, format = String }) {
     })
     .join('; ');
   const legend = series
-    .map((s) => `<li><span class="swatch" style="background:${s.color}"></span>${esc(s.name)}</li>`)
+    .map(
+      (s) =>
+        `<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect width="10" height="10" rx="2" fill="${esc(s.color)}"/></svg>${esc(s.name)}</li>`,
+    )
     .join('');
   return raw(`<figure class="chart" id="${esc(id)}">
     <figcaption>${esc(title)}</figcaption>

@@ -1,6 +1,6 @@
 // One session: status, steps with timings, result, error, attempts, screenshots inline, trace download.
 import { blobUrl, get, post } from './api.js';
-import { badge, duration, html, raw, render, table, time } from './util.js';
+import { badge, duration, html, render, table, time } from './util.js';
 
 export const title = 'Session';
 const TERMINAL = ['succeeded', 'failed', 'error', 'cancelled'];
@@ -25,6 +25,12 @@ function stepsOf(result) {
   return result && typeof result === 'object' && Array.isArray(result.steps) ? result.steps : [];
 }
 
+/** A bar of `width` pixels; drawn as SVG, since the page's CSP allows no inline styles. */
+const bar = (width) =>
+  html`<svg class="bar" width="${width}" height="8" aria-hidden="true">
+    <rect width="${width}" height="8" rx="2" />
+  </svg>`;
+
 function stepsTable(steps) {
   if (steps.length === 0) return html``;
   const max = Math.max(1, ...steps.map((s) => Number(s.ms) || 0));
@@ -37,11 +43,7 @@ function stepsTable(steps) {
         s.action ?? '?',
         s.ok === false ? html`<span class="bad">failed</span>` : html`<span class="good">ok</span>`,
         duration(Number(s.ms) || 0),
-        html`<span
-          class="bar"
-          style="width:${raw(String(Math.max(1, Math.round(((Number(s.ms) || 0) / max) * 160))))}px"
-          aria-hidden="true"
-        ></span>`,
+        bar(Math.max(1, Math.round(((Number(s.ms) || 0) / max) * 160))),
       ]),
       { id: 'steps' },
     )}

@@ -1,4 +1,5 @@
-// Sessions list: filters, keyset paging (cursor), live updates on the first page.
+// Sessions list: filters, keyset paging (cursor), live updates on the first page. The list answers
+// summaries (no inputs or results); a session's own view reads it whole.
 import { get, query } from './api.js';
 import { badge, duration, html, raw, render, table, time } from './util.js';
 

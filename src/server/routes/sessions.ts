@@ -11,8 +11,13 @@ import {
   CompleteBody,
   CreateSessionBody,
   IdParams,
+  LIST_ERROR_MESSAGE_CHARS,
+  LIST_FIELD_MAX_BYTES,
+  LIST_PAGE_MAX_BYTES,
   ListSessionsQuery,
+  SESSION_LIST_FIELDS,
   SessionList,
+  type SessionListField,
   SessionView,
   WaitQuery,
 } from '../../protocol/schemas.js';
@@ -21,10 +26,11 @@ import {
   completeSession,
   getSession,
   insertSessions,
+  listSessionColumns,
   listSessions,
   type NewSession,
 } from '../../store/sessions.js';
-import { sessionView } from '../views.js';
+import { LIST_FIELD_COLUMNS, sessionSummaryView, sessionView } from '../views.js';
 import { requestGone } from '../waiters.js';
 
 /** Checks what the schema cannot: unstorable text, flow steps, dates. Throws with the bad field's path. */
@@ -47,6 +53,23 @@ function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString();
   if (!isUuid(id)) throw new ValidationError('query.cursor', 'is not a cursor this API returned');
   return id;
+}
+
+/** `fields=input,result`: the extra fields a list asks for, each named once. */
+function listFields(raw: string | undefined): SessionListField[] {
+  const out: SessionListField[] = [];
+  for (const name of (raw ?? '').split(',')) {
+    const f = name.trim();
+    if (f === '') continue;
+    if (!(SESSION_LIST_FIELDS as readonly string[]).includes(f)) {
+      throw new ValidationError(
+        'query.fields',
+        `"${f.slice(0, 50)}" is not a list field: use ${SESSION_LIST_FIELDS.join(', ')} (comma-separated)`,
+      );
+    }
+    if (!out.includes(f as SessionListField)) out.push(f as SessionListField);
+  }
+  return out;
 }
 
 export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
@@ -97,16 +120,34 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req) => {
       const q = req.query;
+      const fields = listFields(q.fields);
       const limit = q.limit ?? 50;
-      const { rows, more } = await listSessions(db, {
+      const page = await listSessions(db, {
         limit,
+        errorChars: LIST_ERROR_MESSAGE_CHARS,
         ...(q.status ? { status: q.status } : {}),
         ...(q.type ? { type: q.type } : {}),
         ...(q.runnerId ? { runnerId: q.runnerId } : {}),
         ...(q.cursor ? { before: decodeCursor(q.cursor) } : {}),
       });
+      let rows = page.rows;
+      let more = page.more;
+      // Summaries by default; fields asked for are read within a per-field and a per-page byte bound.
+      const extra = await listSessionColumns(
+        db,
+        rows.map((r) => r.id),
+        fields.map((f) => LIST_FIELD_COLUMNS[f]),
+        { maxFieldBytes: LIST_FIELD_MAX_BYTES, maxPageBytes: LIST_PAGE_MAX_BYTES },
+      );
+      if (extra.kept < rows.length) {
+        rows = rows.slice(0, extra.kept);
+        more = true;
+      }
       const last = rows[rows.length - 1];
-      return { items: rows.map(sessionView), nextCursor: more && last ? encodeCursor(last.id) : null };
+      return {
+        items: rows.map((r) => sessionSummaryView(r, extra.rows.get(r.id), fields)),
+        nextCursor: more && last ? encodeCursor(last.id) : null,
+      };
     },
   );
 
