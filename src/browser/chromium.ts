@@ -119,3 +119,21 @@ export function chromiumArgs(): string[] {
   if (typeof process.getuid === 'function' && process.getuid() === 0) args.push('--no-sandbox');
   return args;
 }
+
+/** The name Chromium knows the egress proxy by: its resolver maps it to 127.0.0.1 and nothing else. */
+export const EGRESS_PROXY_HOST = 'sfw-egress.invalid';
+
+/**
+ * Flags that leave the browser one way out, the egress proxy on 127.0.0.1:`port`: every scheme and host
+ * goes to it, loopback included (`<-loopback>` removes Chromium's implicit bypass); WebRTC sends no UDP
+ * outside it; and Chromium's own resolver knows only the proxy's name, so anything that tried to connect
+ * around the proxy, even to an IP address, fails to resolve. QUIC is off already (chromiumArgs).
+ */
+export function egressArgs(port: number): string[] {
+  return [
+    `--proxy-server=http://${EGRESS_PROXY_HOST}:${port}`,
+    '--proxy-bypass-list=<-loopback>',
+    `--host-resolver-rules=MAP ${EGRESS_PROXY_HOST} 127.0.0.1, MAP * ~NOTFOUND`,
+    '--webrtc-ip-handling-policy=disable_non_proxied_udp',
+  ];
+}

@@ -9,7 +9,9 @@ import {
   type CDPSession,
   type Page,
 } from 'playwright-core';
-import { chromiumArgs } from './chromium.js';
+import { chromiumArgs, egressArgs } from './chromium.js';
+import type { EgressProxy } from './egress.js';
+import { attachEgress } from './egress-page.js';
 import { featureArgs } from './features.js';
 import { logFn, type LogFn, type LogSink } from './log.js';
 import {
@@ -40,6 +42,8 @@ export interface BrowserPoolOptions {
   prewarm?: boolean;
   launchTimeoutMs?: number;
   contextOptions?: BrowserContextOptions;
+  /** A started egress proxy: the browser then connects through it only (see egressArgs). */
+  egress?: EgressProxy;
 }
 
 export interface BrowserLease {
@@ -230,7 +234,12 @@ export class BrowserPool {
       browser = await chromium.launch({
         executablePath: this.opts.executablePath,
         headless: this.opts.headless ?? true,
-        args: [...chromiumArgs(), ...features.args, `--disk-cache-dir=${join(dir, 'cache')}`],
+        args: [
+          ...chromiumArgs(),
+          ...(this.opts.egress ? egressArgs(this.opts.egress.port) : []),
+          ...features.args,
+          `--disk-cache-dir=${join(dir, 'cache')}`,
+        ],
         ignoreDefaultArgs: features.ignoreDefaultArgs,
         artifactsDir: join(dir, 'artifacts'),
         chromiumSandbox: typeof process.getuid === 'function' && process.getuid() !== 0,
@@ -244,6 +253,7 @@ export class BrowserPool {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
+    if (this.opts.egress) attachEgress(browser, this.opts.egress);
     const pid = findPidsByArg(`--disk-cache-dir=${join(dir, 'cache')}`).find(
       (p) => procStat(p)?.ppid === process.pid,
     );

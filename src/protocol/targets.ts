@@ -1,10 +1,14 @@
 import { ConfigError, SfwError } from '../core/errors.js';
 
 /**
- * Which URLs a flow may reach. Pure checks (no DNS, no I/O) so the runner can call them before every
- * navigation: only http/https; cloud-metadata and link-local addresses refused unless ALLOW_PRIVATE_TARGETS;
- * with ALLOWED_TARGETS set, only the hosts it names (names, `*.globs`, IPs, CIDRs, each with an optional port).
- * A name that resolves to a blocked address is not caught here: an allowlist of names is the defence for that.
+ * What a flow's browser may reach. Pure checks (no DNS, no I/O), applied in two places: by the flow
+ * executor before each `goto` (for a clear step error), and by the runner's egress proxy to every
+ * connection the browser opens, first to the host name and port (`checkHost`), then to each address the
+ * name resolved to (`checkAddress`), whose answer the proxy then connects to. Rules: only http/https;
+ * cloud-metadata and link-local addresses refused unless ALLOW_PRIVATE_TARGETS; with ALLOWED_TARGETS set,
+ * only the hosts it names (names, `*.globs`, IPs, CIDRs, each with an optional port), and a name that
+ * resolves to an internal address (loopback, private, link-local…) only when an IP or CIDR entry names
+ * that address too, so a listed name cannot be pointed inside the network (DNS rebinding).
  */
 
 type Ip = { v: 4; n: bigint } | { v: 6; n: bigint };
@@ -51,6 +55,30 @@ const BLOCKED: Cidr[] = ['169.254.0.0/16', 'fe80::/10', 'fd00:ec2::254/128', '10
     return parsed;
   },
 );
+
+// Addresses inside the machine or its network: with ALLOWED_TARGETS, a name may resolve to these only
+// when an IP or CIDR entry names them. IPv4-mapped and NAT64 forms are folded to IPv4 by parseIp.
+const INTERNAL: Cidr[] = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.0.0.0/24',
+  '192.168.0.0/16',
+  '198.18.0.0/15',
+  '224.0.0.0/3',
+  '::/127',
+  'fc00::/7',
+  'fe80::/10',
+  'fec0::/10',
+  'ff00::/8',
+].map((c) => {
+  const parsed = parseCidr(c);
+  if (!parsed) throw new Error(`bad built-in CIDR ${c}`);
+  return parsed;
+});
 
 function parseIPv4(s: string): bigint | null {
   const parts = s.split('.');
@@ -119,8 +147,10 @@ function inCidr(ip: Ip, c: Cidr): boolean {
   return ip.n >> shift === c.base >> shift;
 }
 
+/** Lower-case, without a trailing dot or the brackets of an IPv6 URL host. */
 function normalizeHost(host: string): string {
-  return host.toLowerCase().replace(/\.$/, '');
+  const h = host.toLowerCase().replace(/\.$/, '');
+  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
 }
 
 function parseRule(entry: string): TargetRule | null {
@@ -153,6 +183,11 @@ function parseRule(entry: string): TargetRule | null {
   return withPort({ kind: 'host', host });
 }
 
+/** `host:port`, with IPv6 addresses in brackets. */
+function hostPort(host: string, port: string): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -181,7 +216,7 @@ export function parseTargetPolicy(opts: {
 
 export type TargetVerdict = { ok: true } | { ok: false; reason: string };
 
-/** Decides whether a flow may navigate to `url` under the policy. */
+/** Decides whether a flow may navigate to `url` under the policy (the URL alone, before any lookup). */
 export function checkTarget(policy: TargetPolicy, url: string): TargetVerdict {
   let u: URL;
   try {
@@ -191,8 +226,13 @@ export function checkTarget(policy: TargetPolicy, url: string): TargetVerdict {
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
     return { ok: false, reason: `only http and https URLs may be opened, not ${u.protocol.slice(0, 20)}` };
-  const host = normalizeHost(u.hostname);
-  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  return checkHost(policy, u.hostname, u.port || (u.protocol === 'https:' ? '443' : '80'));
+}
+
+/** Whether `host:port` may be asked for (a name, or an IP literal in any spelling `new URL` accepts). */
+export function checkHost(policy: TargetPolicy, hostname: string, port: string | number): TargetVerdict {
+  const host = normalizeHost(hostname);
+  const portText = String(port);
   const ip = parseIp(host);
   if (!policy.allowPrivate) {
     const blocked = ip ? BLOCKED.some((c) => inCidr(ip, c)) : METADATA_HOSTS.has(host);
@@ -205,12 +245,50 @@ export function checkTarget(policy: TargetPolicy, url: string): TargetVerdict {
   }
   if (policy.allowed === null) return { ok: true };
   const match = policy.allowed.some((r) => {
-    if (r.port !== undefined && r.port !== port) return false;
+    if (r.port !== undefined && r.port !== portText) return false;
     if (r.kind === 'cidr') return ip !== null && inCidr(ip, r.cidr);
     if (r.kind === 'host') return r.host === host;
     return ip === null && r.re.test(host);
   });
-  return match ? { ok: true } : { ok: false, reason: `${host} is not in ALLOWED_TARGETS` };
+  return match
+    ? { ok: true }
+    : { ok: false, reason: `${hostPort(host, portText)} is not in ALLOWED_TARGETS` };
+}
+
+/**
+ * Whether `host:port`, already allowed by checkHost, may be reached at `address`, one of the addresses
+ * its name resolved to.
+ */
+export function checkAddress(
+  policy: TargetPolicy,
+  hostname: string,
+  port: string | number,
+  address: string,
+): TargetVerdict {
+  const host = normalizeHost(hostname);
+  const portText = String(port);
+  const ip = parseIp(address);
+  if (!ip) return { ok: false, reason: `${host} resolved to "${address.slice(0, 60)}", not an IP address` };
+  if (!policy.allowPrivate && BLOCKED.some((c) => inCidr(ip, c))) {
+    return {
+      ok: false,
+      reason: `${host} resolves to ${address}, a link-local or cloud-metadata address; set ALLOW_PRIVATE_TARGETS=true to allow it`,
+    };
+  }
+  if (policy.allowed === null || parseIp(host) !== null) return { ok: true };
+  if (!INTERNAL.some((c) => inCidr(ip, c))) return { ok: true };
+  // `localhost` names loopback by definition (RFC 6761): listing it says that much.
+  const loopback = ip.v === 4 ? ip.n >> 24n === 127n : ip.n === 1n;
+  if (loopback && (host === 'localhost' || host.endsWith('.localhost'))) return { ok: true };
+  const named = policy.allowed.some(
+    (r) => r.kind === 'cidr' && (r.port === undefined || r.port === portText) && inCidr(ip, r.cidr),
+  );
+  return named
+    ? { ok: true }
+    : {
+        ok: false,
+        reason: `${host} resolves to ${address}, an internal address ALLOWED_TARGETS does not list; add ${hostPort(address, portText)} (or its CIDR) to ALLOWED_TARGETS to allow it`,
+      };
 }
 
 /** The runner's `checkUrl` hook: throws TargetNotAllowedError for a URL the policy refuses. */

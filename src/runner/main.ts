@@ -5,9 +5,10 @@ import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { VERSION } from '../core/version.js';
 import { SfwClient } from '../sdk/client.js';
-import { createTargetCheck, parseTargetPolicy } from '../protocol/targets.js';
+import { checkAddress, checkHost, createTargetCheck, parseTargetPolicy } from '../protocol/targets.js';
 import { RunnerIdSchema } from '../protocol/schemas.js';
 import { CHROMIUM_HELP, findChromium } from '../browser/chromium.js';
+import { EgressProxy } from '../browser/egress.js';
 import { BrowserPool } from '../browser/pool.js';
 import { loadSessionTypes } from '../sessions/registry.js';
 import { executeSession } from '../sessions/execute.js';
@@ -35,9 +36,7 @@ export const RUNNER_CONFIG_KEYS = [
 
 export type RunnerConfig = Config<(typeof RUNNER_CONFIG_KEYS)[number]>;
 
-// The API's own rule for runner ids (its route parameter schema), checked before the first call.
 const RUNNER_ID_RE = new RegExp(RunnerIdSchema.pattern ?? '^[A-Za-z0-9][A-Za-z0-9._:@-]*$');
-const RUNNER_ID_MAX = RunnerIdSchema.maxLength ?? 200;
 
 /** hostname-pid-random: unique per process, readable in runner_health, valid as a runner id. */
 export function defaultRunnerId(): string {
@@ -72,17 +71,19 @@ export interface StartRunnerOptions {
 
 export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
   const runnerId = cfg.runnerId ?? defaultRunnerId();
-  if (!RUNNER_ID_RE.test(runnerId) || runnerId.length > RUNNER_ID_MAX) {
+  if (!RUNNER_ID_RE.test(runnerId) || runnerId.length > 200) {
     throw new ConfigError(
-      `RUNNER_ID (--runner-id) "${runnerId.slice(0, 60)}${runnerId.length > 60 ? '…' : ''}" is not a valid runner id: up to ${RUNNER_ID_MAX} letters, digits and . _ : @ -, starting with a letter or digit`,
+      `RUNNER_ID (--runner-id) "${runnerId}" is not a valid runner id: up to 200 letters, digits and . _ : @ -, starting with a letter or digit`,
     );
   }
   const baseLog = opts.log ?? createLogger(cfg.logLevel, { component: 'runner' });
   const log = baseLog.child({ runnerId });
 
-  const checkUrl = createTargetCheck(
-    parseTargetPolicy({ allowedTargets: cfg.allowedTargets, allowPrivateTargets: cfg.allowPrivateTargets }),
-  );
+  const policy = parseTargetPolicy({
+    allowedTargets: cfg.allowedTargets,
+    allowPrivateTargets: cfg.allowPrivateTargets,
+  });
+  const checkUrl = createTargetCheck(policy);
   const loaded = await loadSessionTypes(cfg.sessionsDir);
   const problems = loaded.problems.map((p) => `${p.file}: ${p.message}`);
   for (const p of loaded.problems) log.error({ file: p.file, err: p.message }, 'session module not loaded');
@@ -108,7 +109,22 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   }
 
   let pool: BrowserPool | undefined;
+  let egress: EgressProxy | undefined;
+  const closeBrowser = async () => {
+    await pool?.close().catch(() => undefined);
+    await egress?.close().catch(() => undefined);
+  };
   if (chromium !== undefined && served.some((t) => t.browser)) {
+    // Every connection of the browser goes through the egress proxy, which applies the target policy
+    // to the name and to each address it resolves to.
+    egress = new EgressProxy({
+      rules: {
+        checkName: (host, port) => checkHost(policy, host, port),
+        checkAddress: (host, port, address) => checkAddress(policy, host, port, address),
+      },
+      log: log.child({ component: 'egress' }),
+    });
+    await egress.start();
     // A leak guard: a browser grown past the guide's whole-runner budget is retired and relaunched.
     const memoryBudgetBytes =
       DEFAULT_BASE_BUDGET_BYTES +
@@ -117,11 +133,12 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
       executablePath: chromium,
       memoryBudgetBytes,
       log: log.child({ component: 'browser' }),
+      egress,
     });
     try {
       await pool.start();
     } catch (err) {
-      await pool.close().catch(() => undefined);
+      await closeBrowser();
       throw new ConfigError(
         `Chromium at ${chromium} failed to start: ${(err as Error).message.split('\n')[0]}. ` +
           'Check that it runs on this machine, or set CHROMIUM_PATH (--chromium-path) to another Chromium',
@@ -166,13 +183,20 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   try {
     await runner.start();
   } catch (err) {
-    await pool?.close().catch(() => undefined);
+    await closeBrowser();
     await client.close();
     throw err;
   }
   let closed: Promise<number> | undefined;
   const finish = (p: Promise<number>) =>
     (closed ??= p.then(async (code) => {
+      // The runner has closed the pool: the browser has no connection left to the proxy.
+      if (egress && egress.refused > 0)
+        log.info(
+          { handled: egress.handled, refused: egress.refused },
+          'browser connections refused by the target policy',
+        );
+      await egress?.close().catch(() => undefined);
       await client.close();
       return code;
     }));

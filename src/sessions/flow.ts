@@ -1,4 +1,5 @@
 import type { Locator, Page } from 'playwright-core';
+import { watchNavigationFailures, type NavigationFailures } from '../browser/egress-page.js';
 import {
   RESERVED_NAMES,
   reservedNameMessage,
@@ -264,6 +265,21 @@ async function runStep(
  * FlowStepError with its index, action and message, and the partial result.
  */
 export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOptions): Promise<FlowResult> {
+  // A navigation of the page that the runner's egress proxy stopped fails the step, saying why.
+  const navigation = watchNavigationFailures(page);
+  try {
+    return await runSteps(page, input, opts, navigation);
+  } finally {
+    navigation.dispose();
+  }
+}
+
+async function runSteps(
+  page: Page,
+  input: FlowSessionInput,
+  opts: FlowOptions,
+  navigation: NavigationFailures,
+): Promise<FlowResult> {
   const extracted = new Extracted();
   const steps: FlowStepResult[] = [];
   const defaultTimeout = opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
@@ -274,13 +290,16 @@ export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOpt
     try {
       const step = withPlaceholders(raw, input);
       const warning = await abortable(
-        runStep(page, step, step.timeoutMs ?? defaultTimeout, extracted, opts),
+        Promise.race([
+          runStep(page, step, step.timeoutMs ?? defaultTimeout, extracted, opts),
+          navigation.next(),
+        ]),
         opts.signal,
       );
       steps.push({ action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
     } catch (err) {
       if (opts.signal.aborted) throw abortReason(opts.signal);
-      const reason = describeError(err);
+      const reason = describeError(navigation.take() ?? err);
       steps.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
       throw new FlowStepError(index, raw.action, reason, extracted.result(steps));
     }

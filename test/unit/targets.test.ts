@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
 import {
   TargetNotAllowedError,
+  checkAddress,
+  checkHost,
   checkTarget,
   createTargetCheck,
   parseTargetPolicy,
@@ -149,5 +151,96 @@ describe('createTargetCheck (the runner checkUrl hook)', () => {
     expect(() => check('https://example.com/')).not.toThrow();
     expect(() => check('https://other.test/')).toThrow(TargetNotAllowedError);
     expect(() => check('http://169.254.169.254/')).toThrow(/navigation refused/);
+  });
+});
+
+describe('checkHost and checkAddress (the egress proxy: the name, then each address it resolves to)', () => {
+  it('checkHost applies the URL rules to a host and port, in the forms a proxy request carries', () => {
+    const policy = parseTargetPolicy({ allowedTargets: 'example.com:443,127.0.0.1:8001,[::1]:8080' });
+    expect(checkHost(policy, 'EXAMPLE.com.', 443).ok).toBe(true);
+    expect(checkHost(policy, 'example.com', 80)).toEqual({
+      ok: false,
+      reason: 'example.com:80 is not in ALLOWED_TARGETS',
+    });
+    expect(checkHost(policy, '127.0.0.1', '8001').ok).toBe(true);
+    expect(checkHost(policy, '127.0.0.1', 8002)).toEqual({
+      ok: false,
+      reason: '127.0.0.1:8002 is not in ALLOWED_TARGETS',
+    });
+    expect(checkHost(policy, '::1', 8080).ok).toBe(true);
+    expect(checkHost(policy, '[::1]', 8081)).toEqual({
+      ok: false,
+      reason: '[::1]:8081 is not in ALLOWED_TARGETS',
+    });
+    expect(checkHost(open, 'metadata.google.internal', 80).ok).toBe(false);
+    expect(checkHost(open, '169.254.169.254', 80).ok).toBe(false);
+  });
+
+  it('refuses a link-local or metadata address whatever name resolved to it, unless ALLOW_PRIVATE_TARGETS', () => {
+    for (const address of [
+      '169.254.169.254',
+      '169.254.1.1',
+      'fe80::1',
+      'fd00:ec2::254',
+      '::ffff:169.254.169.254',
+      '100.100.100.200',
+    ]) {
+      const v = checkAddress(open, 'rebind.example.com', 80, address);
+      expect(v.ok, address).toBe(false);
+      if (!v.ok) expect(v.reason).toMatch(/rebind\.example\.com resolves to .*ALLOW_PRIVATE_TARGETS=true/);
+    }
+    const local = parseTargetPolicy({ allowPrivateTargets: true });
+    expect(checkAddress(local, 'rebind.example.com', 80, '169.254.169.254').ok).toBe(true);
+  });
+
+  it('with no ALLOWED_TARGETS, lets names resolve to loopback, private and public addresses', () => {
+    for (const address of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '192.168.0.10',
+      '::1',
+      '93.184.216.34',
+      '2606:2800:220:1::1',
+    ])
+      expect(checkAddress(open, 'app.test', 443, address).ok, address).toBe(true);
+  });
+
+  it('with ALLOWED_TARGETS, a listed name may resolve inside the network only to an address the list names', () => {
+    const policy = parseTargetPolicy({
+      allowedTargets: '*.shop.test,allowed.test,10.0.0.0/8,127.0.0.1:8001',
+    });
+    expect(checkAddress(policy, 'a.shop.test', 443, '93.184.216.34').ok).toBe(true);
+    expect(checkAddress(policy, 'a.shop.test', 443, '10.9.9.9').ok).toBe(true);
+    expect(checkAddress(policy, 'allowed.test', 8001, '127.0.0.1').ok).toBe(true);
+    for (const [port, address] of [
+      [8002, '127.0.0.1'],
+      [8001, '127.0.0.2'],
+      [443, '192.168.1.1'],
+      [443, '172.16.0.1'],
+      [443, '0.0.0.0'],
+      [443, '::1'],
+      [443, 'fc00::1'],
+      [443, '::ffff:127.0.0.1'],
+      [443, '100.64.0.1'],
+    ] as const) {
+      const v = checkAddress(policy, 'allowed.test', port, address);
+      expect(v.ok, `${address}:${port}`).toBe(false);
+      if (!v.ok)
+        expect(v.reason).toMatch(
+          /^allowed\.test resolves to .*, an internal address ALLOWED_TARGETS does not list; add /,
+        );
+    }
+    // The list still never reaches metadata by a name.
+    const wide = parseTargetPolicy({ allowedTargets: 'allowed.test,0.0.0.0/0' });
+    expect(checkAddress(wide, 'allowed.test', 80, '169.254.169.254').ok).toBe(false);
+    expect(checkAddress(wide, 'allowed.test', 80, '10.0.0.1').ok).toBe(true);
+  });
+
+  it('lets localhost resolve to loopback when the list names localhost, and refuses non-addresses', () => {
+    const policy = parseTargetPolicy({ allowedTargets: 'localhost:3000' });
+    expect(checkAddress(policy, 'localhost', 3000, '127.0.0.1').ok).toBe(true);
+    expect(checkAddress(policy, 'localhost', 3000, '::1').ok).toBe(true);
+    expect(checkAddress(policy, 'localhost', 3000, '10.0.0.1').ok).toBe(false);
+    expect(checkAddress(open, 'x.test', 80, 'not-an-ip').ok).toBe(false);
   });
 });
