@@ -36,7 +36,9 @@ export const RUNNER_CONFIG_KEYS = [
 
 export type RunnerConfig = Config<(typeof RUNNER_CONFIG_KEYS)[number]>;
 
+// The API's own rule for runner ids (its route parameter schema), checked before the first call.
 const RUNNER_ID_RE = new RegExp(RunnerIdSchema.pattern ?? '^[A-Za-z0-9][A-Za-z0-9._:@-]*$');
+const RUNNER_ID_MAX = RunnerIdSchema.maxLength ?? 200;
 
 /** hostname-pid-random: unique per process, readable in runner_health, valid as a runner id. */
 export function defaultRunnerId(): string {
@@ -71,9 +73,9 @@ export interface StartRunnerOptions {
 
 export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
   const runnerId = cfg.runnerId ?? defaultRunnerId();
-  if (!RUNNER_ID_RE.test(runnerId) || runnerId.length > 200) {
+  if (!RUNNER_ID_RE.test(runnerId) || runnerId.length > RUNNER_ID_MAX) {
     throw new ConfigError(
-      `RUNNER_ID (--runner-id) "${runnerId}" is not a valid runner id: up to 200 letters, digits and . _ : @ -, starting with a letter or digit`,
+      `RUNNER_ID (--runner-id) "${runnerId.slice(0, 60)}${runnerId.length > 60 ? '…' : ''}" is not a valid runner id: up to ${RUNNER_ID_MAX} letters, digits and . _ : @ -, starting with a letter or digit`,
     );
   }
   const baseLog = opts.log ?? createLogger(cfg.logLevel, { component: 'runner' });
