@@ -248,7 +248,7 @@ export const CONFIG_FIELDS = {
     flag: 'allowed-targets',
     kind: 'string',
     description:
-      'Hosts flows may reach, comma-separated: names, globs (*.example.com), IPs or CIDRs (unset: any http/https host)',
+      'Hosts flows may reach, comma-separated: names, globs (*.example.com), IPs or CIDRs (unset: any http/https host); held for every connection of the browser, and a listed name resolving to an internal address needs that address or its CIDR listed too',
   },
   allowPrivateTargets: {
     env: 'ALLOW_PRIVATE_TARGETS',
