@@ -11,7 +11,8 @@ import {
   seedQueuedSessions,
   serverInfo,
 } from '../../src/store/bench-seed.js';
-import { exchange, type ClaimedJson } from '../../src/store/sessions.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import { exchange } from '../../src/store/sessions.js';
 import { size, type BenchContext } from '../lib/context.js';
 import type { PartResult, Row } from '../lib/report.js';
 import { ratio, round, summarize, type Summary } from '../lib/stats.js';
@@ -44,7 +45,7 @@ async function measure(db: Db, samples: number): Promise<Summary> {
   const c = await db.connect();
   try {
     const runner = `pgtime-${Date.now().toString(36)}`;
-    let done: ClaimedJson[] = (
+    let done: ClaimedSession[] = (
       await exchange(c, {
         runnerId: runner,
         types: ['noop'],

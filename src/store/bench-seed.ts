@@ -1,5 +1,6 @@
 import type { Db, Queryable } from './db.js';
-import type { ClaimRequest, ClaimedJson } from './sessions.js';
+import type { ClaimedSession } from '../protocol/schemas.js';
+import type { ClaimRequest } from './sessions.js';
 
 /**
  * Bulk fixtures and plans for the benchmarks (bench/): history and backlog inserted in one statement each,
@@ -124,8 +125,8 @@ export async function explainClaim(db: Db, runnerId: string, types: string[]): P
 export async function explainExchange(
   db: Queryable,
   req: ClaimRequest,
-  done: Pick<ClaimedJson, 'id' | 'leaseToken'>[],
-): Promise<{ ms: number; next: ClaimedJson[] }> {
+  done: Pick<ClaimedSession, 'id' | 'leaseToken'>[],
+): Promise<{ ms: number; next: ClaimedSession[] }> {
   const items = done.map((d) => ({ id: d.id, leaseToken: d.leaseToken, status: 'succeeded', result: {} }));
   const { rows } = await db.query<{ 'QUERY PLAN': unknown }>(
     `EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM sfw_exchange($1, $2, $3, $4, $4, $5, NULL, NULL, NULL)`,
@@ -133,7 +134,7 @@ export async function explainExchange(
   );
   const raw = rows[0]!['QUERY PLAN'];
   const top = ((typeof raw === 'string' ? JSON.parse(raw) : raw) as Record<string, number>[])[0]!;
-  const { rows: next } = await db.query<ClaimedJson>(
+  const { rows: next } = await db.query<ClaimedSession>(
     `SELECT s.id, s.lease_token AS "leaseToken" FROM session_running r JOIN sessions s ON s.id = r.id
      WHERE r.runner_id = $1`,
     [req.runnerId],

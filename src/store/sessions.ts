@@ -8,9 +8,9 @@ import {
   type ArtifactOptions,
   type AttemptRecord,
   type StoredArtifact,
-  type CompletionStatus,
   type SessionStatus,
 } from '../core/types.js';
+import type { ClaimedSession, CompleteBody, CompleteItem } from '../protocol/schemas.js';
 import type { Db, Queryable } from './db.js';
 
 /** Queries about sessions: enqueue, read, list, claim, lease renewal, completion, cancellation. */
@@ -266,35 +266,20 @@ export interface ClaimRequest {
   startedAt?: string;
 }
 
-/** A claimed session as the runner receives it (ClaimedSession of the protocol), built by sfw_exchange. */
-export interface ClaimedJson {
-  id: string;
-  type: string;
-  input: unknown;
-  priority: number;
-  attempt: number;
-  maxAttempts: number;
-  timeoutMs: number;
-  leaseToken: string;
-  leaseExpiresAt: string;
-  createdAt: string;
-  artifactOptions: ArtifactOptions;
-}
-
 export interface ExchangeOutcome {
   /** The claimed sessions in claim order, as a JSON array text (sent to the runner as it is). */
   claimedJson: string;
   /** How many sessions were claimed. */
   claimedCount: number;
   /** The claimed sessions, parsed (when the caller needs them). */
-  claimed(): ClaimedJson[];
+  claimed(): ClaimedSession[];
   /** One outcome per completion, in the order given. */
   completed: CompletionOutcome[];
 }
 
 /** One runner's part of an exchange: its finished sessions and its claim. */
 export interface ExchangeRequest extends ClaimRequest {
-  done: CompletionItem[];
+  done: CompleteItem[];
 }
 
 /**
@@ -333,14 +318,14 @@ export async function exchangeMany(db: Queryable, reqs: ExchangeRequest[]): Prom
     reqs.map(async (req, i) => {
       const r = rows[i];
       const claimedJson = r?.claimed ?? '[]';
-      let parsed: ClaimedJson[] | undefined;
+      let parsed: ClaimedSession[] | undefined;
       const accepted = new Map<string, SessionStatus>();
       const statuses = r?.done_status ?? [];
       (r?.done_ids ?? []).forEach((id, k) => accepted.set(id, statuses[k]!));
       return {
         claimedJson,
         claimedCount: r?.n ?? 0,
-        claimed: () => (parsed ??= JSON.parse(claimedJson) as ClaimedJson[]),
+        claimed: () => (parsed ??= JSON.parse(claimedJson) as ClaimedSession[]),
         completed: req.done.length > 0 ? await outcomes(db, req.done, accepted) : [],
       };
     }),
@@ -351,14 +336,14 @@ export async function exchangeMany(db: Queryable, reqs: ExchangeRequest[]): Prom
 export async function exchange(
   db: Queryable,
   req: ClaimRequest,
-  done: CompletionItem[] = [],
+  done: CompleteItem[] = [],
 ): Promise<ExchangeOutcome> {
   const [out] = await exchangeMany(db, [{ ...req, done }]);
   return out!;
 }
 
 /** A claim alone (see exchange). Sessions come back in claim order. */
-export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<ClaimedJson[]> {
+export async function claimSessions(db: Queryable, req: ClaimRequest): Promise<ClaimedSession[]> {
   return (await exchange(db, req)).claimed();
 }
 
@@ -416,20 +401,13 @@ export async function claimWaiting(
   return out;
 }
 
-export interface Completion {
-  leaseToken: string;
-  status: CompletionStatus;
-  result?: unknown;
-  errorMessage?: string;
-}
-
 /**
  * Records a runner's outcome, fenced by the lease token: only the holder of the current lease of a running
  * session can finish it. When the outcome is retryable and attempts remain, the session is queued again
  * with backoff. The same call repeated after success answers the stored session (safe to retry); a different
  * outcome sent with the same lease token is refused (409 CONFLICT) and changes nothing.
  */
-export async function completeSession(db: Queryable, id: string, c: Completion): Promise<SessionRow> {
+export async function completeSession(db: Queryable, id: string, c: CompleteBody): Promise<SessionRow> {
   const [out] = await completeSessions(db, [{ ...c, id }]);
   if (out?.outcome === 'accepted') return getSession(db, id);
   if (out?.outcome === 'not-found') throw new NotFoundError(`session ${id}`);
@@ -437,15 +415,11 @@ export async function completeSession(db: Queryable, id: string, c: Completion):
   throw new LeaseLostError(id);
 }
 
-export interface CompletionItem extends Completion {
-  id: string;
-}
-
 export type CompletionOutcome =
   | { id: string; outcome: 'accepted'; status: SessionStatus }
   | { id: string; outcome: 'lease-lost' | 'not-found' | 'conflict' };
 
-function completionItems(items: CompletionItem[]) {
+function completionItems(items: CompleteItem[]) {
   return items.map((c) => ({
     id: c.id,
     leaseToken: c.leaseToken,
@@ -460,7 +434,7 @@ function completionItems(items: CompletionItem[]) {
  * order so concurrent batches lock alike. A repeat of an accepted completion (its answer was lost on the
  * wire) is answered, not refused.
  */
-export async function completeSessions(db: Queryable, items: CompletionItem[]): Promise<CompletionOutcome[]> {
+export async function completeSessions(db: Queryable, items: CompleteItem[]): Promise<CompletionOutcome[]> {
   if (items.length === 0) return [];
   const { rows } = await db.query<{ id: string; status: SessionStatus }>(
     'SELECT id, status FROM sfw_complete($1, NULL)',
@@ -476,7 +450,7 @@ export async function completeSessions(db: Queryable, items: CompletionItem[]): 
  */
 async function outcomes(
   db: Queryable,
-  items: CompletionItem[],
+  items: CompleteItem[],
   accepted: Map<string, SessionStatus>,
 ): Promise<CompletionOutcome[]> {
   const missing = items.filter((c) => !accepted.has(c.id));

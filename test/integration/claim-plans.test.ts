@@ -7,7 +7,8 @@ import {
   seedFinishedSessions,
   seedQueuedSessions,
 } from '../../src/store/bench-seed.js';
-import { exchange, insertSessions, type ClaimedJson } from '../../src/store/sessions.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import { exchange, insertSessions } from '../../src/store/sessions.js';
 import { freshDb } from '../helpers/db.js';
 
 /**
@@ -149,7 +150,7 @@ function expectCheap(c: Cost, maxBuffers = MAX_BUFFERS): void {
   expect(c.maxScanRows, c.worst).toBeLessThanOrEqual(1);
 }
 
-function exchangeCall(runner: string, done: ClaimedJson[], types: string[], slots: number, max: number) {
+function exchangeCall(runner: string, done: ClaimedSession[], types: string[], slots: number, max: number) {
   const items = done.map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded', result: {} }));
   return {
     sql: 'SELECT * FROM sfw_exchange($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)',

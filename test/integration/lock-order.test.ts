@@ -6,8 +6,8 @@ import {
   insertSessions,
   reapSessions,
   requeueSessions,
-  type ClaimedJson,
 } from '../../src/store/sessions.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { recordHeartbeats } from '../../src/store/runners.js';
 import { freshDb } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait.js';
@@ -28,7 +28,7 @@ afterAll(async () => {
 const RUNNER = 'lock-race';
 
 /** Running sessions of one runner in id order, stored in the heap in reverse (so a scan reads the highest first). */
-async function running(type: string, n = 2): Promise<ClaimedJson[]> {
+async function running(type: string, n = 2): Promise<ClaimedSession[]> {
   await insertSessions(
     db,
     Array.from({ length: n }, () => ({ type })),
@@ -116,7 +116,7 @@ describe('writers of running sessions', () => {
   });
 
   it('a hand-back locks in id order', async () => {
-    const [a, b] = (await running('lock-handback')) as [ClaimedJson, ClaimedJson];
+    const [a, b] = (await running('lock-handback')) as [ClaimedSession, ClaimedSession];
     const locked = await holdsLowerWhileWaiting(a.id, b.id, () =>
       requeueSessions(db, 'lock-handback', [
         { id: b.id, leaseToken: b.leaseToken },
@@ -174,7 +174,7 @@ describe('writers of running sessions', () => {
   });
 
   it('the reaper takes only what it can lock, and never waits', async () => {
-    const [a, b] = (await running('lock-reap')) as [ClaimedJson, ClaimedJson];
+    const [a, b] = (await running('lock-reap')) as [ClaimedSession, ClaimedSession];
     await db.query('UPDATE sessions SET confirmed_at = now() WHERE id = ANY($1::uuid[])', [[a.id, b.id]]);
     await db.query(
       `UPDATE sessions SET lease_expires_at = now() - interval '1 second' WHERE id = ANY($1::uuid[])`,

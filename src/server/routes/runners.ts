@@ -14,12 +14,7 @@ import {
   RunnerParams,
   StopBody,
 } from '../../protocol/schemas.js';
-import {
-  completeSessions,
-  requeueSessions,
-  type CompletionItem,
-  type CompletionOutcome,
-} from '../../store/sessions.js';
+import { completeSessions, requeueSessions, type CompletionOutcome } from '../../store/sessions.js';
 import { listRunners, markRunnerStopped } from '../../store/runners.js';
 import { runnerView } from '../views.js';
 import { requestGone } from '../waiters.js';
@@ -171,17 +166,11 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
 }
 
 /** A runner's completion as stored; text Postgres cannot hold is replaced, not refused (the result stays). */
-function toCompletion(item: CompleteItem, log: EventLog): CompletionItem {
-  const { completion: i, replaced } = storableCompletion(item);
+function toCompletion(item: CompleteItem, log: EventLog): CompleteItem {
+  const { completion, replaced } = storableCompletion(item);
   if (replaced > 0)
-    log.warn({ sessionId: i.id, replaced }, 'characters Postgres cannot store replaced with U+FFFD');
-  return {
-    id: i.id,
-    leaseToken: i.leaseToken,
-    status: i.status,
-    ...(i.result === undefined ? {} : { result: i.result }),
-    ...(i.errorMessage === undefined ? {} : { errorMessage: i.errorMessage }),
-  };
+    log.warn({ sessionId: completion.id, replaced }, 'characters Postgres cannot store replaced with U+FFFD');
+  return completion;
 }
 
 function outcomeView(o: CompletionOutcome): CompleteOutcome {

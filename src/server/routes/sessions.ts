@@ -211,12 +211,7 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
           { sessionId: req.params.id, replaced },
           'characters Postgres cannot store replaced with U+FFFD',
         );
-      const row = await completeSession(db, req.params.id, {
-        leaseToken: b.leaseToken,
-        status: b.status,
-        ...(b.result === undefined ? {} : { result: b.result }),
-        ...(b.errorMessage === undefined ? {} : { errorMessage: b.errorMessage }),
-      });
+      const row = await completeSession(db, req.params.id, b);
       return sessionView(row);
     },
   );
