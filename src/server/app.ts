@@ -59,6 +59,11 @@ export interface AppDeps {
   alertThresholds?: AlertThresholds | undefined;
   /** Stopped runners leave the fleet view after this long. */
   runnerRetentionMs?: number | undefined;
+  /**
+   * How often waiting claims and waits look at the database while notifications are connected, in case
+   * one was lost (default 1,000 ms; without notifications they look every 250 ms).
+   */
+  fallbackPollMs?: number | undefined;
 }
 
 declare module 'fastify' {
@@ -341,7 +346,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorate('routeList', trackRoutes(app));
   app.decorate('deps', deps);
-  const waiters = new Waiters(deps.notifier);
+  const waiters = new Waiters(deps.notifier, deps.fallbackPollMs);
   app.decorate('waiters', waiters);
   app.decorate(
     'claims',

@@ -9,11 +9,14 @@ export class Waiters {
   private closed = false;
   private readonly closers = new Set<() => void>();
 
-  constructor(private readonly notifier: Notifier | undefined) {}
+  constructor(
+    private readonly notifier: Notifier | undefined,
+    private readonly fallbackPollMs = 1000,
+  ) {}
 
   /** How long to sleep between database checks while waiting. */
   get pollMs(): number {
-    return this.notifier?.connected ? 1000 : 250;
+    return this.notifier?.connected ? this.fallbackPollMs : 250;
   }
 
   waitForDone(id: string, ms: number, signal?: AbortSignal): Promise<void> {

@@ -3,6 +3,7 @@ import { ApiError, SfwClient } from '../../src/sdk/client.js';
 import { ClaimReply, type ClaimedSession } from '../../src/protocol/schemas.js';
 import { Ajv } from 'ajv';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
 
 let api: TestApi;
 
@@ -151,19 +152,23 @@ describe('claiming', () => {
     expect(sessions).toHaveLength(0);
   });
 
-  it('long-poll claim wakes on enqueue (NOTIFY) well before waitMs', async () => {
-    const started = Date.now();
-    const pending = api.runnerClient.claim('waiter', {
-      slots: 1,
-      types: ['wake'],
-      waitMs: 10_000,
-      maxConcurrency: 1,
-    });
-    await new Promise((r) => setTimeout(r, 200));
-    const created = await api.client.createSession({ type: 'wake' });
-    const { sessions } = await pending;
-    expect(sessions.map((s) => s.id)).toEqual([created.id]);
-    expect(Date.now() - started).toBeLessThan(5000);
+  it('long-poll claim wakes on enqueue (NOTIFY), not on the fallback poll', async () => {
+    // The fallback poll is pushed past the claim's wait: only the notification can answer it in time.
+    const own = await startTestApi('queue_notify', { deps: { fallbackPollMs: 60_000 } });
+    try {
+      const pending = own.runnerClient.claim('waiter', {
+        slots: 1,
+        types: ['wake'],
+        waitMs: 20_000,
+        maxConcurrency: 1,
+      });
+      await waitFor(() => own.app.claims.waiting === 1, { timeoutMs: 5000, what: 'the claim to wait' });
+      const created = await own.client.createSession({ type: 'wake' });
+      const { sessions } = await pending;
+      expect(sessions.map((s) => s.id)).toEqual([created.id]);
+    } finally {
+      await own.stop();
+    }
   });
 });
 
