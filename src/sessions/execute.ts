@@ -25,17 +25,19 @@ export interface ExecuteOptions {
   type: SessionType;
   /** Needed by browser session types. */
   pool?: BrowserPool;
-  /** The runner's abort (cancellation or forced shutdown): the outcome is `cancelled`. */
-  signal: AbortSignal;
   /**
-   * Aborts `signal` without it counting as the runner's (the session's timeout then uses the runner's
-   * signal instead of a second one). Unset: the executor makes its own signal.
+   * The session's one abort signal. Aborted by the runner (cancellation, forced shutdown): the outcome is
+   * `cancelled`; aborted through `abort` by the session's own timeout: the outcome is `failed`.
    */
-  abort?: (reason: Error) => void;
+  signal: AbortSignal;
+  /** Aborts `signal` for the session's timeout, which does not count as the runner's abort. */
+  abort(reason: Error): void;
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
   log?: LogSink;
   flow?: { allowEvaluate?: boolean; checkUrl?: (url: string) => void; defaultStepTimeoutMs?: number };
 }
+
+type Upload = (name: string, data: Buffer, contentType: string) => Promise<void>;
 
 const ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 const ARTIFACT_STEP_TIMEOUT_MS = 10_000;
@@ -141,9 +143,9 @@ function outgoing(outcome: ExecutionOutcome, redact: Redact, flow: boolean): Exe
 }
 
 async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionOutcome> {
-  const { session, type } = opts;
+  const { session, type, signal } = opts;
   const log: LogFn = logFn(opts.log);
-  if (opts.signal.aborted) return { status: 'cancelled', errorMessage: 'cancelled before it started' };
+  if (signal.aborted) return { status: 'cancelled', errorMessage: 'cancelled before it started' };
 
   let input: unknown;
   try {
@@ -156,30 +158,17 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
   // (`timeout` tells which: it is set only when the timeout fired, before the signal aborts).
   const timeoutMs = session.timeoutMs;
   const timeout: TimeoutState = { aborted: false, reason: undefined };
-  let signal = opts.signal;
-  let abort = opts.abort;
-  let onRunnerAbort: (() => void) | undefined;
-  if (!abort) {
-    const both = new AbortController();
-    const runnerSignal = opts.signal;
-    onRunnerAbort = () => both.abort(runnerSignal.reason);
-    runnerSignal.addEventListener('abort', onRunnerAbort, { once: true });
-    signal = both.signal;
-    abort = (reason) => both.abort(reason);
-  }
-  const abortOnTimeout = abort;
-  const sessionSignal = signal;
   // Aborted by the runner (cancel, shutdown), not by the timeout.
-  const runnerAborted = () => opts.signal.aborted && !timeout.aborted;
+  const runnerAborted = () => signal.aborted && !timeout.aborted;
   const timer = setTimeout(() => {
-    if (sessionSignal.aborted) return; // the runner was first
+    if (signal.aborted) return; // the runner was first
     const reason = new TimeoutAbort(timeoutMs);
     timeout.aborted = true;
     timeout.reason = reason;
-    abortOnTimeout(reason);
+    opts.abort(reason);
   }, timeoutMs);
   const consoleLines = new ConsoleLines(redact);
-  const upload = async (name: string, data: Buffer, contentType: string) => {
+  const upload: Upload = async (name, data, contentType) => {
     if (!ARTIFACT_NAME.test(name)) {
       log(
         'artifact skipped: bad name (letters, digits, ".", "_", "-")',
@@ -207,17 +196,16 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
           aborted.promise,
         ]);
       } catch (err) {
-        if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(opts.signal.reason) };
+        if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(signal.reason) };
         if (timeout.aborted) return { status: 'failed', errorMessage: messageOf(timeout.reason) };
         return { status: 'error', errorMessage: `browser unavailable: ${messageOf(err)}` };
       } finally {
         aborted.dispose();
       }
     }
-    return await runWithLease(opts, input, lease, signal, timeout, consoleLines, upload, log, redact);
+    return await runWithLease({ opts, input, lease, timeout, consoleLines, upload, log, redact });
   } finally {
     clearTimeout(timer);
-    if (onRunnerAbort) opts.signal.removeEventListener('abort', onRunnerAbort);
     // A session the runner aborted is cancelled or handed back: its artifacts would only delay that.
     if (consoleLines.lines.length > 0 && !runnerAborted()) {
       await bounded(
@@ -230,18 +218,21 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
   }
 }
 
-async function runWithLease(
-  opts: ExecuteOptions,
-  input: unknown,
-  lease: BrowserLease | undefined,
-  signal: AbortSignal,
-  timeoutSignal: TimeoutState,
-  consoleLines: ConsoleLines,
-  upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
-  log: LogFn,
-  redact: Redact,
-): Promise<ExecutionOutcome> {
-  const { session, type } = opts;
+/** One session's run once its input is valid and its browser context (if any) leased. */
+interface LeasedRun {
+  opts: ExecuteOptions;
+  input: unknown;
+  lease: BrowserLease | undefined;
+  timeout: TimeoutState;
+  consoleLines: ConsoleLines;
+  upload: Upload;
+  log: LogFn;
+  redact: Redact;
+}
+
+async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
+  const { opts, input, lease, timeout, consoleLines, upload, log, redact } = run;
+  const { session, type, signal } = opts;
   const page = lease?.page;
   const context = lease?.context;
   const detach = context ? watchConsole(context, consoleLines) : () => {};
@@ -292,7 +283,7 @@ async function runWithLease(
     }
     outcome = { status: 'succeeded', result: stored.value };
   } catch (err) {
-    outcome = classify(err, opts.signal, timeoutSignal, lease);
+    outcome = classify(err, signal, timeout, lease);
   } finally {
     aborted.dispose();
     gone.dispose();
@@ -372,7 +363,7 @@ function watchConsole(context: BrowserContext, lines: ConsoleLines): () => void 
 async function finishTrace(
   context: BrowserContext,
   keep: boolean,
-  upload: (name: string, data: Buffer, contentType: string) => Promise<void>,
+  upload: Upload,
   log: LogFn,
   sessionId: string,
 ): Promise<void> {

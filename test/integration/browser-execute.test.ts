@@ -69,6 +69,7 @@ async function run(
   type: SessionType,
   session: ClaimedSession,
   over: Partial<ExecuteOptions> = {},
+  controller = new AbortController(),
 ): Promise<{
   outcome: Awaited<ReturnType<typeof executeSession>>;
   artifacts: Map<string, { data: Buffer; contentType: string }>;
@@ -78,7 +79,8 @@ async function run(
     session,
     type,
     pool,
-    signal: new AbortController().signal,
+    signal: controller.signal,
+    abort: (reason) => controller.abort(reason),
     upload: async (name, data, contentType) => {
       artifacts.set(name, { data, contentType });
     },
@@ -268,7 +270,7 @@ describe('code sessions', () => {
         new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('stopped')))),
     });
     setTimeout(() => ac.abort(new Error('cancelled by request')), 100);
-    const { outcome } = await run(typeOf(slow), claimed('slow', {}), { signal: ac.signal });
+    const { outcome } = await run(typeOf(slow), claimed('slow', {}), {}, ac);
     expect(outcome).toEqual({ status: 'cancelled', errorMessage: 'cancelled by request' });
   });
 
