@@ -8,6 +8,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { loadConfig } from '../../src/core/config.js';
+import { API_CONFIG_KEYS, checkAuthConfig } from '../../src/server/main.js';
+import { RUNNER_CONFIG_KEYS } from '../../src/runner/main.js';
 
 // No container engine runs here: the Dockerfile is checked by parsing it, the compose file by
 // `docker-compose config` (the real Compose parser and validator), the health check by running it.
@@ -281,16 +284,15 @@ describe('docker-compose.yml', () => {
     expect(services.api?.healthcheck?.test).toEqual(['CMD', 'node', '/app/deploy/docker/healthcheck.js']);
   });
 
-  it('runs the api with `sfw api` on 0.0.0.0 with both tokens and DATABASE_URL to the postgres service', () => {
+  it('runs `sfw api` with a configuration the API accepts, its database the postgres service', async () => {
     const api = services.api!;
     expect(api.image).toBe('session-runner:latest');
     expect(api.command).toEqual(['sfw', 'api']);
     const env = api.environment!;
-    expect(env.HOST).toBe('0.0.0.0');
-    expect(env.DATABASE_URL).toMatch(/^postgres:\/\/sfw:[^@]+@postgres:5432\/sfw$/);
-    expect(env.API_TOKEN).toBeTruthy();
-    expect(env.RUNNER_TOKEN).toBeTruthy();
-    expect(env.API_TOKEN).not.toBe(env.RUNNER_TOKEN);
+    // What `sfw api` does with this environment before it listens: load and check it.
+    const cfg = loadConfig(API_CONFIG_KEYS, { env });
+    await expect(checkAuthConfig(cfg)).resolves.toEqual({ loopback: false });
+    expect(cfg.databaseUrl).toMatch(/^postgres:\/\/sfw:[^@]+@postgres:5432\/sfw$/);
     // Published on the host's loopback only while dev-default tokens may be in use.
     expect(api.ports?.every((p) => p.startsWith('127.0.0.1:'))).toBe(true);
   });
@@ -301,6 +303,8 @@ describe('docker-compose.yml', () => {
       expect(r.image).toBe('session-runner:latest');
       expect(r.command).toEqual(['sfw', 'runner']);
       const env = r.environment!;
+      // What `sfw runner` loads from this environment, accepted as it is.
+      expect(() => loadConfig(RUNNER_CONFIG_KEYS, { env })).not.toThrow();
       expect(env.RUNNER_ID).toBe(name);
       expect(env.API_BASE_URL).toBe('http://api:3000');
       expect(env.RUNNER_TOKEN).toBe(services.api!.environment!.RUNNER_TOKEN);
