@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import type { FlowStep } from '../../src/protocol/flow.js';
-import { processingWindow } from '../../src/store/bench-seed.js';
+import { processingWindow } from '../lib/seed.js';
 import { startApiProcess, startRunnerProcess, until, type BenchApi, type Proc } from '../lib/env.js';
 import { startFixtureServer, type FixtureServer } from '../lib/fixture-server.js';
 import { size, type BenchContext } from '../lib/context.js';

@@ -5,7 +5,7 @@ import {
   explainClaim,
   seedFinishedSessions,
   seedQueuedSessions,
-} from '../../src/store/bench-seed.js';
+} from '../lib/seed.js';
 import { claimSessions, completeSession } from '../../src/store/sessions.js';
 import { startApiProcess } from '../lib/env.js';
 import { cpuMeter } from '../lib/procs.js';

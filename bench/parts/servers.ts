@@ -10,7 +10,7 @@ import {
   seedFinishedSessions,
   seedQueuedSessions,
   serverInfo,
-} from '../../src/store/bench-seed.js';
+} from '../lib/seed.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { exchange } from '../../src/store/sessions.js';
 import { size, type BenchContext } from '../lib/context.js';

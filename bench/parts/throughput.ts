@@ -5,7 +5,7 @@ import {
   finishedCount,
   processingWindow,
   releaseHeldSessions,
-} from '../../src/store/bench-seed.js';
+} from '../lib/seed.js';
 import { startGraphile } from '../lib/graphile.js';
 import { startApiProcess, startRunnerProcess, until, type Proc } from '../lib/env.js';
 import { size, type BenchContext } from '../lib/context.js';

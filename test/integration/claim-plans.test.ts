@@ -6,7 +6,7 @@ import {
   releaseHeldSessions,
   seedFinishedSessions,
   seedQueuedSessions,
-} from '../../src/store/bench-seed.js';
+} from '../../bench/lib/seed.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { exchange, insertSessions } from '../../src/store/sessions.js';
 import { freshDb } from '../helpers/db.js';

@@ -6,7 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
-import { seedFinishedSessions } from '../../src/store/bench-seed.js';
+import { seedFinishedSessions } from '../../bench/lib/seed.js';
 import { exchange, insertSessions } from '../../src/store/sessions.js';
 import { queueStats } from '../../src/store/runners.js';
 

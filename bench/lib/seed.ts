@@ -1,10 +1,10 @@
-import type { Db, Queryable } from './db.js';
-import type { ClaimedSession } from '../protocol/schemas.js';
-import type { ClaimRequest } from './sessions.js';
+import type { Db, Queryable } from '../../src/store/db.js';
+import type { ClaimedSession } from '../../src/protocol/schemas.js';
+import type { ClaimRequest } from '../../src/store/sessions.js';
 
 /**
- * Bulk fixtures and plans for the benchmarks (bench/): history and backlog inserted in one statement each,
- * far faster than the API, and the claim's plan. Not used by the product itself.
+ * Bulk fixtures and plans for the benchmarks and the plan tests: history and backlog inserted in one
+ * statement each, far faster than the API, and the claim's plan. Not part of the product.
  */
 
 /** Inserts `count` finished sessions of `type`, created over the last `count` seconds (one statement). */
