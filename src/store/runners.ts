@@ -114,8 +114,7 @@ export async function recordRunnersSeen(db: Queryable, runners: RunnerSeen[]): P
 export async function markRunnerStopped(db: Queryable, runnerId: string): Promise<void> {
   await db.query(
     `INSERT INTO runner_health AS r (runner_id, status, active_sessions) VALUES ($1, 'stopped', 0)
-     ON CONFLICT (runner_id) DO UPDATE SET status = 'stopped', active_sessions = 0, last_heartbeat = now(),
-       uptime_seconds = greatest(0, extract(epoch FROM now() - r.started_at))::bigint`,
+     ON CONFLICT (runner_id) DO UPDATE SET status = 'stopped', active_sessions = 0, last_heartbeat = now()`,
     [runnerId],
   );
 }

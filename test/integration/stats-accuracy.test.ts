@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/store/db.js';
 import { histograms } from '../../src/store/metrics.js';
+import {
+  getRunner,
+  markRunnerStopped,
+  recordHeartbeats,
+  recordRunnersSeen,
+} from '../../src/store/runners.js';
 import { exchange, insertSessions, requeueSessions } from '../../src/store/sessions.js';
 import { freshDb } from '../helpers/db.js';
 
@@ -98,5 +104,26 @@ describe('claim wait after a hand-back', () => {
       [c!.id],
     );
     expect(rows[0]!.ready_for).toBeLessThan(60);
+  });
+});
+
+describe('runner uptime', () => {
+  it('is its last word less its start, whichever write came last', async () => {
+    const startedAt = new Date(Date.now() - 3600_000).toISOString();
+    const uptime = async () => Number((await getRunner(db, 'uptime-runner'))!.uptime_seconds);
+    await recordHeartbeats(
+      db,
+      [{ runnerId: 'uptime-runner', activeSessions: 0, maxConcurrency: 3, startedAt, sessions: [] }],
+      30_000,
+    );
+    expect(await uptime()).toBeGreaterThanOrEqual(3599);
+    expect(await uptime()).toBeLessThan(3660);
+    await recordRunnersSeen(db, [
+      { runnerId: 'uptime-runner', at: new Date(Date.parse(startedAt) + 7200_000) },
+    ]);
+    expect(await uptime()).toBe(7200);
+    await markRunnerStopped(db, 'uptime-runner');
+    expect(await uptime()).toBeGreaterThanOrEqual(3599);
+    expect(await uptime()).toBeLessThan(3660);
   });
 });

@@ -268,7 +268,6 @@ BEGIN
       hostname = coalesce(b.hostname, r.hostname),
       version = coalesce(b.version, r.version),
       started_at = coalesce(b."startedAt", r.started_at),
-      uptime_seconds = greatest(0, extract(epoch FROM now() - coalesce(b."startedAt", r.started_at)))::bigint,
       memory_rss_bytes = coalesce(b.rss, r.memory_rss_bytes),
       browser_memory_bytes = coalesce(b.browser, r.browser_memory_bytes),
       effective_concurrency = coalesce(b.effective, r.effective_concurrency)
@@ -282,5 +281,135 @@ BEGIN
   FROM b WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = b.runner)
   ON CONFLICT (runner_id) DO NOTHING;
 
+END
+$$;
+
+-- One runner_health accounting of uptime: derived from the row itself (last word minus start), so no
+-- writer restates the formula.
+ALTER TABLE runner_health DROP COLUMN uptime_seconds;
+ALTER TABLE runner_health ADD COLUMN uptime_seconds bigint
+  GENERATED ALWAYS AS (greatest(0, extract(epoch FROM last_heartbeat - started_at))::bigint) STORED;
+
+-- The writers of runner_health without their own uptime (see 0001).
+-- Liveness of many runners in one statement (runner_health.last_heartbeat is "updated on each poll"; a
+-- replica writes the polls it saw once per interval instead of once per poll). Registers unknown runners.
+-- A poll older than the row's last word (a stop recorded after it) changes nothing.
+CREATE OR REPLACE FUNCTION sfw_runners_seen(p_runners jsonb) RETURNS void LANGUAGE sql AS $$
+  WITH x AS (
+    SELECT * FROM jsonb_to_recordset(p_runners)
+      AS x(runner text, max integer, hostname text, version text, "startedAt" timestamptz, at timestamptz)
+    ORDER BY x.runner
+  ), u AS (
+    UPDATE runner_health r SET
+      last_heartbeat = x.at,
+      max_concurrency = coalesce(x.max, r.max_concurrency),
+      status = CASE WHEN r.status = 'stopped' THEN 'running' ELSE r.status END,
+      hostname = coalesce(x.hostname, r.hostname),
+      version = coalesce(x.version, r.version)
+    FROM x WHERE r.runner_id = x.runner AND r.last_heartbeat < x.at
+    RETURNING r.runner_id
+  )
+  INSERT INTO runner_health (runner_id, max_concurrency, hostname, version, started_at, last_heartbeat)
+  SELECT x.runner, coalesce(x.max, (SELECT max_concurrency FROM scheduler_config)), x.hostname, x.version,
+         coalesce(x."startedAt", x.at), x.at
+  FROM x WHERE NOT EXISTS (SELECT 1 FROM runner_health r WHERE r.runner_id = x.runner)
+  ON CONFLICT (runner_id) DO NOTHING
+$$;
+
+-- Runners' exchanges with the queue in one call (one transaction, one commit, one round trip): the
+-- sessions each finished, then a claim of up to its free slots. Several runners' exchanges that reach an
+-- API replica together go in one call, so their completions are one statement and each group of runners
+-- serving the same types one claim. The runners' locks (taken in runner order) serialize each runner's
+-- exchanges, and each statement after them sees the previous ones' effects, so the count of a runner's
+-- running sessions is exact: the database, not only the runner, keeps it at or under its max concurrency,
+-- and the completions free their slots before the claim counts. One request per runner. Lock order of
+-- every writer: sessions, then statistics, then runner_health (written last, for all the runners at once).
+-- Answers one row per request: its accepted completions and its claimed sessions.
+CREATE OR REPLACE FUNCTION sfw_exchange_many(p_requests jsonb, p_lease_ms integer)
+RETURNS TABLE (runner_id text, done_ids uuid[], done_status text[], claimed json)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  r record;
+  v_runners text[];
+  v_done jsonb;
+  v_claims jsonb := '{}';
+  v_ids uuid[] := '{}';
+  v_status text[] := '{}';
+  v_by text[] := '{}';
+  v_failed boolean[] := '{}';
+BEGIN
+  SELECT array_agg(x.runner ORDER BY x.runner) INTO v_runners
+  FROM jsonb_to_recordset(p_requests) AS x(runner text);
+  IF v_runners IS NULL THEN RETURN; END IF;
+  FOR r IN SELECT unnest(v_runners) AS runner LOOP
+    PERFORM pg_advisory_xact_lock(hashtextextended('sfw.claim:' || r.runner, 0));
+  END LOOP;
+
+  SELECT jsonb_agg(i) INTO v_done
+  FROM jsonb_array_elements(p_requests) e,
+       jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'done') = 'array' THEN e -> 'done' ELSE '[]' END) i;
+  IF v_done IS NOT NULL THEN
+    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.status), '{}'),
+           coalesce(array_agg(c.claimed_by), '{}'), coalesce(array_agg(c.failed), '{}')
+    INTO v_ids, v_status, v_by, v_failed
+    FROM sfw_complete(v_done, v_runners) c;
+  END IF;
+
+  -- Free slots per runner, then one claim per group of runners serving the same types.
+  FOR r IN
+    WITH x AS (
+      SELECT e.v ->> 'runner' AS runner, (e.v ->> 'slots')::integer AS slots, (e.v ->> 'max')::integer AS max,
+             e.ord, (SELECT array_agg(t ORDER BY t) FROM jsonb_array_elements_text(e.v -> 'types') t) AS types
+      FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e(v, ord)
+    ), f AS (
+      SELECT x.runner, x.ord, x.types, sfw_free_slots(x.runner, x.slots, x.max) AS free FROM x
+    )
+    SELECT f.types, array_agg(f.runner ORDER BY f.ord) AS runners, array_agg(f.free ORDER BY f.ord) AS counts
+    FROM f WHERE f.free > 0 AND f.types IS NOT NULL GROUP BY f.types
+  LOOP
+    SELECT v_claims || coalesce(jsonb_object_agg(c.runner_id, c.claimed), '{}') INTO v_claims
+    FROM sfw_claim_many(r.runners, r.counts, r.types, p_lease_ms) c;
+  END LOOP;
+
+  -- The runners' rows last: registered when new, seen now, their totals added.
+  WITH x AS (
+    SELECT x.runner, x.max, x.hostname, x.version, x."startedAt" AS started,
+           (SELECT count(*) FROM unnest(v_by) b WHERE b = x.runner)::integer AS n,
+           (SELECT count(*) FROM unnest(v_by, v_failed) AS d(by, failed) WHERE d.by = x.runner AND d.failed)::integer AS f
+    FROM jsonb_to_recordset(p_requests)
+      AS x(runner text, max integer, hostname text, version text, "startedAt" timestamptz)
+    ORDER BY x.runner
+  ), u AS (
+    UPDATE runner_health h SET
+      last_heartbeat = now(),
+      max_concurrency = coalesce(x.max, h.max_concurrency),
+      status = CASE WHEN h.status = 'stopped' THEN 'running' ELSE h.status END,
+      hostname = coalesce(x.hostname, h.hostname),
+      version = coalesce(x.version, h.version),
+      started_at = coalesce(x.started, h.started_at),
+      total_sessions_executed = h.total_sessions_executed + x.n,
+      total_failures = h.total_failures + x.f
+    FROM x WHERE h.runner_id = x.runner
+    RETURNING h.runner_id
+  )
+  INSERT INTO runner_health (runner_id, max_concurrency, hostname, version, started_at, last_heartbeat,
+                             total_sessions_executed, total_failures)
+  SELECT x.runner, coalesce(x.max, (SELECT c.max_concurrency FROM scheduler_config c)), x.hostname, x.version,
+         coalesce(x.started, now()), now(), x.n, x.f
+  FROM x WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = x.runner)
+  ON CONFLICT (runner_id) DO NOTHING;
+
+  RETURN QUERY
+  SELECT x.runner, d.ids, d.statuses, coalesce((v_claims -> x.runner)::json, '[]'::json)
+  FROM (SELECT e.v ->> 'runner' AS runner, e.v -> 'done' AS done, e.ord
+        FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e(v, ord)) x
+  LEFT JOIN LATERAL (
+    SELECT array_agg(a.id) AS ids, array_agg(a.status) AS statuses
+    FROM unnest(v_ids, v_status) AS a(id, status)
+    WHERE a.id IN (SELECT (i ->> 'id')::uuid
+                   FROM jsonb_array_elements(CASE WHEN jsonb_typeof(x.done) = 'array' THEN x.done ELSE '[]' END) i)
+  ) d ON true
+  ORDER BY x.ord;
 END
 $$;
