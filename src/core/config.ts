@@ -1,5 +1,11 @@
 import { BlockList, isIP } from 'node:net';
 import { ConfigError } from './errors.js';
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_CONCURRENCY,
+  DEFAULT_POLL_INTERVAL_MS,
+} from './types.js';
 
 /**
  * The one config schema. Each field binds an environment variable and a flag; precedence is
@@ -80,7 +86,7 @@ export const CONFIG_FIELDS = {
     env: 'STALE_SESSION_TIMEOUT_MS',
     flag: 'stale-session-timeout-ms',
     kind: 'int',
-    default: 30_000,
+    default: DEFAULT_LEASE_MS,
     min: 1000,
     max: 86_400_000,
     description: 'Lease length: a running session whose runner stopped heartbeating this long is recovered',
@@ -155,13 +161,13 @@ export const CONFIG_FIELDS = {
     kind: 'int',
     min: 1,
     max: 256,
-    description: 'Sessions one runner runs at once (unset: follow scheduler_config, default 3)',
+    description: `Sessions one runner runs at once (unset: follow scheduler_config, default ${DEFAULT_MAX_CONCURRENCY})`,
   },
   pollIntervalMs: {
     env: 'POLL_INTERVAL_MS',
     flag: 'poll-interval-ms',
     kind: 'int',
-    default: 5000,
+    default: DEFAULT_POLL_INTERVAL_MS,
     min: 50,
     max: 600_000,
     description: 'Long-poll length; the pause after an empty poll',
@@ -237,7 +243,7 @@ export const CONFIG_FIELDS = {
     env: 'HEARTBEAT_INTERVAL_MS',
     flag: 'heartbeat-interval-ms',
     kind: 'int',
-    default: 5000,
+    default: DEFAULT_HEARTBEAT_INTERVAL_MS,
     min: 100,
     max: 600_000,
     description:

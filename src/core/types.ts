@@ -62,6 +62,9 @@ export interface StoredArtifact extends ArtifactInfo {
 export const DEFAULT_SESSION_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_CONCURRENCY = 3;
 export const DEFAULT_POLL_INTERVAL_MS = 5000;
+/** The lease (STALE_SESSION_TIMEOUT_MS) and the runner's heartbeat, a sixth of it. */
+export const DEFAULT_LEASE_MS = 30_000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
 /** Error message the guide's cleanup SQL writes for sessions whose runner vanished. */
 export const RUNNER_LOST_MESSAGE = 'Runner connection lost';
 /** Attempt-history message of a claim whose runner never confirmed it (its answer may have been lost). */
