@@ -1,8 +1,11 @@
+import os from 'node:os';
+import type { Logger } from '../core/log.js';
+
 /**
  * Memory-aware admission: how many sessions a runner may hold at once given the memory left on its
  * machine. Budgets start from the guide (~500 MB per concurrent session plus 500 MB base overhead) and
  * the per-session budget is then learned from measured Chromium memory per active browser session.
- * Pure functions and a small learner, no I/O.
+ * Pure functions, a small learner, and the runner's admission built from them.
  */
 
 export const MB = 1024 * 1024;
@@ -65,5 +68,78 @@ export class SessionBudget {
   get bytes(): number {
     if (this.average === undefined) return this.initialBytes;
     return Math.max(MIN_SESSION_BUDGET_BYTES, Math.round(this.average * SAFETY_FACTOR));
+  }
+}
+
+export function defaultFreeMemory(): number {
+  const available = typeof process.availableMemory === 'function' ? process.availableMemory() : 0;
+  return available > 0 ? available : os.freemem();
+}
+
+/** Free memory read at most every `everyMs` (reading it costs system calls; the claim loop asks often). */
+export function sampledFreeMemory(read: () => number = defaultFreeMemory, everyMs = 250): () => number {
+  let value = 0;
+  let at = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (now - at >= everyMs) {
+      value = read();
+      at = now;
+    }
+    return value;
+  };
+}
+
+export interface AdmissionOptions {
+  /** The runner serves a session type that needs a browser: only then does memory limit it. */
+  browser: boolean;
+  freeMemory?: () => number;
+  sessionBudgetBytes?: number;
+  baseBudgetBytes?: number;
+  log: Logger;
+}
+
+/** One runner's admission: its ceiling after memory, with the budget learned from its own browser. */
+export class Admission {
+  private readonly budget: SessionBudget;
+  private readonly freeMemory: () => number;
+  private readonly baseBytes: number;
+  private last = -1;
+
+  constructor(private readonly opts: AdmissionOptions) {
+    this.budget = new SessionBudget(opts.sessionBudgetBytes ?? DEFAULT_SESSION_BUDGET_BYTES);
+    this.freeMemory = opts.freeMemory ?? sampledFreeMemory();
+    this.baseBytes = opts.baseBudgetBytes ?? DEFAULT_BASE_BUDGET_BYTES;
+  }
+
+  /** The ceiling now, given `maxConcurrency` and the browser sessions running. */
+  effective(maxConcurrency: number, activeBrowserSessions: number): number {
+    if (!this.opts.browser) return maxConcurrency;
+    return effectiveConcurrency({
+      maxConcurrency,
+      freeMemoryBytes: this.freeMemory(),
+      activeBrowserSessions,
+      perSessionBytes: this.budget.bytes,
+      baseBytes: this.baseBytes,
+    });
+  }
+
+  /** effective(), said in the log when memory holds it under maxConcurrency (once per change). */
+  admit(maxConcurrency: number, activeBrowserSessions: number): number {
+    const effective = this.effective(maxConcurrency, activeBrowserSessions);
+    if (effective !== this.last) {
+      if (effective < maxConcurrency)
+        this.opts.log.warn(
+          { effectiveConcurrency: effective, maxConcurrency, sessionBudgetBytes: this.budget.bytes },
+          'memory-aware admission: claiming fewer sessions than max concurrency',
+        );
+      this.last = effective;
+    }
+    return effective;
+  }
+
+  /** One measurement of the browser's memory while `activeBrowserSessions` ran in it. */
+  observe(browserMemoryBytes: number, activeBrowserSessions: number): void {
+    this.budget.observe(browserMemoryBytes, activeBrowserSessions);
   }
 }

@@ -12,7 +12,8 @@ import { EgressProxy } from '../browser/egress.js';
 import { BrowserPool } from '../browser/pool.js';
 import { loadSessionTypes } from '../sessions/registry.js';
 import { executeSession } from '../sessions/execute.js';
-import { Runner, type ServedType } from './runner.js';
+import { Runner } from './runner.js';
+import type { ServedType } from './types.js';
 import { DEFAULT_BASE_BUDGET_BYTES, DEFAULT_SESSION_BUDGET_BYTES } from './admission.js';
 import { DEFAULT_MAX_CONCURRENCY } from '../core/types.js';
 

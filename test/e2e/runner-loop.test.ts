@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sleep } from '../../src/sdk/client.js';
-import type { Executor } from '../../src/runner/runner.js';
+import { SfwClient, sleep } from '../../src/sdk/client.js';
+import type { Executor, RunnerApi } from '../../src/runner/types.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
 import { apiOutage, runningByRunner, sleepExecutor, startRunner } from '../helpers/runner.js';
@@ -80,6 +80,39 @@ describe('runner loop', () => {
       expect(h.maxConcurrency).toBe(2);
     }
     expect(health.reduce((n, r) => n + r.totalSessionsExecuted, 0)).toBe(20);
+  });
+
+  it('a busy runner reports on its claims; the fallback door takes only what no claim carries', async () => {
+    await clearQueue();
+    const { items } = await api.client.createSessions(
+      Array.from({ length: 12 }, () => ({ type: 'sleep', input: { ms: 100 } })),
+    );
+    const client = new SfwClient({ baseUrl: api.url, retries: 0, timeoutMs: 10_000 });
+    const reported = { onClaims: 0, fallback: 0 };
+    const counting: RunnerApi = {
+      claim: (id, body, signal) => {
+        reported.onClaims += body.complete?.length ?? 0;
+        return client.claim(id, body, signal);
+      },
+      completeMany: (id, complete) => {
+        reported.fallback += complete.length;
+        return client.completeMany(id, complete);
+      },
+      heartbeat: (id, body) => client.heartbeat(id, body),
+      uploadArtifact: (...args) => client.uploadArtifact(...args),
+      stopRunner: (id, body) => client.stopRunner(id, body),
+    };
+    const r = await startRunner(api, { runnerId: 'loop-doors', maxConcurrency: 2, client: counting });
+    try {
+      for (const s of items)
+        expect((await api.client.waitUntilDone(s.id, { timeoutMs: 15_000 })).status).toBe('succeeded');
+    } finally {
+      expect(await r.stop()).toBe(0);
+      await client.close();
+    }
+    // Each report once; while the queue had work, every one rode on the claim that refilled its slot.
+    expect(reported.onClaims + reported.fallback).toBe(12);
+    expect(reported.onClaims).toBeGreaterThanOrEqual(9);
   });
 
   it('cancel of a running session ends it as cancelled within one heartbeat', async () => {

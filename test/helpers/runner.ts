@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { SfwClient, sleep } from '../../src/sdk/client.js';
-import { Runner, type Executor, type RunnerOptions } from '../../src/runner/runner.js';
+import { Runner } from '../../src/runner/runner.js';
+import type { Executor, RunnerOptions } from '../../src/runner/types.js';
 import type { Db } from '../../src/store/db.js';
 import type { TestApi } from './api.js';
 

@@ -1,0 +1,92 @@
+import type { EventLog, Logger } from '../core/log.js';
+import type { CompletionStatus } from '../core/types.js';
+import type { SfwClient } from '../sdk/client.js';
+import type { ClaimedSession } from '../protocol/schemas.js';
+
+/**
+ * What the runner is given: the API client, the executor, the browser pool, its settings. All of its I/O is
+ * injected, so the loop is testable without a browser.
+ */
+
+/** What the runner needs to know about a session type it serves. */
+export interface ServedType {
+  name: string;
+  /** Needs a page (and so a Chromium); `false` types cost no browser context. */
+  browser: boolean;
+}
+
+export interface ExecuteContext {
+  signal: AbortSignal;
+  /**
+   * Aborts `signal` for the session's own reasons (its timeout), which the runner does not treat as a
+   * cancellation: the executor's outcome stands. Saves the executor a signal of its own.
+   */
+  abort(reason: Error): void;
+  /** Uploads an artifact under the session's lease; resolves when stored or given up (never rejects). */
+  upload(name: string, data: Buffer, contentType: string): Promise<void>;
+  log: EventLog;
+}
+
+export interface SessionOutcome {
+  status: CompletionStatus;
+  result?: unknown;
+  errorMessage?: string;
+}
+
+/** Runs one claimed session to an outcome. Must settle promptly once `signal` aborts. */
+export type Executor = (session: ClaimedSession, ctx: ExecuteContext) => Promise<SessionOutcome>;
+
+/** The part of the browser pool the runner drives. */
+export interface BrowserPoolHandle {
+  browserMemoryBytes(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The API calls a runner makes: claims (which carry completions), heartbeats, artifacts, stop. */
+export type RunnerApi = Pick<
+  SfwClient,
+  'claim' | 'heartbeat' | 'completeMany' | 'uploadArtifact' | 'stopRunner'
+>;
+
+/** One attempt of a session, as every write about it names it (fencing). */
+export interface SessionRef {
+  id: string;
+  leaseToken: string;
+}
+
+export type RunnerState = 'new' | 'running' | 'draining' | 'stopped';
+
+/** Backoff between retries while the API is unreachable. */
+export interface RetryPolicy {
+  /** First delay (doubles, with jitter, up to maxBackoffMs). */
+  backoffMs: number;
+  maxBackoffMs: number;
+}
+
+export interface RunnerOptions {
+  runnerId: string;
+  client: RunnerApi;
+  types: readonly ServedType[];
+  executor: Executor;
+  pool?: BrowserPoolHandle | undefined;
+  log: Logger;
+  /** Fixed ceiling (MAX_CONCURRENCY); unset: follow scheduler_config.max_concurrency from heartbeat replies. */
+  maxConcurrency?: number | undefined;
+  /** Fixed long-poll length (POLL_INTERVAL_MS); unset: follow scheduler_config.poll_interval_ms. */
+  pollIntervalMs?: number | undefined;
+  heartbeatIntervalMs?: number;
+  shutdownTimeoutMs?: number;
+  hostname?: string;
+  version?: string;
+  /** Memory available to this runner now (default: the OS's available memory, container limits included). */
+  freeMemory?: () => number;
+  sessionBudgetBytes?: number;
+  baseBudgetBytes?: number;
+  /** Backoff while the API is unreachable. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** A session still running this long past its own timeout is abandoned and reported as `error`. */
+  hardTimeoutGraceMs?: number;
+  /** How long forced shutdown waits for aborted sessions to settle before handing them back. */
+  abortGraceMs?: number;
+}
