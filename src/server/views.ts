@@ -7,11 +7,11 @@ import type { AttemptRecord, StoredArtifact } from '../core/types.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-export function sessionView(r: SessionRow): SessionView {
+/** The fields a session and its list item share: everything but the ones that can be large. */
+function sessionFields(r: SessionSummaryRow) {
   return {
     id: r.id,
     type: r.type,
-    input: r.input,
     status: r.status,
     priority: r.priority,
     createdAt: r.created_at.toISOString(),
@@ -26,12 +26,32 @@ export function sessionView(r: SessionRow): SessionView {
     timeoutMs: r.timeout_ms,
     leaseExpiresAt: iso(r.lease_expires_at),
     cancelRequested: r.cancel_requested,
-    result: r.result ?? null,
     errorMessage: r.error_message,
-    artifacts: r.artifacts.map((a) => ({ name: a.name, size: a.size, contentType: a.contentType })),
     artifactOptions: r.artifact_options,
-    attempts: r.attempts,
     idempotencyKey: r.idempotency_key,
+  };
+}
+
+/** What a client sees of an artifact (not where the API keeps it). */
+const artifactViews = (list: StoredArtifact[]) =>
+  list.map((a) => ({ name: a.name, size: a.size, contentType: a.contentType }));
+
+/** Times in the history as every other time (entries written before sfw_time kept Postgres' format). */
+const isoText = (t: string | null) => (t === null ? null : new Date(t).toISOString());
+const attemptViews = (list: AttemptRecord[]): AttemptRecord[] =>
+  list.map((a) => ({
+    ...a,
+    startedAt: isoText(a.startedAt),
+    finishedAt: isoText(a.finishedAt) ?? a.finishedAt,
+  }));
+
+export function sessionView(r: SessionRow): SessionView {
+  return {
+    ...sessionFields(r),
+    input: r.input,
+    result: r.result ?? null,
+    artifacts: artifactViews(r.artifacts),
+    attempts: attemptViews(r.attempts),
   };
 }
 
@@ -50,27 +70,7 @@ export function sessionSummaryView(
   extra?: { values: Partial<Record<ListColumn, unknown>>; cut: ListColumn[] },
   fields: readonly SessionListField[] = [],
 ): SessionSummary {
-  const out: SessionSummary = {
-    id: r.id,
-    type: r.type,
-    status: r.status,
-    priority: r.priority,
-    createdAt: r.created_at.toISOString(),
-    updatedAt: r.updated_at.toISOString(),
-    runAt: r.run_at.toISOString(),
-    claimedBy: r.claimed_by,
-    claimedAt: iso(r.claimed_at),
-    finishedAt: iso(r.finished_at),
-    attempt: r.attempt,
-    maxAttempts: r.max_attempts,
-    retryOn: r.retry_on,
-    timeoutMs: r.timeout_ms,
-    leaseExpiresAt: iso(r.lease_expires_at),
-    cancelRequested: r.cancel_requested,
-    errorMessage: r.error_message,
-    artifactOptions: r.artifact_options,
-    idempotencyKey: r.idempotency_key,
-  };
+  const out: SessionSummary = sessionFields(r);
   if (!extra) return out;
   const truncated: SessionListField[] = [];
   for (const f of fields) {
@@ -82,13 +82,8 @@ export function sessionSummaryView(
     const v = extra.values[column];
     if (f === 'input') out.input = v;
     else if (f === 'result') out.result = v ?? null;
-    else if (f === 'attempts') out.attempts = v as AttemptRecord[];
-    else if (f === 'artifacts')
-      out.artifacts = (v as StoredArtifact[]).map((a) => ({
-        name: a.name,
-        size: a.size,
-        contentType: a.contentType,
-      }));
+    else if (f === 'attempts') out.attempts = attemptViews(v as AttemptRecord[]);
+    else if (f === 'artifacts') out.artifacts = artifactViews(v as StoredArtifact[]);
     else out.errorMessage = (v as string | null) ?? null;
   }
   if (truncated.length > 0) out.truncated = truncated;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimedSession, SessionView } from '../../src/protocol/schemas.js';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -160,6 +160,28 @@ describe('retries', () => {
     await expect(
       api.runnerClient.complete(s.id, { leaseToken: c1.leaseToken, status: 'failed' }),
     ).rejects.toMatchObject({ httpStatus: 409 });
+  });
+
+  it('shows history written by an earlier release in the API’s time format', async () => {
+    const s = await api.client.createSession({ type: 'old-history' });
+    await api.db.query(`UPDATE sessions SET attempts = $2::jsonb WHERE id = $1`, [
+      s.id,
+      JSON.stringify([
+        {
+          attempt: 1,
+          runnerId: 'r',
+          status: 'queued',
+          errorMessage: null,
+          startedAt: '2026-12-01T23:02:56.802538+00:00',
+          finishedAt: '2026-12-01T23:03:01.5+00:00',
+        },
+      ]),
+    ]);
+    const view = await api.client.getSession(s.id);
+    expect(view.attempts[0]).toMatchObject({
+      startedAt: '2026-12-01T23:02:56.802Z',
+      finishedAt: '2026-12-01T23:03:01.500Z',
+    });
   });
 
   it('refuses a repeat under the same lease with a different outcome (409), on every completion door', async () => {
