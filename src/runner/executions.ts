@@ -105,6 +105,11 @@ export class Executions {
     for (const [id, r] of this.running) this.abort(id, r.session.leaseToken, 'shutdown');
   }
 
+  /** The API took these back (the stop's hand-back): no longer held. */
+  handedBack(refs: readonly SessionRef[]): void {
+    for (const r of refs) this.held.delete(r.id);
+  }
+
   private async run(entry: Running): Promise<void> {
     const s = entry.session;
     const log = lazyChild(this.deps.log, { sessionId: s.id, type: s.type, attempt: s.attempt });
@@ -184,10 +189,5 @@ export class Executions {
   private release(s: SessionRef): void {
     if (this.held.get(s.id) === s.leaseToken) this.held.delete(s.id);
     this.deps.released();
-  }
-
-  /** The API took these back (the stop's hand-back): no longer held. */
-  handedBack(refs: readonly SessionRef[]): void {
-    for (const r of refs) this.held.delete(r.id);
   }
 }
