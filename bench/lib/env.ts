@@ -3,7 +3,7 @@ import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { createDb, type Db } from '../../src/store/db.js';
 import { ensureDatabase, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/store/embedded.js';
 import { migrate } from '../../src/store/migrate.js';

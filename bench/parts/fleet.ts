@@ -3,7 +3,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { CONFIG_FIELDS } from '../../src/core/config.js';
 import type { ClaimedSession, ClaimReply, CompleteItem, HeartbeatBody } from '../../src/protocol/schemas.js';
-import { SfwClient, backoff, sleep } from '../../src/sdk/client.js';
+import { SfwClient, backoff, sleep } from '@session-framework/sdk';
 import { startApiProcess, until, type BenchApi } from '../lib/env.js';
 import type { BenchContext } from '../lib/context.js';
 import type { PartResult, Row } from '../lib/report.js';

@@ -1,11 +1,6 @@
-import type { SfwClient } from '../../src/sdk/client.js';
+import type { SfwClient } from '@session-framework/sdk';
 import type { Db } from '../../src/store/db.js';
-import {
-  analyzeSessions,
-  explainClaim,
-  seedFinishedSessions,
-  seedQueuedSessions,
-} from '../lib/seed.js';
+import { analyzeSessions, explainClaim, seedFinishedSessions, seedQueuedSessions } from '../lib/seed.js';
 import { claimSessions, completeSession } from '../../src/store/sessions.js';
 import { startApiProcess } from '../lib/env.js';
 import { cpuMeter } from '../lib/procs.js';

@@ -1,11 +1,6 @@
-import type { SfwClient } from '../../src/sdk/client.js';
+import type { SfwClient } from '@session-framework/sdk';
 import type { CompleteItem } from '../../src/protocol/schemas.js';
-import {
-  HELD_RUN_AT,
-  finishedCount,
-  processingWindow,
-  releaseHeldSessions,
-} from '../lib/seed.js';
+import { HELD_RUN_AT, finishedCount, processingWindow, releaseHeldSessions } from '../lib/seed.js';
 import { startGraphile } from '../lib/graphile.js';
 import { startApiProcess, startRunnerProcess, until, type Proc } from '../lib/env.js';
 import { size, type BenchContext } from '../lib/context.js';

@@ -1,5 +1,5 @@
 import { loadConfig } from '../core/config.js';
-import { SfwClient } from '../sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import type { CommandContext } from './command.js';
 
 export const CLIENT_CONFIG = ['apiBaseUrl', 'apiToken'] as const;

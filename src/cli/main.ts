@@ -1,6 +1,6 @@
 import { ConfigError, SfwError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
-import { ApiError, NetworkError } from '../sdk/client.js';
+import { ApiError, NetworkError } from '@session-framework/sdk';
 import { describeError, helpText, parseCommandArgs, type Command } from './command.js';
 
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {

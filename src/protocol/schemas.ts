@@ -1,8 +1,16 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { SESSION_LIST_FIELDS, type SessionListField } from '@session-framework/sdk';
+import type * as wire from '@session-framework/sdk';
+import type * as core from '../core/types.js';
 import { ARTIFACT_MODES, COMPLETION_STATUSES, RUNNER_STATUSES, SESSION_STATUSES } from '../core/types.js';
 import { UUID_PATTERN } from '../core/ids.js';
+import type * as flow from './flow.js';
 
-/** HTTP request and response schemas of API v1, shared by the server, the runner and the SDK. */
+/**
+ * HTTP request and response schemas of API v1: what the server validates and documents. Each body's
+ * type is the SDK's (packages/sdk/src/wire.ts), and the agreement at the end of this file fails the build
+ * when a schema and its type drift apart.
+ */
 
 /** A string enum as plain JSON Schema, so validation errors read "must be equal to one of the allowed values". */
 const literals = <T extends readonly string[]>(values: T) =>
@@ -49,14 +57,14 @@ export const CreateSessionBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateSessionBody = Static<typeof CreateSessionBody>;
+export type CreateSessionBody = wire.CreateSessionBody;
 
 export const BATCH_MAX = 10_000;
 export const BatchBody = Type.Object(
   { sessions: Type.Array(CreateSessionBody, { minItems: 1, maxItems: BATCH_MAX }) },
   { additionalProperties: false },
 );
-export type BatchBody = Static<typeof BatchBody>;
+export type BatchBody = wire.BatchBody;
 
 export const ArtifactInfoSchema = Type.Object({
   name: Type.String(),
@@ -99,11 +107,10 @@ export const SessionView = Type.Object({
   attempts: Type.Array(AttemptRecordSchema),
   idempotencyKey: Nullable(Type.String()),
 });
-export type SessionView = Static<typeof SessionView>;
+export type SessionView = wire.SessionView;
 
-/** Fields a session list leaves out unless `fields=` asks for them: the ones that can be megabytes. */
-export const SESSION_LIST_FIELDS = ['input', 'result', 'attempts', 'artifacts', 'errorMessage'] as const;
-export type SessionListField = (typeof SESSION_LIST_FIELDS)[number];
+/** Fields a session list leaves out unless `fields=` asks for them (the SDK's list, which it sends). */
+export { SESSION_LIST_FIELDS, type SessionListField };
 /** A summary's errorMessage is cut to this many characters (ending in …); `fields=errorMessage` gives it whole. */
 export const LIST_ERROR_MESSAGE_CHARS = 200;
 /** A field asked for with `fields=` whose JSON is larger than this is left out of a list item (see truncated). */
@@ -127,7 +134,7 @@ export const ListSessionsQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-export type ListSessionsQuery = Static<typeof ListSessionsQuery>;
+export type ListSessionsQuery = wire.ListSessionsQuery;
 
 /**
  * A session in a list: everything but the fields that can be large, which `fields=` adds. A field asked for
@@ -159,13 +166,13 @@ export const SessionSummary = Type.Object({
   artifacts: Type.Optional(Type.Array(ArtifactInfoSchema)),
   truncated: Type.Optional(Type.Array(literals(SESSION_LIST_FIELDS))),
 });
-export type SessionSummary = Static<typeof SessionSummary>;
+export type SessionSummary = wire.SessionSummary;
 
 export const SessionList = Type.Object({
   items: Type.Array(SessionSummary),
   nextCursor: Nullable(Type.String()),
 });
-export type SessionList = Static<typeof SessionList>;
+export type SessionList = wire.SessionList;
 
 export const IdParams = Type.Object({ id: SessionId }, { additionalProperties: false });
 export const ArtifactParams = Type.Object(
@@ -188,27 +195,27 @@ export const CompleteBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CompleteBody = Static<typeof CompleteBody>;
+export type CompleteBody = wire.CompleteBody;
 
 export const COMPLETE_BATCH_MAX = 100;
 export const CompleteItem = Type.Object(
   { id: SessionId, ...CompleteBody.properties },
   { additionalProperties: false },
 );
-export type CompleteItem = Static<typeof CompleteItem>;
+export type CompleteItem = wire.CompleteItem;
 export const CompleteBatchBody = Type.Object(
   { items: Type.Array(CompleteItem, { minItems: 1, maxItems: COMPLETE_BATCH_MAX }) },
   { additionalProperties: false },
 );
-export type CompleteBatchBody = Static<typeof CompleteBatchBody>;
+export type CompleteBatchBody = wire.CompleteBatchBody;
 export const CompleteOutcome = Type.Object({
   id: Type.String(),
   outcome: literals(['accepted', 'lease-lost', 'not-found', 'conflict'] as const),
   status: Type.Optional(SessionStatusSchema),
 });
-export type CompleteOutcome = Static<typeof CompleteOutcome>;
+export type CompleteOutcome = wire.CompleteOutcome;
 export const CompleteBatchReply = Type.Object({ items: Type.Array(CompleteOutcome) });
-export type CompleteBatchReply = Static<typeof CompleteBatchReply>;
+export type CompleteBatchReply = wire.CompleteBatchReply;
 
 export const ClaimBody = Type.Object(
   {
@@ -224,7 +231,7 @@ export const ClaimBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type ClaimBody = Static<typeof ClaimBody>;
+export type ClaimBody = wire.ClaimBody;
 
 export const ClaimedSession = Type.Object({
   id: Type.String(),
@@ -239,13 +246,13 @@ export const ClaimedSession = Type.Object({
   createdAt: Type.String(),
   artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
 });
-export type ClaimedSession = Static<typeof ClaimedSession>;
+export type ClaimedSession = wire.ClaimedSession;
 export const ClaimReply = Type.Object({
   sessions: Type.Array(ClaimedSession),
   /** One outcome per item of `complete`, when the claim carried completions. */
   completed: Type.Optional(Type.Array(CompleteOutcome)),
 });
-export type ClaimReply = Static<typeof ClaimReply>;
+export type ClaimReply = wire.ClaimReply;
 
 export const LeaseRef = Type.Object(
   { id: SessionId, leaseToken: LeaseToken },
@@ -267,13 +274,13 @@ export const HeartbeatBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type HeartbeatBody = Static<typeof HeartbeatBody>;
+export type HeartbeatBody = wire.HeartbeatBody;
 
 export const SchedulerConfigView = Type.Object({
   maxConcurrency: Type.Integer(),
   pollIntervalMs: Type.Integer(),
 });
-export type SchedulerConfigView = Static<typeof SchedulerConfigView>;
+export type SchedulerConfigView = wire.SchedulerConfigView;
 export const SchedulerConfigBody = Type.Object(
   {
     maxConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
@@ -281,20 +288,20 @@ export const SchedulerConfigBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type SchedulerConfigBody = Static<typeof SchedulerConfigBody>;
+export type SchedulerConfigBody = wire.SchedulerConfigBody;
 
 export const HeartbeatReply = Type.Object({
   config: SchedulerConfigView,
   cancel: Type.Array(Type.String()),
   lost: Type.Array(Type.String()),
 });
-export type HeartbeatReply = Static<typeof HeartbeatReply>;
+export type HeartbeatReply = wire.HeartbeatReply;
 
 export const StopBody = Type.Object(
   { requeue: Type.Optional(Type.Array(LeaseRef, { maxItems: 1000 })) },
   { additionalProperties: false },
 );
-export type StopBody = Static<typeof StopBody>;
+export type StopBody = wire.StopBody;
 
 export const RunnerView = Type.Object({
   runnerId: Type.String(),
@@ -315,7 +322,7 @@ export const RunnerView = Type.Object({
   memoryRssBytes: Nullable(Type.Integer()),
   browserMemoryBytes: Nullable(Type.Integer()),
 });
-export type RunnerView = Static<typeof RunnerView>;
+export type RunnerView = wire.RunnerView;
 export const RunnerList = Type.Object({ items: Type.Array(RunnerView) });
 
 export const QueueView = Type.Object({
@@ -326,7 +333,7 @@ export const QueueView = Type.Object({
   runnersLive: Type.Integer(),
   fleetCapacity: Type.Integer(),
 });
-export type QueueView = Static<typeof QueueView>;
+export type QueueView = wire.QueueView;
 
 export const AlertView = Type.Object({
   name: Type.String(),
@@ -336,7 +343,7 @@ export const AlertView = Type.Object({
   value: Type.Number(),
   threshold: Type.Number(),
 });
-export type AlertView = Static<typeof AlertView>;
+export type AlertView = wire.AlertView;
 export const AlertList = Type.Object({ items: Type.Array(AlertView) });
 
 export const ErrorBodySchema = Type.Object({
@@ -362,4 +369,57 @@ export const StatsTimeseries = Type.Object({
     }),
   ),
 });
-export type StatsTimeseries = Static<typeof StatsTimeseries>;
+export type StatsTimeseries = wire.StatsTimeseries;
+
+// ---- one shape per concept -------------------------------------------------------------------------
+
+/** True when A and B are the same type, not merely assignable one way (an extra optional field counts). */
+export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Agree<T extends Record<string, true>> = T;
+
+/**
+ * Each schema validates exactly the SDK's type of the same name, and the domain types of core and the
+ * flow steps are the SDK's too: tsc names the entry that is `false` when one side changes alone.
+ */
+type _WireAgreement = Agree<{
+  CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
+  BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
+  SessionView: Same<Static<typeof SessionView>, wire.SessionView>;
+  ListSessionsQuery: Same<Static<typeof ListSessionsQuery>, wire.ListSessionsQuery>;
+  SessionSummary: Same<Static<typeof SessionSummary>, wire.SessionSummary>;
+  SessionList: Same<Static<typeof SessionList>, wire.SessionList>;
+  CompleteBody: Same<Static<typeof CompleteBody>, wire.CompleteBody>;
+  CompleteItem: Same<Static<typeof CompleteItem>, wire.CompleteItem>;
+  CompleteBatchBody: Same<Static<typeof CompleteBatchBody>, wire.CompleteBatchBody>;
+  CompleteOutcome: Same<Static<typeof CompleteOutcome>, wire.CompleteOutcome>;
+  CompleteBatchReply: Same<Static<typeof CompleteBatchReply>, wire.CompleteBatchReply>;
+  ClaimBody: Same<Static<typeof ClaimBody>, wire.ClaimBody>;
+  ClaimedSession: Same<Static<typeof ClaimedSession>, wire.ClaimedSession>;
+  ClaimReply: Same<Static<typeof ClaimReply>, wire.ClaimReply>;
+  LeaseRef: Same<Static<typeof LeaseRef>, wire.LeaseRef>;
+  HeartbeatBody: Same<Static<typeof HeartbeatBody>, wire.HeartbeatBody>;
+  HeartbeatReply: Same<Static<typeof HeartbeatReply>, wire.HeartbeatReply>;
+  SchedulerConfigView: Same<Static<typeof SchedulerConfigView>, wire.SchedulerConfigView>;
+  SchedulerConfigBody: Same<Static<typeof SchedulerConfigBody>, wire.SchedulerConfigBody>;
+  StopBody: Same<Static<typeof StopBody>, wire.StopBody>;
+  RunnerView: Same<Static<typeof RunnerView>, wire.RunnerView>;
+  RunnerList: Same<Static<typeof RunnerList>, { items: wire.RunnerView[] }>;
+  QueueView: Same<Static<typeof QueueView>, wire.QueueView>;
+  AlertView: Same<Static<typeof AlertView>, wire.AlertView>;
+  AlertList: Same<Static<typeof AlertList>, { items: wire.AlertView[] }>;
+  StatsTimeseries: Same<Static<typeof StatsTimeseries>, wire.StatsTimeseries>;
+  ArtifactInfo: Same<Static<typeof ArtifactInfoSchema>, wire.ArtifactInfo>;
+  AttemptRecord: Same<Static<typeof AttemptRecordSchema>, wire.AttemptRecord>;
+  ErrorBody: wire.ErrorBody extends Static<typeof ErrorBodySchema> ? true : false;
+  SessionStatus: Same<core.SessionStatus, wire.SessionStatus>;
+  CompletionStatus: Same<core.CompletionStatus, wire.CompletionStatus>;
+  RunnerStatus: Same<core.RunnerStatus, wire.RunnerStatus>;
+  ArtifactMode: Same<core.ArtifactMode, wire.ArtifactMode>;
+  coreArtifactOptions: Same<core.ArtifactOptions, wire.ArtifactOptions>;
+  coreArtifactInfo: Same<core.ArtifactInfo, wire.ArtifactInfo>;
+  coreAttemptRecord: Same<core.AttemptRecord, wire.AttemptRecord>;
+  FlowStep: Same<flow.FlowStep, wire.FlowStep>;
+  FlowSessionInput: Same<flow.FlowSessionInput, wire.FlowSessionInput>;
+  FlowStepResult: Same<flow.FlowStepResult, wire.FlowStepResult>;
+  FlowResult: Same<flow.FlowResult, wire.FlowResult>;
+}>;

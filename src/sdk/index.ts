@@ -1,3 +1,2 @@
-export { SfwClient, ApiError, NetworkError, backoff, sleep, type ClientOptions } from './client.js';
-export type * from '../protocol/schemas.js';
-export type { FlowStep, FlowResult, FlowStepResult, FlowSessionInput } from '../protocol/flow.js';
+/** The SDK is the package @session-framework/sdk (packages/sdk); `session-framework/sdk` re-exports it. */
+export * from '@session-framework/sdk';

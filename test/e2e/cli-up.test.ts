@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { waitFor } from '../helpers/wait.js';
 import { freePort, killTagged, spawnSfw, taggedProcesses, type SfwProcess } from '../helpers/runner.js';
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { Runner } from '../../src/runner/runner.js';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { sleepExecutor } from '../helpers/runner.js';

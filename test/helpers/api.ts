@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/server/app.js';
 import { Notifier } from '../../src/store/notify.js';
 import { Reaper } from '../../src/server/reaper.js';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { freshDb } from './db.js';
 import type { Db } from '../../src/store/db.js';
 

@@ -8,7 +8,7 @@ import { checkAuthConfig } from '../../src/server/main.js';
 import { artifactPath } from '../../src/server/routes/artifacts.js';
 import { buildApp } from '../../src/server/app.js';
 import { TokenBuckets } from '../../src/server/ratelimit.js';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
 import { hostPolicy } from '../../src/server/auth.js';
 import { SECURITY_HEADERS, toErrorBody } from '../../src/server/app.js';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { API_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 
 /**

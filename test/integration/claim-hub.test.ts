@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimReply } from '../../src/protocol/schemas.js';
-import { SfwClient } from '../../src/sdk/client.js';
+import { SfwClient } from '@session-framework/sdk';
 import { freshDb } from '../helpers/db.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';

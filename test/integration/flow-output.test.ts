@@ -5,7 +5,7 @@ import { BrowserPool } from '../../src/browser/pool.js';
 import { createLogger } from '../../src/core/log.js';
 import type { SessionView } from '../../src/protocol/schemas.js';
 import type { FlowResult, FlowStep } from '../../src/protocol/flow.js';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import { executeSession } from '../../src/sessions/execute.js';
 import { flowSessionType } from '../../src/sessions/registry.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 
 let api: TestApi;

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { createDb, type Db } from '../../src/store/db.js';
 import { ensureDatabase } from '../../src/store/embedded.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.js';
 import { waitFor } from '../helpers/wait.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError, SfwClient } from '../../src/sdk/client.js';
+import { ApiError, SfwClient } from '@session-framework/sdk';
 import { ClaimReply, type ClaimedSession } from '../../src/protocol/schemas.js';
 import { Ajv } from 'ajv';
 import { startTestApi, type TestApi } from '../helpers/api.js';

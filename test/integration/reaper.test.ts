@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUNNER_LOST_MESSAGE } from '../../src/core/types.js';
 import { Reaper } from '../../src/server/reaper.js';
-import { ApiError } from '../../src/sdk/client.js';
+import { ApiError } from '@session-framework/sdk';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';

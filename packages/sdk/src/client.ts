@@ -1,0 +1,433 @@
+import { ApiError, NetworkError, type ErrorCode } from './errors.js';
+import { backoff, sleep } from './retry.js';
+import {
+  SESSION_LIST_FIELDS,
+  type AlertView,
+  type BatchBody,
+  type ClaimBody,
+  type ClaimReply,
+  type CompleteBatchBody,
+  type CompleteBatchReply,
+  type CompleteBody,
+  type CreateSessionBody,
+  type HeartbeatBody,
+  type HeartbeatReply,
+  type ListSessionsQuery,
+  type QueueView,
+  type RunnerView,
+  type SchedulerConfigBody,
+  type SchedulerConfigView,
+  type SessionListField,
+  type SessionStatus,
+  type SessionSummary,
+  type SessionView,
+  type StopBody,
+} from './wire.js';
+
+/**
+ * A listed session: the summary plus the fields asked for. A field whose JSON is over 64 KiB is left out
+ * and named in `truncated`: read that session with getSession for it.
+ */
+export type SessionListItem<F extends SessionListField = never> = SessionSummary & {
+  [K in F]-?: SessionView[K];
+};
+
+export type ListSessionsOptions<F extends SessionListField> = Omit<ListSessionsQuery, 'fields'> & {
+  /** Extra fields per item; omitted: all of them; [] for summaries only (the light way to scan many). */
+  fields?: readonly F[];
+};
+
+export interface ClientOptions {
+  baseUrl: string;
+  token?: string | undefined;
+  /** Retries of idempotent calls after network errors and 429/502/503/504 (default 3). */
+  retries?: number;
+  /** First backoff delay; doubles each retry, with jitter (default 200 ms). */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Deadline of each request beyond any long-poll wait (default 30 s). */
+  timeoutMs?: number;
+  /** Requests in flight at once; more wait their turn (default 16). */
+  connections?: number;
+  userAgent?: string;
+}
+
+type Method = 'GET' | 'POST' | 'PUT';
+
+interface CallOptions {
+  body?: unknown;
+  raw?: Uint8Array;
+  contentType?: string;
+  headers?: Record<string, string>;
+  query?: Record<string, string | number | undefined>;
+  /** May this call be retried safely? */
+  idempotent: boolean;
+  /** Extra time the server may hold the request (long-polls). */
+  waitMs?: number;
+  signal?: AbortSignal | undefined;
+}
+
+interface Answer {
+  status: number;
+  contentType: string;
+  data: Buffer;
+}
+
+const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/** Failures that leave the request unsent: safe to retry whatever the call. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const TERMINAL: readonly SessionStatus[] = ['succeeded', 'failed', 'error', 'cancelled'];
+
+/**
+ * The typed HTTP client for the whole API, on the runtime's fetch: the CLI, the runner and users use it.
+ * Idempotent calls are retried with backoff and jitter; at most `connections` requests are in flight.
+ */
+export class SfwClient {
+  readonly baseUrl: string;
+  private readonly token: string | undefined;
+  private readonly retries: number;
+  private readonly backoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly timeoutMs: number;
+  private readonly userAgent: string;
+  private readonly slots: Slots;
+  private closed = false;
+
+  constructor(opts: ClientOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.token = opts.token;
+    this.retries = opts.retries ?? 3;
+    this.backoffMs = opts.backoffMs ?? 200;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 5000;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.userAgent = opts.userAgent ?? 'session-framework-sdk';
+    this.slots = new Slots(opts.connections ?? 16);
+  }
+
+  /** Refuses new calls and waits for those in flight. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.slots.idle();
+  }
+
+  // ---- clients -------------------------------------------------------------------------------------
+
+  /** Enqueues a session. With an idempotency key, a repeat returns the same session (and is retried safely). */
+  createSession(body: CreateSessionBody, opts: { idempotencyKey?: string } = {}): Promise<SessionView> {
+    const key = opts.idempotencyKey ?? body.idempotencyKey;
+    return this.call<SessionView>('POST', '/v1/sessions', {
+      body,
+      idempotent: key !== undefined,
+      ...(opts.idempotencyKey ? { headers: { 'idempotency-key': opts.idempotencyKey } } : {}),
+    });
+  }
+
+  createSessions(sessions: BatchBody['sessions']): Promise<{ items: SessionView[] }> {
+    return this.call('POST', '/v1/sessions/batch', {
+      body: { sessions },
+      idempotent: sessions.every((s) => s.idempotencyKey),
+    });
+  }
+
+  /**
+   * A page of sessions, newest first. Without `fields` every field is asked for (each bounded to 64 KiB,
+   * the page to about 4 MiB: it ends early with nextCursor); `fields: []` answers summaries only.
+   */
+  listSessions<F extends SessionListField = SessionListField>(
+    query: ListSessionsOptions<F> = {},
+  ): Promise<{ items: SessionListItem<F>[]; nextCursor: string | null }> {
+    const { fields, ...rest } = query;
+    return this.call('GET', '/v1/sessions', {
+      query: { ...rest, fields: (fields ?? SESSION_LIST_FIELDS).join(',') },
+      idempotent: true,
+    });
+  }
+
+  getSession(id: string, opts: { leaseToken?: string } = {}): Promise<SessionView> {
+    return this.call('GET', `/v1/sessions/${encodeURIComponent(id)}`, {
+      idempotent: true,
+      ...(opts.leaseToken ? { headers: { 'x-lease-token': opts.leaseToken } } : {}),
+    });
+  }
+
+  /** Long-polls until the session is terminal or timeoutMs passes; answers the session either way. */
+  waitSession(id: string, timeoutMs = 30_000, signal?: AbortSignal): Promise<SessionView> {
+    return this.call('GET', `/v1/sessions/${encodeURIComponent(id)}/wait`, {
+      query: { timeoutMs },
+      idempotent: true,
+      waitMs: timeoutMs,
+      signal,
+    });
+  }
+
+  /** Waits as long as it takes (in long-poll rounds) for the session to end. */
+  async waitUntilDone(
+    id: string,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<SessionView> {
+    const until = Date.now() + (opts.timeoutMs ?? Number.POSITIVE_INFINITY);
+    for (;;) {
+      const s = await this.waitSession(id, Math.max(1, Math.min(25_000, until - Date.now())), opts.signal);
+      if (TERMINAL.includes(s.status) || Date.now() >= until || opts.signal?.aborted) return s;
+    }
+  }
+
+  cancelSession(id: string): Promise<SessionView> {
+    return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/cancel`, { idempotent: true });
+  }
+
+  async getArtifact(id: string, name: string): Promise<{ contentType: string; data: Buffer }> {
+    const { contentType, data } = await this.send(
+      'GET',
+      `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`,
+      { idempotent: true },
+    );
+    return { contentType, data };
+  }
+
+  queue(): Promise<QueueView> {
+    return this.call('GET', '/v1/queue', { idempotent: true });
+  }
+
+  async runners(): Promise<RunnerView[]> {
+    return (await this.call<{ items: RunnerView[] }>('GET', '/v1/runners', { idempotent: true })).items;
+  }
+
+  async alerts(): Promise<AlertView[]> {
+    return (await this.call<{ items: AlertView[] }>('GET', '/v1/alerts', { idempotent: true })).items;
+  }
+
+  getSchedulerConfig(): Promise<SchedulerConfigView> {
+    return this.call('GET', '/v1/config/scheduler', { idempotent: true });
+  }
+
+  setSchedulerConfig(body: SchedulerConfigBody): Promise<SchedulerConfigView> {
+    return this.call('PUT', '/v1/config/scheduler', { body, idempotent: true });
+  }
+
+  async metrics(): Promise<string> {
+    return (await this.send('GET', '/metrics', { idempotent: true })).data.toString('utf8');
+  }
+
+  health(): Promise<{ ok: boolean }> {
+    return this.call('GET', '/healthz', { idempotent: true });
+  }
+
+  ready(): Promise<{ ok: boolean }> {
+    return this.call('GET', '/readyz', { idempotent: false });
+  }
+
+  // ---- runners -------------------------------------------------------------------------------------
+
+  /** Claims up to `slots` sessions, waiting up to waitMs. Retried only when the request never left. */
+  claim(runnerId: string, body: ClaimBody, signal?: AbortSignal): Promise<ClaimReply> {
+    return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/claim`, {
+      body,
+      idempotent: false,
+      waitMs: body.waitMs ?? 0,
+      signal,
+    });
+  }
+
+  heartbeat(runnerId: string, body: HeartbeatBody): Promise<HeartbeatReply> {
+    return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/heartbeat`, {
+      body,
+      idempotent: true,
+    });
+  }
+
+  /** Fenced by the lease token; a repeat of an accepted completion is answered, a stale lease gets 409. */
+  complete(id: string, body: CompleteBody): Promise<SessionView> {
+    return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/complete`, { body, idempotent: true });
+  }
+
+  /** Several completions in one request (each fenced by its lease token); safe to repeat. */
+  completeMany(runnerId: string, items: CompleteBatchBody['items']): Promise<CompleteBatchReply> {
+    return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/complete`, {
+      body: { items },
+      idempotent: true,
+    });
+  }
+
+  uploadArtifact(
+    id: string,
+    name: string,
+    leaseToken: string,
+    data: Uint8Array,
+    contentType = 'application/octet-stream',
+  ): Promise<{ name: string; size: number; contentType: string }> {
+    return this.call('PUT', `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`, {
+      raw: data,
+      contentType,
+      headers: { 'x-lease-token': leaseToken },
+      idempotent: true,
+    });
+  }
+
+  stopRunner(runnerId: string, body: StopBody = {}): Promise<{ requeued: string[] }> {
+    return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/stop`, { body, idempotent: true });
+  }
+
+  // ---- transport -----------------------------------------------------------------------------------
+
+  private async call<T>(method: Method, path: string, opts: CallOptions): Promise<T> {
+    const text = (await this.send(method, path, opts)).data.toString('utf8');
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** One call with its retries: the answer of a success, else an ApiError or a NetworkError. */
+  private async send(method: Method, path: string, opts: CallOptions): Promise<Answer> {
+    const url = this.url(path, opts.query);
+    // A Buffer's memory is an ArrayBuffer (never shared), which DOM's typing of fetch bodies wants said.
+    const payload =
+      (opts.raw as Uint8Array<ArrayBuffer> | undefined) ??
+      (opts.body === undefined ? undefined : JSON.stringify(opts.body));
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    if (payload !== undefined)
+      headers['content-type'] = opts.raw
+        ? (opts.contentType ?? 'application/octet-stream')
+        : 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    Object.assign(headers, opts.headers);
+    const deadlineMs = this.timeoutMs + (opts.waitMs ?? 0);
+    for (let attempt = 0; ; attempt++) {
+      const mayRetry = () => attempt < this.retries && !opts.signal?.aborted && !this.closed;
+      let answer: Answer;
+      try {
+        answer = await this.fetchOnce(url, { method, headers, body: payload }, deadlineMs, opts.signal);
+      } catch (err) {
+        if (err instanceof NetworkError && (opts.idempotent || !err.sent) && mayRetry()) {
+          await sleep(backoff(attempt, this.backoffMs, this.maxBackoffMs), opts.signal);
+          continue;
+        }
+        throw err;
+      }
+      if (answer.status < 400) return answer;
+      if (RETRY_STATUSES.has(answer.status) && opts.idempotent && mayRetry()) {
+        await sleep(backoff(attempt, this.backoffMs, this.maxBackoffMs), opts.signal);
+        continue;
+      }
+      throw toApiError(answer.status, answer.data.toString('utf8'));
+    }
+  }
+
+  /** One request, answer read whole, within its deadline; any failure to get it is a NetworkError. */
+  private async fetchOnce(
+    url: string,
+    init: {
+      method: Method;
+      headers: Record<string, string>;
+      body: string | Uint8Array<ArrayBuffer> | undefined;
+    },
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
+    if (this.closed) throw new NetworkError('the client was closed', false, undefined);
+    try {
+      await this.slots.take(signal);
+    } catch (err) {
+      throw new NetworkError('request aborted before it was sent', false, err);
+    }
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, deadlineMs);
+    const onAbort = () => abort.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const res = await fetch(url, { ...init, signal: abort.signal });
+      const data = Buffer.from(await res.arrayBuffer());
+      return { status: res.status, contentType: res.headers.get('content-type') ?? '', data };
+    } catch (err) {
+      if (timedOut) throw new NetworkError(`no answer from the API within ${deadlineMs} ms`, true, err);
+      if (signal?.aborted) throw new NetworkError('request aborted', true, err);
+      throw unreachable(err, this.baseUrl);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      this.slots.give();
+    }
+  }
+
+  private url(path: string, query?: Record<string, string | number | undefined>): string {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) qs.set(k, String(v));
+    const s = qs.toString();
+    return `${this.baseUrl}${path}${s ? `?${s}` : ''}`;
+  }
+}
+
+/** At most `size` holders at once; the rest wait in order, as requests wait for a pool of that many sockets. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  private readonly idlers: (() => void)[] = [];
+
+  constructor(private readonly size: number) {
+    this.free = size;
+  }
+
+  take(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        this.waiting.splice(this.waiting.indexOf(grant), 1);
+        reject(signal?.reason as Error);
+      };
+      this.waiting.push(grant);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) return next();
+    this.free++;
+    if (this.free === this.size) for (const done of this.idlers.splice(0)) done();
+  }
+
+  /** Resolves once nothing holds a slot. */
+  idle(): Promise<void> {
+    if (this.free === this.size) return Promise.resolve();
+    return new Promise((resolve) => this.idlers.push(resolve));
+  }
+}
+
+/** What a failed fetch says about the API, and whether the request surely never left. */
+function unreachable(err: unknown, baseUrl: string): NetworkError {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+  const code = typeof cause?.code === 'string' ? cause.code : '';
+  const detail = typeof cause?.message === 'string' ? cause.message : (err as Error).message;
+  if (detail === 'bad port') {
+    const message = `cannot reach the API: fetch refuses the port of ${baseUrl} (a "bad port" of the Fetch standard); serve the API on another port`;
+    return new NetworkError(message, false, err);
+  }
+  const message = `cannot reach the API: ${[code, detail].filter(Boolean).join(' ')}`;
+  return new NetworkError(message, !NOT_SENT_CODES.has(code), err);
+}
+
+function toApiError(status: number, text: string): ApiError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: ErrorCode; message?: string; path?: string } };
+    if (body.error?.message)
+      return new ApiError(status, body.error.code ?? 'INTERNAL', body.error.message, body.error.path);
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(
+    status,
+    status >= 500 ? 'INTERNAL' : 'VALIDATION',
+    `HTTP ${status}: ${text.slice(0, 200)}`,
+  );
+}

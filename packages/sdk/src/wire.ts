@@ -1,0 +1,300 @@
+/**
+ * Request and answer bodies of API v1, as JSON carries them. The server validates requests with JSON
+ * schemas that the compiler holds to these types (session-framework's src/protocol/schemas.ts), so this
+ * file is the one statement of each shape.
+ *
+ * Glossary
+ * - session: one run of a browser script: type + input → result.
+ * - runner: a process that claims sessions and runs them, up to its max concurrency at once.
+ * - claim: the move of a session from `queued` to `running`, owned by one runner, with a lease.
+ * - lease: the claim's expiry, renewed by heartbeats; every runner write carries its lease token.
+ * - attempt: one claim of a session; a session may be retried up to maxAttempts.
+ *
+ * Times are RFC 3339 strings (UTC, milliseconds, `Z`); durations are milliseconds. The shapes are type
+ * aliases, not interfaces, so that like the JSON they describe they are assignable to Record<string, unknown>.
+ */
+
+export type SessionStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'error' | 'cancelled';
+/** Statuses a runner may report when completing a session. */
+export type CompletionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
+export type RunnerStatus = 'running' | 'draining' | 'stopped';
+export type ArtifactMode = 'off' | 'on-failure' | 'always';
+
+/** What the runner records about a session, chosen at enqueue. */
+export type ArtifactOptions = {
+  screenshot: ArtifactMode;
+  trace: ArtifactMode;
+};
+
+export type ArtifactInfo = {
+  name: string;
+  size: number;
+  contentType: string;
+};
+
+export type AttemptRecord = {
+  attempt: number;
+  runnerId: string | null;
+  status: SessionStatus;
+  errorMessage: string | null;
+  startedAt: string | null;
+  finishedAt: string;
+};
+
+// ---- clients ---------------------------------------------------------------------------------------
+
+export type CreateSessionBody = {
+  /** `flow` or a registered code session type. */
+  type: string;
+  input?: unknown;
+  /** Higher first; FIFO within a priority (-1000 to 1000, default 0). */
+  priority?: number;
+  /** Not before this time. */
+  runAt?: string;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  /** Outcomes that spend another attempt (default: error). */
+  retryOn?: ('error' | 'failed')[];
+  artifacts?: { screenshot?: ArtifactMode; trace?: ArtifactMode };
+  /** A repeat with the same key answers the same session. */
+  idempotencyKey?: string;
+};
+
+export type BatchBody = {
+  sessions: CreateSessionBody[];
+};
+
+export type SessionView = {
+  id: string;
+  type: string;
+  input: unknown;
+  status: SessionStatus;
+  priority: number;
+  createdAt: string;
+  updatedAt: string;
+  runAt: string;
+  claimedBy: string | null;
+  claimedAt: string | null;
+  finishedAt: string | null;
+  attempt: number;
+  maxAttempts: number;
+  retryOn: string[];
+  timeoutMs: number;
+  leaseExpiresAt: string | null;
+  cancelRequested: boolean;
+  result: unknown;
+  errorMessage: string | null;
+  artifacts: ArtifactInfo[];
+  artifactOptions: ArtifactOptions;
+  attempts: AttemptRecord[];
+  idempotencyKey: string | null;
+};
+
+/** Fields a session list leaves out unless `fields=` asks for them: the ones that can be megabytes. */
+export const SESSION_LIST_FIELDS = ['input', 'result', 'attempts', 'artifacts', 'errorMessage'] as const;
+export type SessionListField = (typeof SESSION_LIST_FIELDS)[number];
+
+export type ListSessionsQuery = {
+  status?: SessionStatus;
+  type?: string;
+  runnerId?: string;
+  limit?: number;
+  cursor?: string;
+  /** Extra fields of each item, comma-separated (see SESSION_LIST_FIELDS). */
+  fields?: string;
+};
+
+/**
+ * A session in a list: everything but the fields that can be large (errorMessage cut to 200 characters),
+ * which `fields=` adds. A field asked for but over 64 KiB is left out and named in `truncated`.
+ */
+export type SessionSummary = {
+  id: string;
+  type: string;
+  status: SessionStatus;
+  priority: number;
+  createdAt: string;
+  updatedAt: string;
+  runAt: string;
+  claimedBy: string | null;
+  claimedAt: string | null;
+  finishedAt: string | null;
+  attempt: number;
+  maxAttempts: number;
+  retryOn: string[];
+  timeoutMs: number;
+  leaseExpiresAt: string | null;
+  cancelRequested: boolean;
+  errorMessage: string | null;
+  artifactOptions: ArtifactOptions;
+  idempotencyKey: string | null;
+  input?: unknown;
+  result?: unknown;
+  attempts?: AttemptRecord[];
+  artifacts?: ArtifactInfo[];
+  truncated?: SessionListField[];
+};
+
+export type SessionList = {
+  items: SessionSummary[];
+  nextCursor: string | null;
+};
+
+export type QueueView = {
+  byStatus: Record<string, number>;
+  queuedByPriority: { priority: number; count: number }[];
+  queuedByType: { type: string; count: number }[];
+  oldestQueuedAgeMs: number | null;
+  runnersLive: number;
+  fleetCapacity: number;
+};
+
+export type RunnerView = {
+  runnerId: string;
+  status: RunnerStatus;
+  live: boolean;
+  lastHeartbeat: string;
+  heartbeatAgeMs: number;
+  activeSessions: number;
+  runningSessions: number;
+  maxConcurrency: number;
+  effectiveConcurrency: number | null;
+  totalSessionsExecuted: number;
+  totalFailures: number;
+  uptimeSeconds: number;
+  startedAt: string;
+  hostname: string | null;
+  version: string | null;
+  memoryRssBytes: number | null;
+  browserMemoryBytes: number | null;
+};
+
+export type AlertView = {
+  name: string;
+  severity: string;
+  message: string;
+  runnerId?: string;
+  value: number;
+  threshold: number;
+};
+
+export type SchedulerConfigView = {
+  maxConcurrency: number;
+  pollIntervalMs: number;
+};
+
+export type SchedulerConfigBody = {
+  maxConcurrency?: number;
+  pollIntervalMs?: number;
+};
+
+/** Per-minute queue flow, fleet-wide (oldest first): depth at the end of the minute, wait and throughput. */
+export type StatsTimeseries = {
+  minutes: number;
+  points: {
+    t: string;
+    queued: number;
+    enqueued: number;
+    claimed: number;
+    avgClaimWaitMs: number | null;
+    finished: number;
+    failed: number;
+  }[];
+};
+
+// ---- runners ---------------------------------------------------------------------------------------
+
+export type LeaseRef = {
+  id: string;
+  leaseToken: string;
+};
+
+/** A completion, fenced by the lease token of the claim it reports on. */
+export type CompleteBody = {
+  leaseToken: string;
+  status: CompletionStatus;
+  result?: unknown;
+  errorMessage?: string;
+};
+
+export type CompleteItem = {
+  id: string;
+  leaseToken: string;
+  status: CompletionStatus;
+  result?: unknown;
+  errorMessage?: string;
+};
+
+export type CompleteBatchBody = {
+  items: CompleteItem[];
+};
+
+export type CompleteOutcome = {
+  id: string;
+  outcome: 'accepted' | 'lease-lost' | 'not-found' | 'conflict';
+  status?: SessionStatus;
+};
+
+export type CompleteBatchReply = {
+  items: CompleteOutcome[];
+};
+
+export type ClaimBody = {
+  slots: number;
+  types: string[];
+  /** How long the API may hold the claim waiting for work. */
+  waitMs?: number;
+  maxConcurrency?: number;
+  hostname?: string;
+  version?: string;
+  startedAt?: string;
+  /** Finished sessions, stored before the claim (one round trip, one commit): their slots count as free. */
+  complete?: CompleteItem[];
+};
+
+export type ClaimedSession = {
+  id: string;
+  type: string;
+  input: unknown;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  timeoutMs: number;
+  leaseToken: string;
+  leaseExpiresAt: string;
+  createdAt: string;
+  artifactOptions: ArtifactOptions;
+};
+
+export type ClaimReply = {
+  sessions: ClaimedSession[];
+  /** One outcome per item of `complete`, when the claim carried completions. */
+  completed?: CompleteOutcome[];
+};
+
+export type HeartbeatBody = {
+  activeSessions: number;
+  maxConcurrency: number;
+  /** The leases to renew. */
+  sessions: LeaseRef[];
+  status?: RunnerStatus;
+  hostname?: string;
+  version?: string;
+  startedAt?: string;
+  memoryRssBytes?: number;
+  browserMemoryBytes?: number;
+  effectiveConcurrency?: number;
+};
+
+export type HeartbeatReply = {
+  config: SchedulerConfigView;
+  /** Sessions whose cancellation was requested. */
+  cancel: string[];
+  /** Sessions whose lease this runner no longer holds. */
+  lost: string[];
+};
+
+export type StopBody = {
+  /** Sessions to hand back to the queue. */
+  requeue?: LeaseRef[];
+};
