@@ -5,6 +5,7 @@ export default tseslint.config(
     ignores: [
       '.dependency-cruiser.cjs',
       'dist/**',
+      'packages/*/dist/**',
       'node_modules/**',
       '.sfw/**',
       'bench/results/**',

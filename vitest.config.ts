@@ -1,6 +1,16 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    // Tests read the SDK package's sources, not its last build (as typecheck and the dependency check do).
+    alias: [
+      {
+        find: /^@session-framework\/sdk$/,
+        replacement: fileURLToPath(new URL('./packages/sdk/src/index.ts', import.meta.url)),
+      },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global-setup.ts'],
