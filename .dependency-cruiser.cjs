@@ -47,6 +47,13 @@ module.exports = {
       to: { path: '^src/(server|store|cli)/' },
     },
     {
+      name: 'only-runner-main-wires-browser-and-sessions',
+      comment: 'The runner gets its executor and browser pool injected; src/runner/main.ts builds them.',
+      severity: 'error',
+      from: { path: layer('runner'), pathNot: '^src/runner/main\\.ts$' },
+      to: { path: '^src/(browser|sessions)/' },
+    },
+    {
       name: 'browser-knows-no-jobs',
       severity: 'error',
       from: { path: layer('browser') },
