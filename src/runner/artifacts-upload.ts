@@ -1,5 +1,5 @@
 import type { EventLog } from '../core/log.js';
-import { sleep } from '../sdk/client.js';
+import { sleep } from '../core/time.js';
 import { isLeaseGone, isPermanentRefusal, retryDelay } from './retry.js';
 import type { RetryPolicy, RunnerApi, SessionRef } from './types.js';
 

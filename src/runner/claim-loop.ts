@@ -1,5 +1,5 @@
 import type { Logger } from '../core/log.js';
-import { sleep } from '../sdk/client.js';
+import { sleep } from '../core/time.js';
 import type { ClaimBody, ClaimedSession } from '../protocol/schemas.js';
 import type { Executions } from './executions.js';
 import type { Outbox } from './outbox.js';

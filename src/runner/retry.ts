@@ -1,5 +1,5 @@
 import { SfwError } from '../core/errors.js';
-import { backoff } from '../sdk/client.js';
+import { backoff } from '../core/time.js';
 import type { RetryPolicy } from './types.js';
 
 /** How the runner reads a failed API call (retry it, or not), and how long it waits before the next try. */

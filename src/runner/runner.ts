@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Logger } from '../core/log.js';
 import { ConfigError } from '../core/errors.js';
 import { DEFAULT_MAX_CONCURRENCY, DEFAULT_POLL_INTERVAL_MS } from '../core/types.js';
-import { sleep } from '../sdk/client.js';
+import { sleep } from '../core/time.js';
 import type { HeartbeatReply } from '../protocol/schemas.js';
 import { Admission } from './admission.js';
 import { ClaimLoop } from './claim-loop.js';

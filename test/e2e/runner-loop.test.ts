@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SfwClient, sleep } from '../../src/sdk/client.js';
+import { sleep } from '../../src/core/time.js';
+import { SfwClient } from '../../src/sdk/client.js';
 import type { Executor, RunnerApi } from '../../src/runner/types.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
