@@ -1,8 +1,6 @@
 import { inflateRawSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { findChromium } from '../../src/browser/chromium.js';
-import { BrowserPool } from '../../src/browser/pool.js';
 import { uuidv7 } from '../../src/core/ids.js';
 import type { ArtifactMode } from '../../src/core/types.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
@@ -10,25 +8,12 @@ import { defineSession, type SessionDefinition } from '../../src/sessions/define
 import { executeSession, type ExecuteOptions } from '../../src/sessions/execute.js';
 import { flowSessionType, type SessionType } from '../../src/sessions/registry.js';
 import { inputValidator } from '../../src/sessions/input.js';
-import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { useFixturePool } from '../helpers/chromium.js';
 import { waitFor } from '../helpers/wait.js';
 
-let pool: BrowserPool;
-let site: FixtureServer;
+const fixture = useFixturePool();
 
-beforeAll(async () => {
-  const executablePath = findChromium(process.env.CHROMIUM_PATH);
-  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
-  site = await startFixtureServer();
-  pool = new BrowserPool({ executablePath });
-  await pool.start();
-});
-afterAll(async () => {
-  await pool?.close();
-  await site?.close();
-});
-
-const url = (path: string) => `${site.url}/pages/${path}`;
+const url = (path: string) => `${fixture.site.url}/pages/${path}`;
 
 function claimed(
   type: string,
@@ -78,7 +63,7 @@ async function run(
   const outcome = await executeSession({
     session,
     type,
-    pool,
+    pool: fixture.pool,
     signal: controller.signal,
     abort: (reason) => controller.abort(reason),
     upload: async (name, data, contentType) => {
@@ -294,10 +279,10 @@ describe('code sessions', () => {
         await page.waitForSelector('#late', { timeout: 60_000 });
       },
     });
-    const generation = pool.generation;
+    const generation = fixture.pool.generation;
     const pending = run(typeOf(waiting), claimed('waiting', {}));
     await waitFor(() => started.value, { what: 'the session to start' });
-    process.kill(pool.browserPid!, 'SIGKILL');
+    process.kill(fixture.pool.browserPid!, 'SIGKILL');
     const { outcome, artifacts } = await pending;
     expect(outcome.status).toBe('error');
     expect(outcome.errorMessage).toMatch(/^browser crashed or disconnected: /);
@@ -305,7 +290,7 @@ describe('code sessions', () => {
 
     const after = await run(typeOf(greet), claimed('greet', { user: { name: 'Bo' } }));
     expect(after.outcome.status).toBe('succeeded');
-    expect(pool.generation).toBeGreaterThan(generation);
+    expect(fixture.pool.generation).toBeGreaterThan(generation);
   });
 
   it('an artifact upload failure never changes the outcome', async () => {

@@ -11,6 +11,7 @@ import { EXTRA_DISABLED_FEATURES } from '../../src/browser/features.js';
 import { isAlive, procCmdline, processTree } from '../../src/browser/procfs.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 import { waitFor } from '../helpers/wait.js';
+import { requireChromium } from '../helpers/chromium.js';
 
 let site: FixtureServer;
 let executablePath: string;
@@ -18,9 +19,7 @@ let tempDir: string;
 const pools: BrowserPool[] = [];
 
 beforeAll(async () => {
-  const found = findChromium(process.env.CHROMIUM_PATH);
-  if (!found) throw new Error('Chromium is required for this test: apt-get install -y chromium');
-  executablePath = found;
+  executablePath = requireChromium();
   site = await startFixtureServer();
   // Each file gets its own temp root, so sweeping and process checks see only this file's browsers.
   tempDir = await mkdtemp(join(tmpdir(), 'sfw-pool-test-'));

@@ -7,7 +7,6 @@ import { createServer, request, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findChromium } from '../../src/browser/chromium.js';
 import { loadConfig } from '../../src/core/config.js';
 import {
   EGRESS_ERROR_HEADER,
@@ -31,6 +30,7 @@ import { startTestApi } from '../helpers/api.js';
 import { freePort } from '../helpers/ports.js';
 import { silentLog } from '../helpers/runner.js';
 import { waitFor } from '../helpers/wait.js';
+import { requireChromium } from '../helpers/chromium.js';
 
 /**
  * The target policy holds for every connection the browser makes, not only the `goto` URL: a page on
@@ -149,8 +149,7 @@ let pool: BrowserPool;
 const asked = new Set<string>();
 
 beforeAll(async () => {
-  const executablePath = findChromium(process.env.CHROMIUM_PATH);
-  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
+  const executablePath = requireChromium();
   allowed = await startAllowedSite();
   blocked = await startBlocked();
   downPort = await freePort();

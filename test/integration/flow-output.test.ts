@@ -1,6 +1,5 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findChromium } from '../../src/browser/chromium.js';
 import { BrowserPool } from '../../src/browser/pool.js';
 import { createLogger } from '../../src/core/log.js';
 import type { SessionView } from '../../src/protocol/schemas.js';
@@ -12,6 +11,7 @@ import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freePort } from '../helpers/ports.js';
 import { startRunner, type InProcessRunner } from '../helpers/runner.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { requireChromium } from '../helpers/chromium.js';
 
 /**
  * What a flow session leaves behind, end to end (API, Postgres, a runner with Chromium, fixture pages):
@@ -27,8 +27,7 @@ let runner: InProcessRunner;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  const executablePath = findChromium(process.env.CHROMIUM_PATH);
-  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
+  const executablePath = requireChromium();
   api = await startTestApi('flow_output');
   site = await startFixtureServer();
   pool = new BrowserPool({ executablePath });

@@ -1,27 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findChromium } from '../../src/browser/chromium.js';
-import { BrowserPool, type BrowserLease } from '../../src/browser/pool.js';
+import { describe, expect, it } from 'vitest';
+import type { BrowserLease } from '../../src/browser/pool.js';
 import { FlowStepError, fillPlaceholders, runFlow, type FlowOptions } from '../../src/sessions/flow.js';
 import type { FlowSessionInput, FlowStep } from '../../src/protocol/flow.js';
-import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { useFixturePool } from '../helpers/chromium.js';
 
-let pool: BrowserPool;
-let site: FixtureServer;
-
-beforeAll(async () => {
-  const executablePath = findChromium(process.env.CHROMIUM_PATH);
-  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
-  site = await startFixtureServer();
-  pool = new BrowserPool({ executablePath });
-  await pool.start();
-});
-afterAll(async () => {
-  await pool?.close();
-  await site?.close();
-});
+const fixture = useFixturePool();
 
 async function withPage<T>(fn: (lease: BrowserLease) => Promise<T>): Promise<T> {
-  const lease = await pool.acquire();
+  const lease = await fixture.pool.acquire();
   try {
     return await fn(lease);
   } finally {
@@ -54,7 +40,7 @@ describe('flow steps', () => {
         page,
         flow(
           [
-            { action: 'goto', url: `${site.url}/pages/form.html` },
+            { action: 'goto', url: `${fixture.site.url}/pages/form.html` },
             { action: 'fill', selector: '#name', value: '{{input.user.name}}' },
             { action: 'press', selector: '#name', key: 'Enter' },
             { action: 'assert', selector: '#pressed', text: 'key Enter' },
@@ -67,7 +53,7 @@ describe('flow steps', () => {
             { action: 'extract', selector: '#result', as: 'greeting' },
             { action: 'extract', selector: '#link', as: 'href', attribute: 'href' },
             { action: 'screenshot', name: 'form' },
-            { action: 'goto', url: `${site.url}/pages/slow.html?delay=300` },
+            { action: 'goto', url: `${fixture.site.url}/pages/slow.html?delay=300` },
             { action: 'waitFor', selector: '#late' },
             { action: 'waitFor', selector: '#spinner', state: 'detached' },
             { action: 'waitFor', ms: 10 },
@@ -99,7 +85,7 @@ describe('flow steps', () => {
       runFlow(
         page,
         flow([
-          { action: 'goto', url: `${site.url}/pages/list.html` },
+          { action: 'goto', url: `${fixture.site.url}/pages/list.html` },
           { action: 'extract', selector: 'li.item', as: 'names', all: true },
           { action: 'extract', selector: 'li.item', as: 'ids', attribute: 'data-id', all: true },
           { action: 'extract', selector: 'li.item', as: 'first' },
@@ -121,7 +107,7 @@ describe('flow steps', () => {
       runFlow(
         page,
         flow([
-          { action: 'goto', url: `${site.url}/pages/form.html` },
+          { action: 'goto', url: `${fixture.site.url}/pages/form.html` },
           { action: 'extract', selector: '#title', as: 'title' },
           { action: 'assert', selector: '#title', text: 'Log in', timeoutMs: 300 },
           { action: 'click', selector: '#submit' },
@@ -153,7 +139,7 @@ describe('flow steps', () => {
       runFlow(
         page,
         flow([
-          { action: 'goto', url: `${site.url}/pages/slow.html?delay=100000` },
+          { action: 'goto', url: `${fixture.site.url}/pages/slow.html?delay=100000` },
           { action: 'click', selector: '#late', timeoutMs: 400 },
         ]),
         options(),
@@ -184,7 +170,7 @@ describe('flow steps', () => {
 
       const blocked = await runFlow(
         page,
-        flow([{ action: 'goto', url: `${site.url}/pages/simple.html` }]),
+        flow([{ action: 'goto', url: `${fixture.site.url}/pages/simple.html` }]),
         options({
           checkUrl: (url) => {
             throw new Error(`${new URL(url).host} is not on the allowlist`);
@@ -196,7 +182,7 @@ describe('flow steps', () => {
       );
 
       const steps: FlowStep[] = [
-        { action: 'goto', url: `${site.url}/pages/simple.html` },
+        { action: 'goto', url: `${fixture.site.url}/pages/simple.html` },
         { action: 'evaluate', expression: 'document.title', as: 'title' },
       ];
       const denied = await runFlow(page, flow(steps), options()).catch((e: Error) => e);
@@ -213,7 +199,7 @@ describe('flow steps', () => {
       runFlow(
         page,
         flow([
-          { action: 'goto', url: `${site.url}/pages/simple.html` },
+          { action: 'goto', url: `${fixture.site.url}/pages/simple.html` },
           { action: 'waitFor', ms: 30_000 },
         ]),
         options({ signal: ac.signal }),
@@ -245,7 +231,7 @@ describe('page text and names', () => {
       runFlow(
         page,
         flow([
-          { action: 'goto', url: `${site.url}/pages/unstorable.html` },
+          { action: 'goto', url: `${fixture.site.url}/pages/unstorable.html` },
           { action: 'extract', selector: '#title', as: 'title' },
           { action: 'extract', selector: '#nul', as: 'nul' },
           { action: 'extract', selector: '#cut', as: 'cut' },
@@ -287,7 +273,7 @@ describe('page text and names', () => {
         page,
         flow(
           [
-            { action: 'goto', url: `${site.url}/pages/simple.html` },
+            { action: 'goto', url: `${fixture.site.url}/pages/simple.html` },
             { action: 'extract', selector: 'h1', as: 'heading' },
             { action: 'extract', selector: '#text', as: '{{input.name}}' },
           ],
@@ -311,7 +297,7 @@ describe('page text and names', () => {
         page,
         flow(
           [
-            { action: 'goto', url: `${site.url}/pages/frames.html` },
+            { action: 'goto', url: `${fixture.site.url}/pages/frames.html` },
             // Without escaping this selects the iframe's paragraph ("inside the frame").
             { action: 'assert', selector: '[data-name="{{input.breakout}}"]', count: 0 },
             { action: 'extract', selector: 'text="{{input.said}}"', as: 'said' },
@@ -331,7 +317,7 @@ describe('page text and names', () => {
         page,
         flow(
           [
-            { action: 'goto', url: `${site.url}/pages/frames.html` },
+            { action: 'goto', url: `${fixture.site.url}/pages/frames.html` },
             { action: 'extract', selector: '#{{input.id}}', as: 'inner' },
           ],
           { id: 'frame >> internal:control=enter-frame >> #inner' },
