@@ -25,6 +25,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SfwClient } from '@session-framework/sdk';
 import type { RunnerView, SessionView } from '../src/protocol/schemas.js';
+import { freePort } from '../test/helpers/ports.js';
+import { waitFor } from '../test/helpers/wait.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SCRIPT), '..');
@@ -93,27 +95,20 @@ class FleetError extends Error {}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns a value (not undefined), at most `timeoutMs`. */
-async function waitFor<T>(
+/** Polls `check` until it returns a value, at most `timeoutMs`; a FleetError ends the wait at once. */
+function waitUntil<T>(
   what: string,
   timeoutMs: number,
   check: () => Promise<T | undefined>,
   signal?: AbortSignal,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: string | undefined;
-  for (let i = 0; Date.now() < deadline && i < 100_000; i++) {
-    if (signal?.aborted) throw new FleetError(`interrupted while waiting for ${what}`);
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      if (err instanceof FleetError) throw err;
-      last = err instanceof Error ? err.message : JSON.stringify(err);
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ''}`);
+) {
+  return waitFor(check, {
+    what,
+    timeoutMs,
+    intervalMs: 100,
+    signal,
+    fatal: (err) => err instanceof FleetError,
+  });
 }
 
 // ---- network namespaces ---------------------------------------------------------------------------
@@ -323,7 +318,7 @@ export async function runFleet(options: Partial<FleetOptions> = {}): Promise<Fle
     ...options,
   };
   const wait = <T>(what: string, ms: number, check: () => Promise<T | undefined>) =>
-    waitFor(what, ms, check, o.signal);
+    waitUntil(what, ms, check, o.signal);
   const t0 = Date.now();
   const log = o.log;
   o.log = (line) => log(line.replace('[fleet]', `[fleet +${((Date.now() - t0) / 1000).toFixed(1)}s]`));
@@ -541,14 +536,6 @@ function tail(file: string): string {
   }
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
 // ---- recovery after a crash ---------------------------------------------------------------------
 
 export interface RecoveryTrial {
@@ -591,7 +578,7 @@ export async function measureRecovery(trials: number, log: (line: string) => voi
   const client = new SfwClient({ baseUrl: `http://127.0.0.1:${port}`, token: API_TOKEN, retries: 0 });
   const out: RecoveryTrial[] = [];
   try {
-    await waitFor('the API to be ready', 90_000, async () => {
+    await waitUntil('the API to be ready', 90_000, async () => {
       if (api.child.exitCode !== null)
         throw new FleetError(`sfw api exited: ${tail(path.join(work, 'api.log'))}`);
       return (await client.ready()).ok ? true : undefined;
@@ -617,7 +604,7 @@ export async function measureRecovery(trials: number, log: (line: string) => voi
         input: { ms: 600_000, log: execLog },
         timeoutMs: 900_000,
       });
-      await waitFor(`${runnerId} to claim`, 120_000, async () => {
+      await waitUntil(`${runnerId} to claim`, 120_000, async () => {
         const v = await client.getSession(s.id);
         return v.status === 'running' && v.claimedBy === runnerId ? true : undefined;
       });
@@ -626,7 +613,7 @@ export async function measureRecovery(trials: number, log: (line: string) => voi
       // The runner's whole process group (a browser it started would be in it too).
       process.kill(-runner.child.pid!, 'SIGKILL');
       await runner.exited;
-      const after = await waitFor('the session to be recovered', 300_000, async () => {
+      const after = await waitUntil('the session to be recovered', 300_000, async () => {
         const v = await client.getSession(s.id);
         return v.status === 'running' ? undefined : v;
       });
