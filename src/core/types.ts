@@ -9,46 +9,54 @@
  * - attempt: one claim of a session. A session may be retried up to max_attempts.
  */
 
-export const SESSION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'error', 'cancelled'] as const;
-export type SessionStatus = (typeof SESSION_STATUSES)[number];
+import type {
+  ArtifactInfo,
+  ArtifactMode,
+  ArtifactOptions,
+  AttemptRecord,
+  CompletionStatus,
+  RunnerStatus,
+  SessionStatus,
+} from '@session-framework/sdk';
+
+// The wire's domain types are the SDK's (one shape); the lists of their values live here.
+export type {
+  ArtifactInfo,
+  ArtifactMode,
+  ArtifactOptions,
+  AttemptRecord,
+  CompletionStatus,
+  RunnerStatus,
+  SessionStatus,
+};
+
+export const SESSION_STATUSES = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'error',
+  'cancelled',
+] as const satisfies readonly SessionStatus[];
 
 export const TERMINAL_STATUSES: readonly SessionStatus[] = ['succeeded', 'failed', 'error', 'cancelled'];
 /** Statuses a runner may report when completing a session. */
-export const COMPLETION_STATUSES = ['succeeded', 'failed', 'error', 'cancelled'] as const;
-export type CompletionStatus = (typeof COMPLETION_STATUSES)[number];
+export const COMPLETION_STATUSES = [
+  'succeeded',
+  'failed',
+  'error',
+  'cancelled',
+] as const satisfies readonly CompletionStatus[];
 
 export function isTerminal(status: SessionStatus): boolean {
   return TERMINAL_STATUSES.includes(status);
 }
 
-export const RUNNER_STATUSES = ['running', 'draining', 'stopped'] as const;
-export type RunnerStatus = (typeof RUNNER_STATUSES)[number];
+export const RUNNER_STATUSES = ['running', 'draining', 'stopped'] as const satisfies readonly RunnerStatus[];
 
-export const ARTIFACT_MODES = ['off', 'on-failure', 'always'] as const;
-export type ArtifactMode = (typeof ARTIFACT_MODES)[number];
-
-/** What the runner records about a session, chosen at enqueue. */
-export interface ArtifactOptions {
-  screenshot: ArtifactMode;
-  trace: ArtifactMode;
-}
+export const ARTIFACT_MODES = ['off', 'on-failure', 'always'] as const satisfies readonly ArtifactMode[];
 
 export const DEFAULT_ARTIFACT_OPTIONS: ArtifactOptions = { screenshot: 'on-failure', trace: 'off' };
-
-export interface AttemptRecord {
-  attempt: number;
-  runnerId: string | null;
-  status: SessionStatus;
-  errorMessage: string | null;
-  startedAt: string | null;
-  finishedAt: string;
-}
-
-export interface ArtifactInfo {
-  name: string;
-  size: number;
-  contentType: string;
-}
 
 /**
  * An artifact as the database keeps it: `file` names the upload's own folder (a fresh id per upload), so

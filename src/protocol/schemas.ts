@@ -82,10 +82,10 @@ export const AttemptRecordSchema = Type.Object({
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
-export const SessionView = Type.Object({
+/** The fields a session and its list item share (all but the ones that can be large). */
+const sessionFields = {
   id: Type.String(),
   type: Type.String(),
-  input: Type.Unknown(),
   status: SessionStatusSchema,
   priority: Type.Integer(),
   createdAt: Type.String(),
@@ -100,12 +100,17 @@ export const SessionView = Type.Object({
   timeoutMs: Type.Integer(),
   leaseExpiresAt: Nullable(Type.String()),
   cancelRequested: Type.Boolean(),
+  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  idempotencyKey: Nullable(Type.String()),
+};
+
+export const SessionView = Type.Object({
+  ...sessionFields,
+  input: Type.Unknown(),
   result: Type.Unknown(),
   errorMessage: Nullable(Type.String()),
   artifacts: Type.Array(ArtifactInfoSchema),
-  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
   attempts: Type.Array(AttemptRecordSchema),
-  idempotencyKey: Nullable(Type.String()),
 });
 export type SessionView = wire.SessionView;
 
@@ -141,25 +146,8 @@ export type ListSessionsQuery = wire.ListSessionsQuery;
  * but larger than LIST_FIELD_MAX_BYTES is left out and named in `truncated`: read the session for it.
  */
 export const SessionSummary = Type.Object({
-  id: Type.String(),
-  type: Type.String(),
-  status: SessionStatusSchema,
-  priority: Type.Integer(),
-  createdAt: Type.String(),
-  updatedAt: Type.String(),
-  runAt: Type.String(),
-  claimedBy: Nullable(Type.String()),
-  claimedAt: Nullable(Type.String()),
-  finishedAt: Nullable(Type.String()),
-  attempt: Type.Integer(),
-  maxAttempts: Type.Integer(),
-  retryOn: Type.Array(Type.String()),
-  timeoutMs: Type.Integer(),
-  leaseExpiresAt: Nullable(Type.String()),
-  cancelRequested: Type.Boolean(),
+  ...sessionFields,
   errorMessage: Nullable(Type.String({ description: `First ${LIST_ERROR_MESSAGE_CHARS} characters` })),
-  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
-  idempotencyKey: Nullable(Type.String()),
   input: Type.Optional(Type.Unknown()),
   result: Type.Optional(Type.Unknown()),
   attempts: Type.Optional(Type.Array(AttemptRecordSchema)),

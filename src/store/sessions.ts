@@ -11,7 +11,7 @@ import {
   type SessionStatus,
 } from '../core/types.js';
 import type { ClaimedSession, CompleteBody, CompleteItem } from '../protocol/schemas.js';
-import type { Db, Queryable } from './db.js';
+import { withTransaction, type Db, type Queryable } from './db.js';
 
 /** Queries about sessions: enqueue, read, list, claim, lease renewal, completion, cancellation. */
 
@@ -607,16 +607,11 @@ export interface ReapOutcome {
  * lock); the UPDATE re-checks status and lease expiry itself, so a completion racing it wins cleanly.
  */
 export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome | null> {
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(db, async (client) => {
     const { rows: lock } = await client.query<{ ok: boolean }>(
       'SELECT pg_try_advisory_xact_lock(727002) AS ok',
     );
-    if (!lock[0]?.ok) {
-      await client.query('ROLLBACK');
-      return null;
-    }
+    if (!lock[0]?.ok) return null;
     const { rows } = await client.query<{
       outcome: string;
       n: number;
@@ -690,14 +685,8 @@ export async function reapSessions(db: Db, graceMs: number): Promise<ReapOutcome
          WHERE r.runner_id = c.by`,
         [runners, failed],
       );
-    await client.query('COMMIT');
     const out: ReapOutcome = { returned: 0, requeued: 0, errored: 0, timedOut: 0 };
     for (const r of rows) out[r.outcome as keyof ReapOutcome] = r.n;
     return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

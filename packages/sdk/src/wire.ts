@@ -108,32 +108,19 @@ export type ListSessionsQuery = {
  * A session in a list: everything but the fields that can be large (errorMessage cut to 200 characters),
  * which `fields=` adds. A field asked for but over 64 KiB is left out and named in `truncated`.
  */
-export type SessionSummary = {
-  id: string;
-  type: string;
-  status: SessionStatus;
-  priority: number;
-  createdAt: string;
-  updatedAt: string;
-  runAt: string;
-  claimedBy: string | null;
-  claimedAt: string | null;
-  finishedAt: string | null;
-  attempt: number;
-  maxAttempts: number;
-  retryOn: string[];
-  timeoutMs: number;
-  leaseExpiresAt: string | null;
-  cancelRequested: boolean;
-  errorMessage: string | null;
-  artifactOptions: ArtifactOptions;
-  idempotencyKey: string | null;
-  input?: unknown;
-  result?: unknown;
-  attempts?: AttemptRecord[];
-  artifacts?: ArtifactInfo[];
-  truncated?: SessionListField[];
-};
+export type SessionSummary = Flat<
+  Omit<SessionView, SessionListField> & {
+    errorMessage: string | null;
+    input?: unknown;
+    result?: unknown;
+    attempts?: AttemptRecord[];
+    artifacts?: ArtifactInfo[];
+    truncated?: SessionListField[];
+  }
+>;
+
+/** One object type from an intersection (how editors and the type checks show it). */
+type Flat<T> = { [K in keyof T]: T[K] };
 
 export type SessionList = {
   items: SessionSummary[];
