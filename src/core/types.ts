@@ -30,23 +30,19 @@ export type {
   SessionStatus,
 };
 
-export const SESSION_STATUSES = [
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'error',
-  'cancelled',
-] as const satisfies readonly SessionStatus[];
-
-export const TERMINAL_STATUSES: readonly SessionStatus[] = ['succeeded', 'failed', 'error', 'cancelled'];
-/** Statuses a runner may report when completing a session. */
+/** Statuses a runner may report when completing a session: the final ones. */
 export const COMPLETION_STATUSES = [
   'succeeded',
   'failed',
   'error',
   'cancelled',
 ] as const satisfies readonly CompletionStatus[];
+export const TERMINAL_STATUSES: readonly SessionStatus[] = COMPLETION_STATUSES;
+export const SESSION_STATUSES = [
+  'queued',
+  'running',
+  ...COMPLETION_STATUSES,
+] as const satisfies readonly SessionStatus[];
 
 export function isTerminal(status: SessionStatus): boolean {
   return TERMINAL_STATUSES.includes(status);
