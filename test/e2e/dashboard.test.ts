@@ -209,6 +209,31 @@ describe('dashboard in Chromium', () => {
     await expect(
       page.locator('#runners tbody tr', { hasText: 'runner-us-2' }).locator('.badge').textContent(),
     ).resolves.toBe('down');
+    // Every cell sits under its own header.
+    const byHeader = await page.locator('#runners').evaluate((t: HTMLTableElement) => {
+      const text = (c: Element) => c.textContent?.trim() ?? '';
+      const heads = Array.from(t.querySelectorAll('thead th'), text);
+      return Array.from(t.querySelectorAll('tbody tr'), (row) => {
+        const cells = Array.from(row.querySelectorAll('td'), text);
+        const byHead: Record<string, string | undefined> = {};
+        heads.forEach((h, i) => (byHead[h] = cells[i]));
+        return { width: cells.length, cells: byHead };
+      });
+    });
+    const heads = await page.locator('#runners thead th').count();
+    for (const row of byHeader) expect(row.width).toBe(heads);
+    const euCells = byHeader.find((r) => r.cells.Runner === 'runner-eu-1')!.cells;
+    expect(euCells).toMatchObject({
+      'Active / max': '0 / 3',
+      Claimed: '0',
+      'Memory (runner / browsers)': '180.0 MB / 620.0 MB',
+      Executed: '2',
+      Failures: '1',
+      'Failure rate': '50.0%',
+      Host: 'eu-node-1',
+      Version: '0.1.0',
+    });
+    expect(byHeader.find((r) => r.cells.Runner === 'runner-us-2')!.cells.Claimed).toBe('1');
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-runners.png') });
 
     // A runner's name opens the sessions it ran.

@@ -7,6 +7,39 @@ export const title = 'Runners';
 export const runnerState = (r) =>
   r.status === 'stopped' ? 'stopped' : !r.live ? 'down' : r.status === 'draining' ? 'draining' : 'up';
 
+/** Each column's header beside the cell it heads, so the two cannot drift apart. */
+const COLUMNS = [
+  [
+    'Runner',
+    (r) =>
+      html`<a href="#/sessions?runnerId=${encodeURIComponent(r.runnerId)}" title="Sessions of this runner"
+        >${r.runnerId}</a
+      >`,
+  ],
+  ['State', (r) => badge(runnerState(r))],
+  ['Heartbeat', (r) => `${duration(r.heartbeatAgeMs)} ago`],
+  [
+    'Active / max',
+    (r) =>
+      `${r.activeSessions} / ${r.maxConcurrency}${
+        r.effectiveConcurrency !== null && r.effectiveConcurrency !== r.maxConcurrency
+          ? ` (now ${r.effectiveConcurrency})`
+          : ''
+      }`,
+  ],
+  ['Claimed', (r) => r.runningSessions],
+  ['Memory (runner / browsers)', (r) => `${bytes(r.memoryRssBytes)} / ${bytes(r.browserMemoryBytes)}`],
+  ['Executed', (r) => r.totalSessionsExecuted],
+  ['Failures', (r) => r.totalFailures],
+  [
+    'Failure rate',
+    (r) => (r.totalSessionsExecuted > 0 ? percent(r.totalFailures / r.totalSessionsExecuted) : '—'),
+  ],
+  ['Uptime', (r) => (r.uptimeSeconds < 1 ? '< 1 s' : duration(r.uptimeSeconds * 1000))],
+  ['Host', (r) => r.hostname ?? '—'],
+  ['Version', (r) => r.version ?? '—'],
+];
+
 export function mount(el) {
   render(
     el,
@@ -24,42 +57,8 @@ export function mount(el) {
       items.length === 0
         ? html`<p>No runners yet. Start one with <code>sfw runner</code>.</p>`
         : table(
-            [
-              'Runner',
-              'State',
-              'Heartbeat',
-              'Active / max',
-              'Claimed',
-              'Memory (runner / browsers)',
-              'Executed',
-              'Failures',
-              'Failure rate',
-              'Uptime',
-              'Host',
-              'Version',
-            ],
-            items.map((r) => [
-              html`<a
-                href="#/sessions?runnerId=${encodeURIComponent(r.runnerId)}"
-                title="Sessions of this runner"
-                >${r.runnerId}</a
-              >`,
-              badge(runnerState(r)),
-              `${duration(r.heartbeatAgeMs)} ago`,
-              `${r.activeSessions} / ${r.maxConcurrency}${
-                r.effectiveConcurrency !== null && r.effectiveConcurrency !== r.maxConcurrency
-                  ? ` (now ${r.effectiveConcurrency})`
-                  : ''
-              }`,
-              `${bytes(r.memoryRssBytes)} / ${bytes(r.browserMemoryBytes)}`,
-              r.totalSessionsExecuted,
-              r.totalFailures,
-              r.totalSessionsExecuted > 0 ? percent(r.totalFailures / r.totalSessionsExecuted) : '—',
-              r.runningSessions,
-              r.uptimeSeconds < 1 ? '< 1 s' : duration(r.uptimeSeconds * 1000),
-              r.hostname ?? '—',
-              r.version ?? '—',
-            ]),
+            COLUMNS.map(([head]) => head),
+            items.map((r) => COLUMNS.map(([, cell]) => cell(r))),
             { id: 'runners', caption: `${items.length} runner${items.length === 1 ? '' : 's'}` },
           ),
     );
