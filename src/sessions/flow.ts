@@ -250,7 +250,7 @@ async function runStep(
     case 'evaluate': {
       if (!opts.allowEvaluate) {
         throw new Error(
-          "evaluate steps are disabled on this runner (enable them with the runner's allow-evaluate setting)",
+          'evaluate steps are disabled on this runner: start it with ALLOW_FLOW_EVALUATE=true (or --allow-flow-evaluate) to allow them',
         );
       }
       const value: unknown = await page.evaluate(step.expression);

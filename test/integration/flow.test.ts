@@ -187,6 +187,9 @@ describe('flow steps', () => {
       ];
       const denied = await runFlow(page, flow(steps), options()).catch((e: Error) => e);
       expect((denied as Error).message).toMatch(/^step 2 \(evaluate\): evaluate steps are disabled/);
+      // The setting is named as the runner reads it: the variable and the flag.
+      expect((denied as Error).message).toContain('ALLOW_FLOW_EVALUATE=true');
+      expect((denied as Error).message).toContain('--allow-flow-evaluate');
       const allowed = await runFlow(page, flow(steps), options({ allowEvaluate: true }));
       expect(allowed.extracted).toEqual({ title: 'Simple fixture' });
     });
