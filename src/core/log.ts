@@ -9,6 +9,10 @@ export type { Logger };
  * object; the values of a session's `secret*` fields are also taken out of every message its executor
  * produces (src/sessions/redact.ts). On a terminal the same events are printed readably (LOG_FORMAT=json
  * keeps JSON there too).
+ *
+ * Every key appears once in a line: a child's bindings replace its parent's of the same name, and a field
+ * of the logged object replaces a binding (strict JSON ingesters refuse repeated keys, and pino itself
+ * writes each child's bindings after its parent's).
  */
 export function createLogger(
   level: string,
@@ -17,7 +21,9 @@ export function createLogger(
 ): Logger {
   const options = {
     level,
-    base: { pid: process.pid, ...bindings },
+    base: null,
+    // Bindings travel as the line's first fields (see uniqueKeys), merged with the logged object's.
+    mixin: (_fields: object, _level: number, logger: Logger) => ({ ...boundFields(logger) }),
     redact: {
       paths: [
         'req.headers.authorization',
@@ -47,20 +53,48 @@ export function createLogger(
       censor: '[redacted]',
     },
   };
-  if (destination) return pino(options, destination);
+  const base = { pid: process.pid, ...bindings };
+  if (destination) return uniqueKeys(pino(options, destination), base);
   if (process.stdout.isTTY && process.env.LOG_FORMAT !== 'json') {
-    return pino(
-      options,
-      pretty({
-        colorize: true,
-        sync: true,
-        singleLine: true,
-        translateTime: 'HH:MM:ss.l',
-        ignore: 'pid,hostname',
-      }),
+    return uniqueKeys(
+      pino(
+        options,
+        pretty({
+          colorize: true,
+          sync: true,
+          singleLine: true,
+          translateTime: 'HH:MM:ss.l',
+          ignore: 'pid,hostname',
+        }),
+      ),
+      base,
     );
   }
-  return pino(options);
+  return uniqueKeys(pino(options), base);
+}
+
+const FIELDS = Symbol('sfw.log.fields');
+type Bound = Logger & { [FIELDS]?: Record<string, unknown> };
+type ChildFn = (this: Logger, bindings: Record<string, unknown>, options?: object) => Logger;
+
+const boundFields = (logger: Logger): Record<string, unknown> => (logger as Bound)[FIELDS] ?? {};
+
+/**
+ * Keeps a logger's bindings (its own and its children's) out of pino's bindings, which are written as
+ * they come, once per level of children: each logger holds its merged fields instead, and the mixin
+ * writes them once. Children inherit the overridden `child` from their parent (pino makes a child with
+ * Object.create(parent)).
+ */
+function uniqueKeys(root: Logger, fields: Record<string, unknown>): Logger {
+  const pinoChild = (Object.getPrototypeOf(root) as { child: ChildFn }).child;
+  (root as Bound)[FIELDS] = fields;
+  const child: ChildFn = function (this: Logger, bindings, options) {
+    const made: Bound = pinoChild.call(this, {}, options);
+    made[FIELDS] = { ...boundFields(this), ...bindings };
+    return made;
+  };
+  root.child = child as unknown as Logger['child'];
+  return root;
 }
 
 /** The logging methods of a logger, for code that only logs events. */
