@@ -344,8 +344,12 @@ function browserGone(
   return { promise, dispose: () => dispose() };
 }
 
+const FAVICON = /^https?:\/\/[^/]+\/favicon\.ico$/;
+
 function watchConsole(context: BrowserContext, lines: ConsoleLines): () => void {
   const onConsole = (msg: ConsoleMessage) => {
+    // Chromium asks every site for /favicon.ico by itself: its 404 is not output of the session.
+    if (msg.type() === 'error' && FAVICON.test(msg.location().url)) return;
     lines.add(`${new Date().toISOString()} console.${msg.type()}: ${msg.text()}`);
   };
   const onError = (error: { error(): Error }) => {

@@ -9,6 +9,7 @@ import { executeSession, type ExecuteOptions } from '../../src/sessions/execute.
 import { flowSessionType, type SessionType } from '../../src/sessions/registry.js';
 import { inputValidator } from '../../src/sessions/input.js';
 import { useFixturePool } from '../helpers/chromium.js';
+import { startFixtureServer } from '../fixtures/server.js';
 import { waitFor } from '../helpers/wait.js';
 
 const fixture = useFixturePool();
@@ -379,5 +380,29 @@ describe('flow sessions', () => {
     );
     expect(ok.outcome.status).toBe('succeeded');
     expect([...ok.artifacts.keys()]).toEqual([]);
+  });
+
+  it('stores no console.log for a session without console output (the browser’s own favicon 404 is none)', async () => {
+    // A site the browser has not seen: it asks each origin for /favicon.ico once, after the load.
+    const site = await startFixtureServer();
+    try {
+      const quiet = defineSession({
+        name: 'quiet',
+        async run({ page, context }) {
+          const favicon = context.waitForEvent('console', {
+            predicate: (m) => m.location().url === `${site.url}/favicon.ico`,
+            timeout: 15_000,
+          });
+          await page.goto(`${site.url}/pages/simple.html`);
+          await favicon; // the site answered 404
+          return { title: await page.title() };
+        },
+      });
+      const { outcome, artifacts } = await run(typeOf(quiet), claimed('quiet', {}));
+      expect(outcome).toEqual({ status: 'succeeded', result: { title: 'Simple fixture' } });
+      expect([...artifacts.keys()]).toEqual([]);
+    } finally {
+      await site.close();
+    }
   });
 });
