@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { uuidv7 } from '../core/ids.js';
-import { CompletionConflictError, LeaseLostError, NotFoundError } from '../core/errors.js';
+import { CompletionConflictError, LeaseLostError, NotFoundError, SfwError } from '../core/errors.js';
 import {
   DEFAULT_ARTIFACT_OPTIONS,
   DEFAULT_SESSION_TIMEOUT_MS,
@@ -43,6 +44,8 @@ export interface SessionRow {
   artifact_options: ArtifactOptions;
   attempts: AttemptRecord[];
   idempotency_key: string | null;
+  /** Set with an idempotency key: the hash of the request that made the session (see requestHash). */
+  request_hash: string | null;
 }
 
 export interface NewSession {
@@ -62,33 +65,109 @@ export interface InsertOutcome {
   created: boolean;
 }
 
+/** An idempotency key already names a session that a different request made: nothing was enqueued. */
+export class IdempotencyConflictError extends SfwError {
+  override readonly name = 'IdempotencyConflictError';
+  constructor(
+    /** The item (of the ones given to insertSessions) whose key was taken. */
+    readonly index: number,
+    readonly key: string,
+    readonly sessionId: string,
+  ) {
+    super(
+      'CONFLICT',
+      `idempotency key "${key}" already made session ${sessionId} from a different request (type, input, priority, runAt, timeoutMs, maxAttempts, retryOn or artifacts differ): repeat that request to get the session again, or use a new key`,
+    );
+  }
+}
+
 /**
  * Enqueues sessions in one statement (one transaction), waking idle runners through NOTIFY. A session whose
- * idempotency key already exists is not inserted again: the existing one is returned with created=false.
+ * idempotency key already exists is not inserted again: the existing one is returned with created=false
+ * when it was made by the same request (see requestHash), else IdempotencyConflictError is thrown and
+ * nothing of the call is enqueued.
  */
-export async function insertSessions(db: Queryable, items: NewSession[]): Promise<InsertOutcome[]> {
-  const rows = items.map((s) => ({
-    id: uuidv7(),
-    type: s.type,
-    input: s.input ?? {},
-    priority: s.priority ?? 0,
-    run_at: s.runAt ?? null,
-    timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
-    max_attempts: s.maxAttempts ?? 1,
-    retry_on: s.retryOn ?? ['error'],
-    artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
-    idempotency_key: s.idempotencyKey ?? null,
-  }));
+export async function insertSessions(db: Db, items: NewSession[]): Promise<InsertOutcome[]> {
+  const rows = items.map((s) => {
+    const row = {
+      id: uuidv7(),
+      type: s.type,
+      input: s.input ?? {},
+      priority: s.priority ?? 0,
+      run_at: s.runAt ?? null,
+      timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+      max_attempts: s.maxAttempts ?? 1,
+      retry_on: s.retryOn ?? ['error'],
+      artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
+      idempotency_key: s.idempotencyKey ?? null,
+      request_hash: null as string | null,
+    };
+    if (row.idempotency_key !== null) row.request_hash = requestHash(row);
+    return row;
+  });
+  // A batch holding a key may meet a conflict after some of its sessions are in: one transaction, so a
+  // refused batch leaves nothing behind. One session needs none (refused, it was not inserted).
+  if (rows.length > 1 && rows.some((r) => r.idempotency_key !== null))
+    return withTransaction(db, (client) => insertRows(client, rows));
+  return insertRows(db, rows);
+}
+
+interface NewRow {
+  id: string;
+  type: string;
+  input: unknown;
+  priority: number;
+  run_at: string | null;
+  timeout_ms: number;
+  max_attempts: number;
+  retry_on: string[];
+  artifact_options: ArtifactOptions;
+  idempotency_key: string | null;
+  request_hash: string | null;
+}
+
+/**
+ * What makes two enqueue requests the same: the session they describe, with the defaults applied (a
+ * field left out equals its default given), the start time as an instant and retryOn as a set.
+ */
+function requestHash(r: NewRow): string {
+  const request = {
+    type: r.type,
+    input: r.input,
+    priority: r.priority,
+    runAt: r.run_at === null ? null : new Date(r.run_at).toISOString(),
+    timeoutMs: r.timeout_ms,
+    maxAttempts: r.max_attempts,
+    retryOn: [...new Set(r.retry_on)].sort(),
+    artifacts: r.artifact_options,
+  };
+  return createHash('sha256').update(canonicalJson(request)).digest('base64url');
+}
+
+/** JSON with every object's keys in order, so equal values give equal text. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x ?? null)).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+async function insertRows(db: Queryable, rows: NewRow[]): Promise<InsertOutcome[]> {
   const { rows: inserted } = await db.query<SessionRow>(
     `WITH src AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          id uuid, type text, input jsonb, priority integer, run_at timestamptz, timeout_ms integer,
-         max_attempts integer, retry_on text[], artifact_options jsonb, idempotency_key text)
+         max_attempts integer, retry_on text[], artifact_options jsonb, idempotency_key text, request_hash text)
      ), ins AS (
        INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
-                             artifact_options, idempotency_key)
+                             artifact_options, idempotency_key, request_hash)
        SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
-              artifact_options, idempotency_key
+              artifact_options, idempotency_key, request_hash
        FROM src
        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *
@@ -108,11 +187,14 @@ export async function insertSessions(db: Queryable, items: NewSession[]): Promis
     );
     for (const r of found) existing.set(r.idempotency_key ?? '', r);
   }
-  return rows.map((r) => {
+  return rows.map((r, i) => {
     const created = byId.get(r.id);
     if (created) return { row: created, created: true };
     const prior = existing.get(r.idempotency_key ?? '');
     if (!prior) throw new Error(`session with idempotency key ${r.idempotency_key} vanished during enqueue`);
+    // A session enqueued before requests were hashed is answered as before.
+    if (prior.request_hash !== null && prior.request_hash !== r.request_hash)
+      throw new IdempotencyConflictError(i, r.idempotency_key ?? '', prior.id);
     return { row: prior, created: false };
   });
 }
@@ -144,7 +226,7 @@ export interface ListFilter {
 /** A session row as a list reads it: no input, result, attempts or artifacts; error_message cut short. */
 export type SessionSummaryRow = Omit<
   SessionRow,
-  'input' | 'result' | 'attempts' | 'artifacts' | 'lease_token'
+  'input' | 'result' | 'attempts' | 'artifacts' | 'lease_token' | 'request_hash'
 >;
 
 /**

@@ -128,10 +128,13 @@ describe('migrations', () => {
     expect(await migrate(db, { dir: releaseDir })).toHaveLength(RELEASE);
     // Sessions in every state, a runner, statistics, under the released schema.
     await seedFinishedSessions(db, 'old', 500);
-    await insertSessions(db, [
-      ...Array.from({ length: 5 }, () => ({ type: 'old' })),
-      { type: 'old', runAt: new Date(Date.now() + 3600_000).toISOString() },
-    ]);
+    // Enqueued as the released code did (its columns), one of them with an idempotency key.
+    await db.query(
+      `INSERT INTO sessions (id, type, run_at, idempotency_key)
+       SELECT gen_random_uuid(), 'old', now() + make_interval(secs => CASE WHEN n = 6 THEN 3600 ELSE 0 END),
+              CASE WHEN n = 1 THEN 'old-key' END
+       FROM generate_series(1, 6) AS n`,
+    );
     const running = await exchange(db, {
       runnerId: 'old-runner',
       types: ['old'],
@@ -153,6 +156,11 @@ describe('migrations', () => {
     const stats = await queueStats(db);
     // Statistics count transitions (the seeded history was inserted already finished).
     expect(stats.byStatus).toMatchObject({ queued: 1, running: 3, succeeded: 2 });
+    // A key of the released schema has no request hash: its repeat is answered as before.
+    const [again] = await insertSessions(db, [
+      { type: 'old', input: { other: true }, idempotencyKey: 'old-key' },
+    ]);
+    expect(again).toMatchObject({ created: false, row: { idempotency_key: 'old-key', request_hash: null } });
   });
 
   it('are a no-op when run again', async () => {

@@ -4,6 +4,7 @@ import { ClaimReply, type ClaimedSession } from '../../src/protocol/schemas.js';
 import { Ajv } from 'ajv';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
+import { insertSessions } from '../../src/store/sessions.js';
 
 let api: TestApi;
 
@@ -518,6 +519,97 @@ describe('enqueue', () => {
       `SELECT count(*)::int AS n FROM sessions WHERE idempotency_key = 'key-123'`,
     );
     expect(rows[0]!.n).toBe(1);
+  });
+
+  it('answers a repeated Idempotency-Key with its session only for the same request, else 409', async () => {
+    const post = async (path: string, body: unknown, key?: string) => {
+      const res = await fetch(`${api.url}${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(key === undefined ? {} : { 'idempotency-key': key }),
+        },
+        body: JSON.stringify(body),
+      });
+      type Answer = {
+        id?: string;
+        items?: { id: string }[];
+        error?: { code: string; path?: string; message: string };
+      };
+      return { status: res.status, body: (await res.json()) as Answer };
+    };
+    const first = await post('/v1/sessions', { type: 'idem-body', input: { a: 1, b: [1, 2] } }, 'key-body');
+    expect(first.status).toBe(201);
+    const id = first.body.id!;
+    // The same request again, with its keys in another order and its defaults spelled out: the same session.
+    for (const same of [
+      { type: 'idem-body', input: { a: 1, b: [1, 2] } },
+      { input: { b: [1, 2], a: 1 }, type: 'idem-body', priority: 0, maxAttempts: 1, retryOn: ['error'] },
+    ]) {
+      const again = await post('/v1/sessions', same, 'key-body');
+      expect(again.status, JSON.stringify(same)).toBe(200);
+      expect(again.body.id).toBe(id);
+    }
+    const [stored] = await insertSessions(api.db, [
+      { type: 'idem-body', input: { a: 1, b: [1, 2] }, idempotencyKey: 'key-body' },
+    ]);
+    expect(stored).toMatchObject({ created: false, row: { id } });
+
+    // Another request under the key: refused, naming the key, its session and where the key came from.
+    const before = await api.db.query('SELECT * FROM sessions WHERE id = $1', [id]);
+    for (const [other, where] of [
+      [{ type: 'idem-body', input: { a: 2, b: [1, 2] } }, 'headers.idempotency-key'],
+      [{ type: 'idem-body', input: { a: 1, b: [1, 2] }, priority: 5 }, 'headers.idempotency-key'],
+      [
+        { type: 'idem-body', input: { a: 1, b: [1, 2] }, artifacts: { trace: 'always' } },
+        'headers.idempotency-key',
+      ],
+      [
+        { type: 'idem-body', input: { a: 1, b: [1, 2] }, idempotencyKey: 'key-body', timeoutMs: 5000 },
+        'body.idempotencyKey',
+      ],
+    ] as const) {
+      const refused = await post('/v1/sessions', other, where.startsWith('headers') ? 'key-body' : undefined);
+      expect(refused.status, JSON.stringify(other)).toBe(409);
+      expect(refused.body.error).toMatchObject({ code: 'CONFLICT', path: where });
+      expect(refused.body.error?.message).toContain('"key-body"');
+      expect(refused.body.error?.message).toContain(id);
+      expect(refused.body.error?.message).toMatch(/different request/);
+    }
+    // Batches: a taken key refuses the whole batch, nothing of it enqueued; the same request is answered.
+    const batch = await post('/v1/sessions/batch', {
+      sessions: [
+        { type: 'idem-batch', input: { n: 1 } },
+        { type: 'idem-body', input: { a: 3 }, idempotencyKey: 'key-body' },
+      ],
+    });
+    expect(batch.status).toBe(409);
+    expect(batch.body.error).toMatchObject({ code: 'CONFLICT', path: 'body.sessions.1.idempotencyKey' });
+    const twice = await post('/v1/sessions/batch', {
+      sessions: [
+        { type: 'idem-batch', input: { n: 1 }, idempotencyKey: 'key-twice' },
+        { type: 'idem-batch', input: { n: 2 }, idempotencyKey: 'key-twice' },
+      ],
+    });
+    expect(twice.status).toBe(409);
+    expect(twice.body.error?.path).toBe('body.sessions.1.idempotencyKey');
+    const { rows: none } = await api.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM sessions WHERE type = 'idem-batch'`,
+    );
+    expect(none[0]!.n).toBe(0);
+    expect((await api.db.query('SELECT * FROM sessions WHERE id = $1', [id])).rows).toEqual(before.rows);
+    const answered = await post('/v1/sessions/batch', {
+      sessions: [
+        { type: 'idem-batch', input: { n: 1 } },
+        { type: 'idem-body', input: { a: 1, b: [1, 2] }, idempotencyKey: 'key-body' },
+      ],
+    });
+    expect(answered.status).toBe(201);
+    expect(answered.body.items?.[1]?.id).toBe(id);
+    const { rows: keyed } = await api.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM sessions WHERE idempotency_key = 'key-body'`,
+    );
+    expect(keyed[0]!.n).toBe(1);
   });
 
   it('enqueues a batch of 10,000 sessions in one request and one transaction', async () => {

@@ -25,6 +25,7 @@ import {
   cancelSession,
   completeSession,
   getSession,
+  IdempotencyConflictError,
   insertSessions,
   listSessionColumns,
   listSessions,
@@ -46,6 +47,15 @@ function checkNewSession(s: CreateSessionBody, at: string): NewSession {
   if (s.runAt !== undefined && Number.isNaN(Date.parse(s.runAt)))
     throw new ValidationError(`${at}.runAt`, 'must be a date-time');
   return s;
+}
+
+/** A key already taken by another request: 409 naming where the key was given. */
+function keyConflict(path: (index: number) => string) {
+  return (err: unknown): never => {
+    if (!(err instanceof IdempotencyConflictError)) throw err;
+    const at = path(err.index);
+    throw new SfwError('CONFLICT', `${at}: ${err.message}`, { path: at });
+  };
 }
 
 const encodeCursor = (id: string) => Buffer.from(id).toString('base64url');
@@ -90,10 +100,11 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req, reply) => {
       const s = checkNewSession(req.body, 'body');
-      const key = req.headers['idempotency-key'] ?? s.idempotencyKey;
+      const header = req.headers['idempotency-key'];
+      const key = header ?? s.idempotencyKey;
       const [out] = await insertSessions(db, [
         { ...s, ...(key === undefined ? {} : { idempotencyKey: key }) },
-      ]);
+      ]).catch(keyConflict(() => (header === undefined ? 'body.idempotencyKey' : 'headers.idempotency-key')));
       if (!out) throw new Error('enqueue returned nothing');
       return reply.status(out.created ? 201 : 200).send(sessionView(out.row));
     },
@@ -107,7 +118,9 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req, reply) => {
       const items = req.body.sessions.map((s, i) => checkNewSession(s, `body.sessions.${i}`));
-      const out = await insertSessions(db, items);
+      const out = await insertSessions(db, items).catch(
+        keyConflict((i) => `body.sessions.${i}.idempotencyKey`),
+      );
       return reply.status(201).send({ items: out.map((o) => sessionView(o.row)) });
     },
   );
