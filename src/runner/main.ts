@@ -7,7 +7,14 @@ import { VERSION } from '../core/version.js';
 import { SfwClient } from '../sdk/client.js';
 import { checkAddress, checkHost, createTargetCheck, parseTargetPolicy } from '../protocol/targets.js';
 import { RunnerIdSchema } from '../protocol/schemas.js';
-import { CHROMIUM_HELP, findChromium } from '../browser/chromium.js';
+import {
+  chromiumHelp,
+  describeChromium,
+  findChromium,
+  type FindChromiumOptions,
+  type FoundChromium,
+} from '../browser/chromium.js';
+import type { UnpackProgress } from '../browser/packaged.js';
 import { EgressProxy } from '../browser/egress.js';
 import { BrowserPool } from '../browser/pool.js';
 import { loadSessionTypes } from '../sessions/registry.js';
@@ -59,7 +66,8 @@ export interface StartedRunner {
   problems: string[];
   /** Said once at start, for the user (e.g. no Chromium: which types are not served and how to fix it). */
   warnings: string[];
-  chromium: string | undefined;
+  /** The browser and where it came from (CHROMIUM_PATH, Playwright's cache, the system, the packaged build). */
+  chromium: FoundChromium | undefined;
   stop(): Promise<number>;
   force(): Promise<number>;
 }
@@ -68,8 +76,13 @@ export interface StartRunnerOptions {
   log?: Logger;
   /** POLL_INTERVAL_MS was set explicitly: do not follow scheduler_config.poll_interval_ms. */
   fixedPollInterval?: boolean;
-  /** Chromium discovery (default findChromium: CHROMIUM_PATH, Playwright's cache, the system's). */
-  findChromium?: (explicit?: string) => string | undefined;
+  /** Chromium discovery (default findChromium: CHROMIUM_PATH, Playwright's cache, the system's, the packaged build). */
+  findChromium?: (
+    explicit?: string,
+    opts?: FindChromiumOptions,
+  ) => Promise<FoundChromium | undefined> | FoundChromium | undefined;
+  /** Progress of the packaged build's first unpack (a few seconds, once per version). */
+  onChromiumUnpack?: (p: UnpackProgress) => void;
 }
 
 export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = {}): Promise<StartedRunner> {
@@ -91,12 +104,20 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   const problems = loaded.problems.map((p) => `${p.file}: ${p.message}`);
   for (const p of loaded.problems) log.error({ file: p.file, err: p.message }, 'session module not loaded');
 
-  const chromium = (opts.findChromium ?? findChromium)(cfg.chromiumPath);
+  const found = await (opts.findChromium ?? findChromium)(cfg.chromiumPath, {
+    onUnpackProgress: opts.onChromiumUnpack,
+  });
+  const chromium = found?.path;
   if (cfg.chromiumPath !== undefined && chromium === undefined) {
     throw new ConfigError(
       `CHROMIUM_PATH=${cfg.chromiumPath} is not an executable file: set it to a Chromium or Chrome executable, or unset it to search the usual places`,
     );
   }
+  if (found)
+    log.info(
+      { chromium: found.path, chromiumSource: found.source, chromiumVersion: found.version },
+      `browser: ${describeChromium(found)}`,
+    );
 
   const warnings: string[] = [];
   const all = [...loaded.types.values()];
@@ -104,9 +125,9 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     .filter((t) => !t.browser || chromium !== undefined)
     .map((t) => ({ name: t.name, browser: t.browser }));
   const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
-  if (served.length === 0) throw new ConfigError(`no session type can run here. ${CHROMIUM_HELP}`);
+  if (served.length === 0) throw new ConfigError(`no session type can run here. ${chromiumHelp()}`);
   if (skipped.length > 0) {
-    const message = `browser session types not served (${skipped.join(', ')}). ${CHROMIUM_HELP}`;
+    const message = `browser session types not served (${skipped.join(', ')}). ${chromiumHelp()}`;
     warnings.push(message);
     log.warn({ skippedTypes: skipped }, message);
   }
@@ -209,7 +230,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     types: served.map((t) => t.name),
     problems,
     warnings,
-    chromium,
+    chromium: found,
     stop: () => finish(runner.stop()),
     force: () => {
       const p = runner.force();

@@ -4,10 +4,10 @@ import { BrowserPool } from '../../src/browser/pool.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 
 /** The Chromium the browser tests run (CHROMIUM_PATH, else the one found on the machine). */
-export function requireChromium(): string {
-  const executablePath = findChromium(process.env.CHROMIUM_PATH);
-  if (!executablePath) throw new Error('Chromium is required for this test: apt-get install -y chromium');
-  return executablePath;
+export async function requireChromium(): Promise<string> {
+  const found = await findChromium(process.env.CHROMIUM_PATH);
+  if (!found) throw new Error('Chromium is required for this test: apt-get install -y chromium');
+  return found.path;
 }
 
 /**
@@ -18,7 +18,7 @@ export function useFixturePool(): { readonly pool: BrowserPool; readonly site: F
   let pool: BrowserPool | undefined;
   let site: FixtureServer | undefined;
   beforeAll(async () => {
-    const executablePath = requireChromium();
+    const executablePath = await requireChromium();
     site = await startFixtureServer();
     pool = new BrowserPool({ executablePath });
     await pool.start();

@@ -149,7 +149,7 @@ let pool: BrowserPool;
 const asked = new Set<string>();
 
 beforeAll(async () => {
-  const executablePath = requireChromium();
+  const executablePath = await requireChromium();
   allowed = await startAllowedSite();
   blocked = await startBlocked();
   downPort = await freePort();

@@ -27,7 +27,7 @@ let runner: InProcessRunner;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  const executablePath = requireChromium();
+  const executablePath = await requireChromium();
   api = await startTestApi('flow_output');
   site = await startFixtureServer();
   pool = new BrowserPool({ executablePath });

@@ -1,7 +1,9 @@
 import { loadConfig } from '../../core/config.js';
 import { RUNNER_CONFIG_KEYS, startRunner, type StartedRunner } from '../../runner/main.js';
+import { describeChromium } from '../../browser/chromium.js';
 import { defineCommand } from '../command.js';
 import { untilSignal } from '../signals.js';
+import { unpackProgress } from '../unpack-progress.js';
 
 export default defineCommand({
   name: 'runner',
@@ -24,10 +26,12 @@ export default defineCommand({
     });
     const started = await startRunner(cfg, {
       fixedPollInterval: flags['poll-interval-ms'] !== undefined || Boolean(ctx.env.POLL_INTERVAL_MS),
+      onChromiumUnpack: unpackProgress(ctx, 'runner'),
     });
     holder.runner = started;
     for (const p of started.problems) ctx.err(`sfw runner: skipped session module ${p}`);
     for (const w of started.warnings) ctx.err(`sfw runner: ${w}`);
+    if (started.chromium) ctx.err(`sfw runner: browser: ${describeChromium(started.chromium)}`);
     ctx.err(
       `runner ${started.runnerId} serving ${started.types.join(', ')} from ${cfg.apiBaseUrl}` +
         ` (Ctrl-C drains; a second Ctrl-C aborts and hands sessions back)`,

@@ -2,8 +2,10 @@ import { loadConfig } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
 import { RUNNER_CONFIG_KEYS, startRunner, type StartedRunner } from '../../runner/main.js';
 import { API_CONFIG_KEYS, startApi } from '../../server/main.js';
+import { describeChromium } from '../../browser/chromium.js';
 import { defineCommand } from '../command.js';
 import { untilSignal } from '../signals.js';
+import { unpackProgress } from '../unpack-progress.js';
 
 /** The runner settings `up` takes besides the API's (the runner talks to this API with its token). */
 const UP_RUNNER_KEYS = RUNNER_CONFIG_KEYS.filter(
@@ -35,10 +37,12 @@ export default defineCommand({
         { ...runnerCfg, apiBaseUrl: api.url, runnerToken: cfg.runnerToken, logLevel: cfg.logLevel },
         {
           fixedPollInterval: flags['poll-interval-ms'] !== undefined || Boolean(ctx.env.POLL_INTERVAL_MS),
+          onChromiumUnpack: unpackProgress(ctx, 'up'),
         },
       );
       for (const p of runner.problems) ctx.err(`sfw up: skipped session module ${p}`);
       for (const w of runner.warnings) ctx.err(`sfw up: ${w}`);
+      if (runner.chromium) ctx.err(`sfw up: browser: ${describeChromium(runner.chromium)}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) {
         await api.stop();
