@@ -259,6 +259,7 @@ export const HeartbeatBody = Type.Object(
     memoryRssBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     browserMemoryBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     effectiveConcurrency: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+    types: Type.Optional(Type.Array(SessionTypeName, { maxItems: 1000 })),
   },
   { additionalProperties: false },
 );
@@ -309,6 +310,7 @@ export const RunnerView = Type.Object({
   version: Nullable(Type.String()),
   memoryRssBytes: Nullable(Type.Integer()),
   browserMemoryBytes: Nullable(Type.Integer()),
+  types: Type.Array(Type.String()),
 });
 export type RunnerView = wire.RunnerView;
 export const RunnerList = Type.Object({ items: Type.Array(RunnerView) });

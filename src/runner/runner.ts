@@ -125,6 +125,7 @@ export class Runner {
         ...(this.version ? { version: this.version } : {}),
         startedAt: this.startedAt,
         effectiveConcurrency: Math.min(1000, this.effectiveConcurrency()),
+        types: this.typeNames,
       }),
       configured: (config) => this.configured(config),
     });

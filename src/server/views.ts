@@ -109,5 +109,6 @@ export function runnerView(r: RunnerRow, liveWithinMs: number): RunnerView {
     version: r.version,
     memoryRssBytes: r.memory_rss_bytes,
     browserMemoryBytes: r.browser_memory_bytes,
+    types: r.types,
   };
 }

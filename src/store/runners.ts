@@ -19,6 +19,8 @@ export interface RunnerRow {
   version: string | null;
   memory_rss_bytes: number | null;
   browser_memory_bytes: number | null;
+  /** The session types it serves, as its heartbeats say ('{}' when not told). */
+  types: string[];
   /** Sessions the database holds as running for this runner. */
   running_sessions: number;
   heartbeat_age_ms: number;
@@ -35,6 +37,7 @@ export interface HeartbeatUpdate {
   memoryRssBytes?: number;
   browserMemoryBytes?: number;
   effectiveConcurrency?: number;
+  types?: string[];
   /** The leases the runner still holds, to renew. */
   sessions: LeaseRef[];
 }
@@ -73,6 +76,7 @@ export async function recordHeartbeats(
           rss: h.memoryRssBytes ?? null,
           browser: h.browserMemoryBytes ?? null,
           effective: h.effectiveConcurrency ?? null,
+          types: h.types ?? null,
           sessions: h.sessions,
         })),
       ),

@@ -61,6 +61,7 @@ async function seed(): Promise<void> {
     version: '0.1.0',
     memoryRssBytes: 180 * 1024 * 1024,
     browserMemoryBytes: 620 * 1024 * 1024,
+    types: ['checkout', 'scrape'],
   });
   // A succeeded flow-like session with step timings.
   await api.client.createSession({ type: 'checkout', input: { sku: 'trail-shoes' } });
@@ -230,10 +231,14 @@ describe('dashboard in Chromium', () => {
       Executed: '2',
       Failures: '1',
       'Failure rate': '50.0%',
+      Types: 'checkout, scrape',
       Host: 'eu-node-1',
       Version: '0.1.0',
     });
-    expect(byHeader.find((r) => r.cells.Runner === 'runner-us-2')!.cells.Claimed).toBe('1');
+    expect(byHeader.find((r) => r.cells.Runner === 'runner-us-2')!.cells).toMatchObject({
+      Claimed: '1',
+      Types: '—',
+    });
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-runners.png') });
 
     // A runner's name opens the sessions it ran.

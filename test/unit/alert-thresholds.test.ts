@@ -31,6 +31,7 @@ function runner(over: Partial<RunnerView>): RunnerView {
     version: null,
     memoryRssBytes: null,
     browserMemoryBytes: null,
+    types: [],
     ...over,
   };
 }

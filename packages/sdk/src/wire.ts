@@ -154,6 +154,8 @@ export type RunnerView = {
   version: string | null;
   memoryRssBytes: number | null;
   browserMemoryBytes: number | null;
+  /** The session types it serves, as its heartbeats say ([]: not told, e.g. an older runner). */
+  types: string[];
 };
 
 export type AlertView = {
@@ -271,6 +273,8 @@ export type HeartbeatBody = {
   memoryRssBytes?: number;
   browserMemoryBytes?: number;
   effectiveConcurrency?: number;
+  /** The session types this runner serves (shown in GET /v1/runners). */
+  types?: string[];
 };
 
 export type HeartbeatReply = {

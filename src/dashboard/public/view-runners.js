@@ -36,6 +36,7 @@ const COLUMNS = [
     (r) => (r.totalSessionsExecuted > 0 ? percent(r.totalFailures / r.totalSessionsExecuted) : '—'),
   ],
   ['Uptime', (r) => (r.uptimeSeconds < 1 ? '< 1 s' : duration(r.uptimeSeconds * 1000))],
+  ['Types', (r) => (r.types?.length ? r.types.join(', ') : '—')],
   ['Host', (r) => r.hostname ?? '—'],
   ['Version', (r) => r.version ?? '—'],
 ];

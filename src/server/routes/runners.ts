@@ -111,6 +111,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         ...(b.memoryRssBytes === undefined ? {} : { memoryRssBytes: b.memoryRssBytes }),
         ...(b.browserMemoryBytes === undefined ? {} : { browserMemoryBytes: b.browserMemoryBytes }),
         ...(b.effectiveConcurrency === undefined ? {} : { effectiveConcurrency: b.effectiveConcurrency }),
+        ...(b.types === undefined ? {} : { types: b.types }),
       });
       return {
         config: { maxConcurrency: out.config.max_concurrency, pollIntervalMs: out.config.poll_interval_ms },
