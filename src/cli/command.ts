@@ -9,6 +9,8 @@ export interface FlagSpec {
   short?: string;
   description: string;
   multiple?: boolean;
+  /** What the value is, in the help (`--wait-ms <ms>`; default `value`). */
+  value?: string;
 }
 
 export interface CommandContext {
@@ -17,7 +19,12 @@ export interface CommandContext {
   env: Record<string, string | undefined>;
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Writes to stdout as it is (no newline added): file contents. */
+  write: (data: string | Uint8Array) => void;
+  /** Whether stderr is a terminal (progress bars). */
   isTTY: boolean;
+  /** Whether stdout is a terminal. */
+  stdoutIsTTY?: boolean;
 }
 
 export interface Command {
@@ -39,26 +46,62 @@ export const JSON_FLAG: Record<string, FlagSpec> = {
   json: { type: 'boolean', description: 'Print JSON instead of a table' },
 };
 
+/** Width of the help text; descriptions wrap within it. */
+const HELP_WIDTH = 100;
+/** A flag or setting longer than this has its description on the next line. */
+const HELP_LEFT_MAX = 34;
+
 export function helpText(c: Command): string {
   const lines = [`sfw ${c.name} — ${c.summary}`, '', `Usage: sfw ${c.usage}`];
-  const flags = Object.entries(c.flags ?? {});
-  if (flags.length > 0) {
-    lines.push('', 'Flags:');
-    for (const [name, f] of flags)
-      lines.push(`  --${name}${f.type === 'string' ? ' <value>' : ''}`.padEnd(34) + f.description);
-  }
-  if (c.config && c.config.length > 0) {
-    lines.push('', 'Settings (flag or environment variable):');
-    for (const row of describeConfig(c.config)) {
-      lines.push(
-        `  ${row.flag} / ${row.env}`.padEnd(50) +
-          row.description +
-          (row.default ? ` (default ${row.default})` : ''),
-      );
-    }
-  }
-  lines.push('  --help'.padEnd(34) + 'Show this help');
+  const flags: [string, string][] = Object.entries(c.flags ?? {}).map(([name, f]) => [
+    `${f.short ? `-${f.short}, ` : ''}--${name}${f.type === 'string' ? ` <${f.value ?? 'value'}>` : ''}`,
+    f.description,
+  ]);
+  flags.push(['--help', 'Show this help']);
+  const settings: [string, string][] = describeConfig(c.config ?? []).map((row) => [
+    `${row.flag} / ${row.env}`,
+    row.description + (row.default ? ` (default ${row.default})` : ''),
+  ]);
+  // One column for both tables: the longest left cell that still leaves room, the others wrap below it.
+  const fitting = [...flags, ...settings].map(([left]) => left.length).filter((n) => n <= HELP_LEFT_MAX);
+  const column = Math.max(0, ...fitting);
+  lines.push('', 'Flags:', ...helpRows(flags, column));
+  if (settings.length > 0)
+    lines.push('', 'Settings (flag or environment variable):', ...helpRows(settings, column));
   return lines.join('\n');
+}
+
+/**
+ * Rows of a help table: the left cell, two spaces at least, then the description wrapped under itself.
+ * A left cell wider than the column stands alone and its description starts on the next line.
+ */
+function helpRows(rows: [string, string][], column: number): string[] {
+  const indent = ' '.repeat(2 + column + 2);
+  const out: string[] = [];
+  for (const [left, description] of rows) {
+    const text = wrap(description, Math.max(30, HELP_WIDTH - indent.length));
+    if (left.length > column) {
+      out.push(`  ${left}`);
+      for (const l of text) out.push(indent + l);
+      continue;
+    }
+    text.forEach((l, i) => out.push(i === 0 ? `  ${left.padEnd(column)}  ${l}` : indent + l));
+  }
+  return out;
+}
+
+/** Greedy word wrap; a word longer than the width gets a line of its own. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line || lines.length === 0) lines.push(line);
+  return lines;
 }
 
 /** Parses argv for a command; unknown or malformed flags become a CLI message naming the flag. */

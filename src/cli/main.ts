@@ -13,6 +13,30 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   sessions: () => import('./commands/sessions.js'),
   status: () => import('./commands/status.js'),
   cancel: () => import('./commands/cancel.js'),
+  artifacts: () => import('./commands/artifacts.js'),
+};
+
+let outputWatched = false;
+let stdoutGone = false;
+
+/**
+ * A reader that goes away before the output ends (`sfw status | head -1`) makes the next write fail with
+ * EPIPE, emitted on the stream: that output has nowhere to go, so it is dropped and the command ends as it
+ * would have. Watched once per process (the error can arrive after a command returned).
+ */
+function watchOutput(): void {
+  if (outputWatched) return;
+  outputWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    stdoutGone = true;
+    if (e.code !== 'EPIPE') process.stderr.write(`sfw: cannot write the output: ${e.message}\n`);
+  });
+  // stderr piped too (`2>&1 | head`): nothing more can be said.
+  process.stderr.on('error', () => {});
+}
+
+const write = (data: string | Uint8Array): void => {
+  if (!stdoutGone) process.stdout.write(data);
 };
 
 async function usage(): Promise<string> {
@@ -34,7 +58,8 @@ export async function main(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
 ): Promise<number> {
-  const out = (l: string) => process.stdout.write(`${l}\n`);
+  watchOutput();
+  const out = (l: string) => write(`${l}\n`);
   const err = (l: string) => process.stderr.write(`${l}\n`);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -65,7 +90,9 @@ export async function main(
       env,
       out,
       err,
+      write,
       isTTY: process.stderr.isTTY === true,
+      stdoutIsTTY: process.stdout.isTTY === true,
     });
     return typeof code === 'number' ? code : 0;
   } catch (e) {

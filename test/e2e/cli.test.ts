@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SfwClient } from '@session-framework/sdk';
 import { createDb } from '../../src/store/db.js';
 import { ensureDatabase } from '../../src/store/embedded.js';
 import { waitFor } from '../helpers/wait.js';
@@ -167,6 +168,133 @@ describe('sfw against a running `sfw api`', () => {
     expect(apiOut).not.toContain('wrong-cli-token');
   });
 
+  it('ends quietly with code 0 when the reader of its output goes away (sfw status | head -1)', async () => {
+    const bigInput = path.join(dataDir, 'big-input.json');
+    await writeFile(bigInput, JSON.stringify({ text: 'x'.repeat(300_000) }));
+    const big = (await sfw(['enqueue', 'cli-big', '--input-file', bigInput, '--json'], client)).stdout;
+    const bigId = (JSON.parse(big) as { ids: string[] }).ids[0]!;
+    const queued = (await sfw(['enqueue', 'cli-pipe', '--count', '3', '--json'], client)).stdout;
+    const [q1, q2, q3] = (JSON.parse(queued) as { ids: string[] }).ids;
+    // A reader gone before the first line, and one that stops after its first chunk of a long output;
+    // a command that goes on talking to the API after the output failed (cancel) ends as it would.
+    const cases: [string[], 'closed' | 'first-chunk', number][] = [
+      [['status'], 'closed', 0],
+      [['sessions', firstId], 'closed', 0],
+      [['sessions', '--limit', '5'], 'closed', 0],
+      [['sessions', bigId, '--json'], 'first-chunk', 0],
+      [['cancel', q1!, q2!, q3!], 'closed', 0],
+    ];
+    for (const [args, reader, expected] of cases) {
+      const child = spawn(process.execPath, [BIN, ...args], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...client },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      if (reader === 'closed') child.stdout.destroy();
+      else child.stdout.once('data', () => child.stdout.destroy());
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code, `${args.join(' ')}: ${stderr}`).toBe(expected);
+      expect(stderr, args.join(' ')).not.toMatch(/EPIPE|\n\s+at /);
+    }
+    // The commands did their work all the same.
+    const api = new SfwClient({ baseUrl: client.API_BASE_URL!, token: API_TOKEN, retries: 0 });
+    try {
+      for (const id of [q1!, q2!, q3!]) expect((await api.getSession(id)).status).toBe('cancelled');
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('shows a session whole: attempt history, each step with its target, artifacts and how to download them', async () => {
+    const runner = new SfwClient({ baseUrl: client.API_BASE_URL!, token: RUNNER_TOKEN, retries: 0 });
+    const api = new SfwClient({ baseUrl: client.API_BASE_URL!, token: API_TOKEN, retries: 0 });
+    try {
+      const steps = [
+        { action: 'goto', url: 'https://shop.example/login' },
+        { action: 'fill', selector: '#email', value: 'a@example.com' },
+        { action: 'fill', selector: '#password', value: 'hunter2' },
+        { action: 'extract', selector: 'h1', as: 'title' },
+      ];
+      // A runner's first word is a heartbeat naming the types it serves.
+      await runner.heartbeat('cli-steps-runner', {
+        activeSessions: 0,
+        maxConcurrency: 1,
+        sessions: [],
+        types: ['cli-steps'],
+      });
+      const s = await api.createSession({ type: 'cli-steps', input: { steps }, maxAttempts: 2 });
+      const claimOne = async () => {
+        let got;
+        await waitFor(
+          async () => {
+            got = (await runner.claim('cli-steps-runner', { slots: 1, types: ['cli-steps'] })).sessions[0];
+            return got !== undefined;
+          },
+          { timeoutMs: 10_000, what: 'a claim of the cli-steps session' },
+        );
+        return got as unknown as { id: string; leaseToken: string };
+      };
+      const first = await claimOne();
+      await runner.complete(first.id, {
+        leaseToken: first.leaseToken,
+        status: 'error',
+        errorMessage: 'browser crashed',
+      });
+      const second = await claimOne();
+      await runner.uploadArtifact(
+        second.id,
+        'console.log',
+        second.leaseToken,
+        Buffer.from('hello\n'),
+        'text/plain',
+      );
+      await runner.complete(second.id, {
+        leaseToken: second.leaseToken,
+        status: 'failed',
+        errorMessage: 'step 3 (fill): timeout',
+        result: {
+          extracted: {},
+          steps: [
+            { action: 'goto', ok: true, ms: 120 },
+            { action: 'fill', ok: true, ms: 30 },
+            { action: 'fill', ok: false, ms: 5000, error: 'timeout' },
+          ],
+        },
+      });
+      const shown = await sfw(['sessions', s.id], client);
+      expect(shown.code, shown.stderr).toBe(0);
+      const text = shown.stdout;
+      expect(text).toContain(`session ${s.id}: failed (attempt 2 of 2)`);
+      expect(text).toMatch(/attempts:\n\s+ATTEMPT\s+STATUS\s+RUNNER/);
+      expect(text).toMatch(/^\s+1\s+error\s+cli-steps-runner\s.*browser crashed$/m);
+      expect(text).toMatch(/^\s+2\s+failed\s+cli-steps-runner\s.*step 3 \(fill\): timeout$/m);
+      // The two fill steps told apart by their selectors.
+      expect(text).toMatch(/^\s+1\s+goto\s+https:\/\/shop\.example\/login\s+ok\s+120/m);
+      expect(text).toMatch(/^\s+2\s+fill\s+#email\s+ok\s+30/m);
+      expect(text).toMatch(/^\s+3\s+fill\s+#password\s+failed\s+5000\s+timeout/m);
+      expect(text).not.toContain('hunter2');
+      expect(text).toContain(`sfw artifacts get ${s.id} console.log`);
+
+      const listed = await sfw(['artifacts', 'list', s.id], client);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toMatch(/console\.log\s+6\s+text\/plain/);
+      const file = path.join(dataDir, 'downloaded.log');
+      const got = await sfw(['artifacts', 'get', s.id, 'console.log', '-o', file], client);
+      expect(got.code, got.stderr).toBe(0);
+      expect(await readFile(file, 'utf8')).toBe('hello\n');
+      const piped = await sfw(['artifacts', 'get', s.id, 'console.log', '-o', '-'], client);
+      expect(piped.stdout).toBe('hello\n');
+      const missing = await sfw(['artifacts', 'get', s.id, 'nope.png'], client);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/404/);
+    } finally {
+      await runner.close();
+      await api.close();
+    }
+  });
+
   it('stops cleanly on SIGTERM, embedded Postgres included', async () => {
     const pid = Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     const exited = new Promise<number | null>((r) => apiProc!.once('exit', (code) => r(code)));
@@ -198,7 +326,21 @@ describe('help and bad input', () => {
       expect(r.code, names[i]).toBe(0);
       expect(r.stdout, names[i]).toContain(`Usage: sfw ${names[i]}`);
       expect(r.stdout, names[i]).toContain('--help');
+      // The flags' and settings' table: a flag or setting is followed by two spaces at least or by the end
+      // of its line (its description then starts on the next one), never by its description's first word.
+      const rows = r.stdout.split('\n').filter((l) => /^ {2}-/.test(l));
+      expect(rows.length, names[i]).toBeGreaterThan(0);
+      for (const row of rows) {
+        const m = /^ {2}((?:-\w, )?--[a-z-]+(?: <[\w-]+>)?(?: \/ [A-Z0-9_]+)?)(.*)$/.exec(row);
+        expect(m, `${names[i]}: ${row}`).not.toBeNull();
+        expect(m![2], `${names[i]}: ${row}`).toMatch(/^$|^ {2,}\S/);
+      }
+      for (const line of r.stdout.split('\n').slice(3)) expect(line.length, line).toBeLessThanOrEqual(100);
     });
+    const api = results[names.indexOf('api')]!.stdout;
+    expect(api).toMatch(
+      /^ {2}--stale-session-timeout-ms \/ STALE_SESSION_TIMEOUT_MS\n {4,}Lease length: a running session/m,
+    );
   });
 
   it('refuses unknown commands and flags with exit 2, naming them', async () => {

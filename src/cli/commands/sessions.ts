@@ -2,7 +2,7 @@ import { ConfigError } from '../../core/errors.js';
 import { SESSION_STATUSES, type SessionStatus } from '../../core/types.js';
 import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand, intFlag, str, table } from '../command.js';
-import { printSession } from './run.js';
+import { printSession } from '../session-view.js';
 
 export default defineCommand({
   name: 'sessions',
