@@ -175,14 +175,17 @@ describe('sfw against a running `sfw api`', () => {
     const bigId = (JSON.parse(big) as { ids: string[] }).ids[0]!;
     const queued = (await sfw(['enqueue', 'cli-pipe', '--count', '3', '--json'], client)).stdout;
     const [q1, q2, q3] = (JSON.parse(queued) as { ids: string[] }).ids;
+    const waits = path.join(dataDir, 'pipe-waits.json');
+    await writeFile(waits, JSON.stringify({ type: 'cli-pipe-unserved' }));
     // A reader gone before the first line, and one that stops after its first chunk of a long output;
-    // a command that goes on talking to the API after the output failed (cancel) ends as it would.
+    // commands that go on talking to the API after the output failed (cancel, run) end as they would.
     const cases: [string[], 'closed' | 'first-chunk', number][] = [
       [['status'], 'closed', 0],
       [['sessions', firstId], 'closed', 0],
       [['sessions', '--limit', '5'], 'closed', 0],
       [['sessions', bigId, '--json'], 'first-chunk', 0],
       [['cancel', q1!, q2!, q3!], 'closed', 0],
+      [['run', waits, '--wait-ms', '200', '--cancel-on-exit'], 'closed', 2],
     ];
     for (const [args, reader, expected] of cases) {
       const child = spawn(process.execPath, [BIN, ...args], {
@@ -205,6 +208,54 @@ describe('sfw against a running `sfw api`', () => {
     } finally {
       await api.close();
     }
+  });
+
+  it('enqueues with the session flags of sfw run: --retry-on, --trace, --screenshot, --timeout-ms', async () => {
+    const r = await sfw(
+      [
+        'enqueue',
+        'cli-flags',
+        '--max-attempts',
+        '3',
+        '--retry-on',
+        'error,failed',
+        '--trace',
+        'always',
+        '--screenshot',
+        'off',
+        '--timeout-ms',
+        '5000',
+        '--json',
+      ],
+      client,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { ids: string[] }).ids[0]!;
+    const shown = JSON.parse((await sfw(['sessions', id, '--json'], client)).stdout) as Record<
+      string,
+      unknown
+    >;
+    expect(shown).toMatchObject({
+      maxAttempts: 3,
+      retryOn: ['error', 'failed'],
+      timeoutMs: 5000,
+      artifactOptions: { screenshot: 'off', trace: 'always' },
+    });
+    // The help says which outcomes spend the attempts.
+    const help = await sfw(['enqueue', '--help']);
+    expect(help.stdout).toMatch(/--max-attempts <n>[\s\S]*by default an error[\s\S]*not a failed flow/);
+    for (const command of ['enqueue', 'run']) {
+      const text = (await sfw([command, '--help'])).stdout;
+      for (const flag of ['--retry-on', '--trace', '--screenshot', '--timeout-ms'])
+        expect(text, command).toContain(flag);
+    }
+    const bad = await Promise.all([
+      sfw(['enqueue', 'x', '--retry-on', 'sometimes'], client),
+      sfw(['enqueue', 'x', '--trace', 'maybe'], client),
+    ]);
+    expect(bad.map((b) => b.code)).toEqual([2, 2]);
+    expect(bad[0].stderr).toContain('--retry-on');
+    expect(bad[1].stderr).toContain('--trace');
   });
 
   it('shows a session whole: attempt history, each step with its target, artifacts and how to download them', async () => {
@@ -291,6 +342,92 @@ describe('sfw against a running `sfw api`', () => {
       expect(missing.stderr).toMatch(/404/);
     } finally {
       await runner.close();
+      await api.close();
+    }
+  });
+
+  it('shows the session types each runner serves, and sfw run says when no live runner serves its type', async () => {
+    const runner = new SfwClient({ baseUrl: client.API_BASE_URL!, token: RUNNER_TOKEN, retries: 0 });
+    try {
+      await runner.heartbeat('cli-types-runner', {
+        activeSessions: 0,
+        maxConcurrency: 2,
+        sessions: [],
+        types: ['cli-served', 'cli-other'],
+      });
+    } finally {
+      await runner.close();
+    }
+    const status = await sfw(['status'], client);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/RUNNER\s.*\sTYPES/);
+    expect(status.stdout).toMatch(/^cli-types-runner\s.*\scli-served,cli-other$/m);
+    const json = JSON.parse((await sfw(['status', '--json'], client)).stdout) as {
+      runners: { runnerId: string; types: string[] }[];
+    };
+    expect(json.runners.find((r) => r.runnerId === 'cli-types-runner')?.types).toEqual([
+      'cli-served',
+      'cli-other',
+    ]);
+
+    const file = path.join(dataDir, 'unserved.json');
+    await writeFile(file, JSON.stringify({ type: 'cli-unserved' }));
+    const r = await sfw(['run', file, '--wait-ms', '300', '--cancel-on-exit'], client);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /no live runner serves type "cli-unserved" \(live runners serve: .*cli-other, cli-served/,
+    );
+  });
+
+  it('sfw run tells what becomes of its session when it stops early, and cancels it with --cancel-on-exit', async () => {
+    const file = path.join(dataDir, 'waits.json');
+    await writeFile(file, JSON.stringify({ type: 'cli-waits' }));
+    const api = new SfwClient({ baseUrl: client.API_BASE_URL!, token: API_TOKEN, retries: 0 });
+    const idOf = (stderr: string) => /enqueued ([0-9a-f-]{36})/.exec(stderr)?.[1] ?? '';
+    try {
+      // Gives up after --wait-ms: exit 2, the session stays queued, and how to cancel it.
+      const gaveUp = await sfw(['run', file, '--wait-ms', '300', '--timeout-ms', '5000', '--json'], client);
+      expect(gaveUp.code).toBe(2);
+      const kept = (JSON.parse(gaveUp.stdout) as { id: string }).id;
+      expect(gaveUp.stderr).toContain(`session ${kept} stays queued; cancel it with: sfw cancel ${kept}`);
+      expect(JSON.parse(gaveUp.stdout)).toMatchObject({ id: kept, status: 'queued', timeoutMs: 5000 });
+      expect((await api.getSession(kept)).status).toBe('queued');
+      const cancelled = await sfw(['run', file, '--wait-ms', '300', '--cancel-on-exit'], client);
+      expect(cancelled.code).toBe(2);
+      expect(cancelled.stderr).toContain(`cancelled session ${idOf(cancelled.stderr)}`);
+      expect((await api.getSession(idOf(cancelled.stderr))).status).toBe('cancelled');
+
+      // Ctrl-C while waiting: exit 130, the same words; --cancel-on-exit cancels.
+      for (const cancel of [false, true]) {
+        const child = spawn(
+          process.execPath,
+          [BIN, 'run', file, '--timeout-ms', '5000', ...(cancel ? ['--cancel-on-exit'] : [])],
+          {
+            cwd: ROOT,
+            env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...client },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+        await waitFor(() => stderr.includes('waiting…'), { timeoutMs: 30_000, what: 'sfw run to wait' });
+        child.kill('SIGINT');
+        expect(await exited, stderr).toBe(130);
+        const id = idOf(stderr);
+        // The old meaning of --timeout-ms (the wait) is pointed to its new name.
+        expect(stderr).toContain('how long sfw run waits is --wait-ms');
+        expect(stderr).toContain(`interrupted: sfw run stopped waiting for session ${id}`);
+        if (cancel) {
+          expect(stderr).toContain(`cancelled session ${id}`);
+          expect((await api.getSession(id)).status).toBe('cancelled');
+        } else {
+          expect(stderr).toContain(`session ${id} stays queued; cancel it with: sfw cancel ${id}`);
+          expect((await api.getSession(id)).status).toBe('queued');
+        }
+        expect(stderr).not.toMatch(/\n\s+at /);
+      }
+    } finally {
       await api.close();
     }
   });

@@ -4,6 +4,7 @@ import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand, intFlag, str } from '../command.js';
 import { parseJsonFlag, readJsonFile } from '../input.js';
 import { Progress } from '../progress.js';
+import { SESSION_FLAGS, applySessionFlags } from '../session-flags.js';
 
 export default defineCommand({
   name: 'enqueue',
@@ -11,18 +12,21 @@ export default defineCommand({
   usage:
     'enqueue <type> [--input JSON | --input-file f.json] [--priority n] [--count n]   |   enqueue --batch-file sessions.json',
   flags: {
-    input: { type: 'string', description: 'Session input as JSON' },
-    'input-file': { type: 'string', description: 'Read the session input from a JSON file' },
-    priority: { type: 'string', description: 'Higher runs first (-1000…1000, default 0)' },
-    'run-at': { type: 'string', description: 'Earliest start, ISO date-time' },
-    'timeout-ms': { type: 'string', description: 'Per-session timeout in ms' },
-    'max-attempts': { type: 'string', description: 'Attempts before giving up (default 1)' },
+    input: { type: 'string', value: 'json', description: 'Session input as JSON' },
+    'input-file': { type: 'string', value: 'file', description: 'Read the session input from a JSON file' },
+    ...SESSION_FLAGS,
     'idempotency-key': {
       type: 'string',
-      description: 'Repeat-safe key: the same key returns the same session',
+      value: 'key',
+      description:
+        'Repeat-safe key: the same key with the same session again answers the first one; with another session, an error',
     },
-    count: { type: 'string', description: 'Enqueue this many copies in batches' },
-    'batch-file': { type: 'string', description: 'JSON file: an array of sessions or {sessions: [...]}' },
+    count: { type: 'string', value: 'n', description: 'Enqueue this many copies in batches' },
+    'batch-file': {
+      type: 'string',
+      value: 'file',
+      description: 'JSON file: an array of sessions or {sessions: [...]}',
+    },
     ...JSON_FLAG,
   },
   config: CLIENT_CONFIG,
@@ -40,7 +44,12 @@ export default defineCommand({
           throw new ConfigError(
             `batch file ${batchFile} must hold an array of sessions or {"sessions": [...]}`,
           );
-        sessions = list as CreateSessionBody[];
+        // The session flags given apply to every session of the file.
+        sessions = (list as CreateSessionBody[]).map((one) => {
+          const s = { ...one };
+          applySessionFlags(ctx, s);
+          return s;
+        });
       } else {
         const type = ctx.positionals[0];
         if (!type)
@@ -57,18 +66,7 @@ export default defineCommand({
             : undefined;
         const one: CreateSessionBody = { type };
         if (input !== undefined) one.input = input;
-        const priority = intFlag(ctx, 'priority', -1000, 1000);
-        if (priority !== undefined) one.priority = priority;
-        const timeoutMs = intFlag(ctx, 'timeout-ms', 100, 86_400_000);
-        if (timeoutMs !== undefined) one.timeoutMs = timeoutMs;
-        const maxAttempts = intFlag(ctx, 'max-attempts', 1, 100);
-        if (maxAttempts !== undefined) one.maxAttempts = maxAttempts;
-        const runAt = str(ctx, 'run-at');
-        if (runAt !== undefined) {
-          if (Number.isNaN(Date.parse(runAt)))
-            throw new ConfigError(`--run-at must be an ISO date-time, got "${runAt}"`);
-          one.runAt = new Date(runAt).toISOString();
-        }
+        applySessionFlags(ctx, one);
         const key = str(ctx, 'idempotency-key');
         const count = intFlag(ctx, 'count', 1, 10_000_000) ?? 1;
         if (key !== undefined && count > 1)

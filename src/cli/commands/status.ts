@@ -33,7 +33,7 @@ export default defineCommand({
         runners.length === 0
           ? '(none yet: start one with sfw runner)'
           : table(
-              ['RUNNER', 'STATUS', 'HEARTBEAT', 'ACTIVE/MAX', 'EXECUTED', 'FAILURES', 'UPTIME'],
+              ['RUNNER', 'STATUS', 'HEARTBEAT', 'ACTIVE/MAX', 'EXECUTED', 'FAILURES', 'UPTIME', 'TYPES'],
               runners.map((r) => [
                 r.runnerId,
                 r.live || r.status === 'stopped' ? r.status : `${r.status} (down)`,
@@ -42,6 +42,7 @@ export default defineCommand({
                 r.totalSessionsExecuted,
                 r.totalFailures,
                 `${r.uptimeSeconds} s`,
+                r.types.length > 0 ? r.types.join(',') : '?',
               ]),
             ),
       );

@@ -1,0 +1,77 @@
+import { ConfigError } from '../core/errors.js';
+import { ARTIFACT_MODES, DEFAULT_SESSION_TIMEOUT_MS, type ArtifactMode } from '../core/types.js';
+import type { CreateSessionBody } from '../protocol/schemas.js';
+import { intFlag, str, type CommandContext, type FlagSpec } from './command.js';
+
+/** Flags that set a session's own fields: one name, one meaning, in `sfw enqueue` and `sfw run`. */
+export const SESSION_FLAGS: Record<string, FlagSpec> = {
+  priority: { type: 'string', value: 'n', description: 'Higher runs first (-1000…1000, default 0)' },
+  'run-at': { type: 'string', value: 'time', description: 'Earliest start, ISO date-time' },
+  'timeout-ms': {
+    type: 'string',
+    value: 'ms',
+    description: `The session's timeout: an attempt still running after it fails (default ${DEFAULT_SESSION_TIMEOUT_MS})`,
+  },
+  'max-attempts': {
+    type: 'string',
+    value: 'n',
+    description:
+      'Attempts in all (default 1). Only an outcome named in --retry-on spends another: by default an error (runner lost, browser crashed), not a failed flow; add --retry-on error,failed to retry failures too',
+  },
+  'retry-on': {
+    type: 'string',
+    value: 'outcomes',
+    description: 'Outcomes that spend another attempt, comma-separated: error, failed (default error)',
+  },
+  screenshot: {
+    type: 'string',
+    value: 'mode',
+    description: 'Screenshot artifact: off, on-failure or always (default on-failure)',
+  },
+  trace: {
+    type: 'string',
+    value: 'mode',
+    description: 'Playwright trace artifact: off, on-failure or always (default off)',
+  },
+};
+
+function mode(ctx: CommandContext, name: 'screenshot' | 'trace'): ArtifactMode | undefined {
+  const v = str(ctx, name);
+  if (v === undefined) return undefined;
+  if (!(ARTIFACT_MODES as readonly string[]).includes(v))
+    throw new ConfigError(`--${name} must be ${ARTIFACT_MODES.join(', ')}, got "${v}"`);
+  return v as ArtifactMode;
+}
+
+/** Sets the fields given as SESSION_FLAGS on `s` (over what it had). */
+export function applySessionFlags(ctx: CommandContext, s: CreateSessionBody): void {
+  const priority = intFlag(ctx, 'priority', -1000, 1000);
+  if (priority !== undefined) s.priority = priority;
+  const runAt = str(ctx, 'run-at');
+  if (runAt !== undefined) {
+    if (Number.isNaN(Date.parse(runAt)))
+      throw new ConfigError(`--run-at must be an ISO date-time, got "${runAt}"`);
+    s.runAt = new Date(runAt).toISOString();
+  }
+  const timeoutMs = intFlag(ctx, 'timeout-ms', 100, 86_400_000);
+  if (timeoutMs !== undefined) s.timeoutMs = timeoutMs;
+  const maxAttempts = intFlag(ctx, 'max-attempts', 1, 100);
+  if (maxAttempts !== undefined) s.maxAttempts = maxAttempts;
+  const retryOn = str(ctx, 'retry-on');
+  if (retryOn !== undefined) {
+    const list = retryOn.split(',').map((x) => x.trim());
+    const bad = list.find((x) => x !== 'error' && x !== 'failed');
+    if (bad !== undefined || list.length === 0)
+      throw new ConfigError(`--retry-on takes error, failed or error,failed, got "${retryOn}"`);
+    s.retryOn = [...new Set(list as ('error' | 'failed')[])];
+  }
+  const screenshot = mode(ctx, 'screenshot');
+  const trace = mode(ctx, 'trace');
+  if (screenshot !== undefined || trace !== undefined) {
+    s.artifacts = {
+      ...s.artifacts,
+      ...(screenshot === undefined ? {} : { screenshot }),
+      ...(trace === undefined ? {} : { trace }),
+    };
+  }
+}
