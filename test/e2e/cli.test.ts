@@ -340,6 +340,12 @@ describe('sfw against a running `sfw api`', () => {
       const missing = await sfw(['artifacts', 'get', s.id, 'nope.png'], client);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toMatch(/404/);
+
+      // Cancelling it now cancels nothing: it says so and exits 1.
+      const cancel = await sfw(['cancel', s.id], client);
+      expect(cancel.code).toBe(1);
+      expect(cancel.stderr).toContain(`session ${s.id} had already finished (failed): nothing cancelled`);
+      expect((await api.getSession(s.id)).status).toBe('failed');
     } finally {
       await runner.close();
       await api.close();
@@ -377,6 +383,34 @@ describe('sfw against a running `sfw api`', () => {
     expect(r.stderr).toMatch(
       /no live runner serves type "cli-unserved" \(live runners serve: .*cli-other, cli-served/,
     );
+  });
+
+  it('sfw cancel of a session that had already finished says so and exits 1', async () => {
+    const runner = new SfwClient({ baseUrl: client.API_BASE_URL!, token: RUNNER_TOKEN, retries: 0 });
+    const api = new SfwClient({ baseUrl: client.API_BASE_URL!, token: API_TOKEN, retries: 0 });
+    try {
+      await runner.heartbeat('cli-done-runner', {
+        activeSessions: 0,
+        maxConcurrency: 1,
+        sessions: [],
+        types: ['cli-done'],
+      });
+      const s = await api.createSession({ type: 'cli-done' });
+      const { sessions } = await runner.claim('cli-done-runner', { slots: 1, types: ['cli-done'] });
+      await runner.complete(s.id, { leaseToken: sessions[0]!.leaseToken, status: 'succeeded' });
+      const queued = await api.createSession({ type: 'cli-done-queued' });
+      const r = await sfw(['cancel', s.id, queued.id], client);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`session ${s.id} had already finished (succeeded): nothing cancelled`);
+      expect(r.stdout).toContain(`${queued.id}: cancelled`);
+      expect((await api.getSession(s.id)).status).toBe('succeeded');
+      const alone = await sfw(['cancel', queued.id], client);
+      expect(alone.code).toBe(1);
+      expect(alone.stderr).toContain('had already finished (cancelled)');
+    } finally {
+      await runner.close();
+      await api.close();
+    }
   });
 
   it('sfw run tells what becomes of its session when it stops early, and cancels it with --cancel-on-exit', async () => {

@@ -1,4 +1,6 @@
 import { ConfigError } from '../../core/errors.js';
+import { isTerminal } from '../../core/types.js';
+import type { SessionView } from '../../protocol/schemas.js';
 import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand } from '../command.js';
 
@@ -12,14 +14,26 @@ export default defineCommand({
     if (ctx.positionals.length === 0) throw new ConfigError('missing <id>. Usage: sfw cancel <id> [id…]');
     const client = clientFrom(ctx);
     try {
-      const out = [];
+      const out: SessionView[] = [];
+      // Exit 1 when a session had already finished: nothing was cancelled for it.
+      let code = 0;
       for (const id of ctx.positionals) {
-        const s = await client.cancelSession(id);
+        const before = await client.getSession(id);
+        const s = isTerminal(before.status) ? before : await client.cancelSession(id);
         out.push(s);
-        if (!ctx.flags.json)
-          ctx.out(`${s.id}: ${s.status}${s.status === 'running' ? ' (cancel requested)' : ''}`);
+        if (isTerminal(before.status) || (isTerminal(s.status) && s.status !== 'cancelled')) {
+          code = 1;
+          ctx.err(`sfw cancel: session ${s.id} had already finished (${s.status}): nothing cancelled`);
+        } else if (!ctx.flags.json) {
+          ctx.out(
+            s.status === 'running'
+              ? `${s.id}: running (cancel requested: its runner stops it at its next heartbeat)`
+              : `${s.id}: ${s.status}`,
+          );
+        }
       }
       if (ctx.flags.json) ctx.out(JSON.stringify(out));
+      return code;
     } finally {
       await client.close();
     }
