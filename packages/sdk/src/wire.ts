@@ -57,6 +57,7 @@ export type CreateSessionBody = {
   retryOn?: ('error' | 'failed')[];
   artifacts?: { screenshot?: ArtifactMode; trace?: ArtifactMode };
   /** A repeat with the same key answers the same session. */
+  /** Repeat-safe key: the same request under it answers the same session; a different one is 409 CONFLICT. */
   idempotencyKey?: string;
 };
 
