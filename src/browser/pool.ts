@@ -94,9 +94,16 @@ export class BrowserPool {
     }
   }
 
-  async acquire(opts: { reuseContext?: string } = {}): Promise<BrowserLease> {
+  /**
+   * A context and page for one session. With `contextOptions` (a session's own browser options, over the
+   * pool's) the context is a fresh one made with them: neither the pre-warmed nor a kept context.
+   */
+  async acquire(
+    opts: { reuseContext?: string; contextOptions?: BrowserContextOptions } = {},
+  ): Promise<BrowserLease> {
     if (this.closed) throw new Error('the browser pool is closed');
     this.retirement.checkMemory(this.current);
+    if (opts.contextOptions) return leaseContext(await this.freshReady(opts.contextOptions));
     if (opts.reuseContext !== undefined) {
       const lease = await this.kept.acquire(opts.reuseContext);
       if (lease) return lease;
@@ -126,11 +133,11 @@ export class BrowserPool {
   }
 
   /** A new context and page; tried once more on a relaunched browser if the browser died meanwhile. */
-  private async freshReady(): Promise<Ready> {
+  private async freshReady(options?: BrowserContextOptions): Promise<Ready> {
     for (let attempt = 1; ; attempt++) {
       const inst = await this.instance();
       try {
-        return await this.openOn(inst);
+        return await this.openOn(inst, options);
       } catch (err) {
         if (!inst.disconnected || attempt >= 2 || this.closed) throw err;
       }
@@ -142,8 +149,9 @@ export class BrowserPool {
     return this.openOn(await this.instance());
   }
 
-  private openOn(inst: Instance): Promise<Ready> {
-    return openContext(inst, this.opts.contextOptions, () => this.maybeCloseRetired(inst));
+  private openOn(inst: Instance, options?: BrowserContextOptions): Promise<Ready> {
+    const merged = options ? { ...this.opts.contextOptions, ...options } : this.opts.contextOptions;
+    return openContext(inst, merged, () => this.maybeCloseRetired(inst));
   }
 
   /** The browser new contexts go to, launching one when there is none. */

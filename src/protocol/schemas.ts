@@ -41,6 +41,51 @@ export const ArtifactOptionsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** An HTTP header name (a token) and a value without control characters but tab. */
+const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+const HEADER_VALUE = '^[\\t\\x20-\\x7e\\x80-\\uffff]*$';
+
+/** Options of a browser session's context (Playwright's newContext options of the same names). */
+export const BrowserOptionsSchema = Type.Object(
+  {
+    viewport: Type.Optional(
+      Type.Object(
+        {
+          width: Type.Integer({ minimum: 100, maximum: 10_000 }),
+          height: Type.Integer({ minimum: 100, maximum: 10_000 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    locale: Type.Optional(
+      Type.String({ minLength: 2, maxLength: 35, pattern: '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$' }),
+    ),
+    timezoneId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_+/-]+$' })),
+    userAgent: Type.Optional(Type.String({ minLength: 1, maxLength: 1000, pattern: '^[\\x20-\\x7e]+$' })),
+    extraHTTPHeaders: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: HEADER_NAME }),
+        Type.String({ maxLength: 8192, pattern: HEADER_VALUE }),
+        { maxProperties: 100, additionalProperties: false },
+      ),
+    ),
+    proxy: Type.Optional(
+      Type.Object(
+        {
+          server: Type.String({ maxLength: 2000, pattern: '^(https?|socks5)://[^\\s/?#]+(/[^\\s]*)?$' }),
+          username: Type.Optional(Type.String({ maxLength: 1000 })),
+          password: Type.Optional(Type.String({ maxLength: 1000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    javaScriptEnabled: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export type BrowserOptions = wire.BrowserOptions;
+
 export const CreateSessionBody = Type.Object(
   {
     type: SessionTypeName,
@@ -53,6 +98,7 @@ export const CreateSessionBody = Type.Object(
       Type.Array(literals(['error', 'failed'] as const), { maxItems: 2, uniqueItems: true }),
     ),
     artifacts: Type.Optional(ArtifactOptionsSchema),
+    browser: Type.Optional(BrowserOptionsSchema),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
@@ -101,6 +147,8 @@ const sessionFields = {
   leaseExpiresAt: Nullable(Type.String()),
   cancelRequested: Type.Boolean(),
   artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  /** The session's browser options, null when it has none (a proxy's password never shows). */
+  browser: Nullable(BrowserOptionsSchema),
   idempotencyKey: Nullable(Type.String()),
 };
 
@@ -233,6 +281,8 @@ export const ClaimedSession = Type.Object({
   leaseExpiresAt: Type.String(),
   createdAt: Type.String(),
   artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  /** The session's browser options; null or absent: the runner's defaults. */
+  browser: Type.Optional(Nullable(BrowserOptionsSchema)),
 });
 export type ClaimedSession = wire.ClaimedSession;
 export const ClaimReply = Type.Object({
@@ -372,6 +422,7 @@ type Agree<T extends Record<string, true>> = T;
  * flow steps are the SDK's too: tsc names the entry that is `false` when one side changes alone.
  */
 type _WireAgreement = Agree<{
+  BrowserOptions: Same<Static<typeof BrowserOptionsSchema>, wire.BrowserOptions>;
   CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
   BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
   SessionView: Same<Static<typeof SessionView>, wire.SessionView>;

@@ -1,6 +1,12 @@
 import type { ListColumn, SessionRow, SessionSummaryRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
-import type { RunnerView, SessionListField, SessionSummary, SessionView } from '../protocol/schemas.js';
+import type {
+  BrowserOptions,
+  RunnerView,
+  SessionListField,
+  SessionSummary,
+  SessionView,
+} from '../protocol/schemas.js';
 import type { AttemptRecord, StoredArtifact } from '../core/types.js';
 
 /** Table rows → wire shapes (camelCase, ISO timestamps). */
@@ -28,8 +34,16 @@ function sessionFields(r: SessionSummaryRow) {
     cancelRequested: r.cancel_requested,
     errorMessage: r.error_message,
     artifactOptions: r.artifact_options,
+    browser: browserView(r.browser_options),
     idempotencyKey: r.idempotency_key,
   };
+}
+
+/** A session's browser options as a client sees them: a proxy's password never shows. */
+function browserView(b: BrowserOptions | null): BrowserOptions | null {
+  if (!b) return null;
+  if (!b.proxy || b.proxy.password === undefined) return b;
+  return { ...b, proxy: { ...b.proxy, password: '[redacted]' } };
 }
 
 /** What a client sees of an artifact (not where the API keeps it). */

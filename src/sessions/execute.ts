@@ -1,9 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BrowserContext, ConsoleMessage, Page } from 'playwright-core';
+import type { BrowserContext, BrowserContextOptions, ConsoleMessage, Page } from 'playwright-core';
 import type { ArtifactMode } from '../core/types.js';
-import type { ClaimedSession } from '../protocol/schemas.js';
+import type { BrowserOptions, ClaimedSession } from '../protocol/schemas.js';
 import type { FlowResult, FlowSessionInput } from '../protocol/flow.js';
 import { storableJson, stripAnsi } from '../protocol/text.js';
 import { logFn, type LogFn, type LogSink } from '../browser/log.js';
@@ -191,10 +191,7 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
         return { status: 'error', errorMessage: 'this runner has no browser for this session type' };
       const aborted = rejectOnAbort(signal);
       try {
-        lease = await Promise.race([
-          opts.pool.acquire(type.reuseContext ? { reuseContext: type.name } : {}),
-          aborted.promise,
-        ]);
+        lease = await Promise.race([opts.pool.acquire(acquireOptions(session, type)), aborted.promise]);
       } catch (err) {
         if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(signal.reason) };
         if (timeout.aborted) return { status: 'failed', errorMessage: messageOf(timeout.reason) };
@@ -216,6 +213,35 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
     // The outcome does not wait for the context to close (or be cleared for reuse).
     if (lease) void bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
   }
+}
+
+/**
+ * How the session's context is made: with its own browser options a fresh context gets them (a reused
+ * context keeps the options it was made with, so such a session does not reuse one).
+ */
+function acquireOptions(
+  session: ClaimedSession,
+  type: SessionType,
+): { reuseContext?: string; contextOptions?: BrowserContextOptions } {
+  const options = contextOptions(session.browser ?? undefined);
+  if (options) return { contextOptions: options };
+  return type.reuseContext ? { reuseContext: type.name } : {};
+}
+
+/**
+ * A session's browser options as Playwright's newContext options; undefined when it has none. A proxy is
+ * never applied: enqueue refuses it (the runner's egress proxy is the browser's only way out).
+ */
+export function contextOptions(b: BrowserOptions | undefined): BrowserContextOptions | undefined {
+  if (!b) return undefined;
+  const out: BrowserContextOptions = {};
+  if (b.viewport) out.viewport = { width: b.viewport.width, height: b.viewport.height };
+  if (b.locale !== undefined) out.locale = b.locale;
+  if (b.timezoneId !== undefined) out.timezoneId = b.timezoneId;
+  if (b.userAgent !== undefined) out.userAgent = b.userAgent;
+  if (b.extraHTTPHeaders) out.extraHTTPHeaders = { ...b.extraHTTPHeaders };
+  if (b.javaScriptEnabled !== undefined) out.javaScriptEnabled = b.javaScriptEnabled;
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** One session's run once its input is valid and its browser context (if any) leased. */

@@ -11,7 +11,7 @@ import {
   type StoredArtifact,
   type SessionStatus,
 } from '../core/types.js';
-import type { ClaimedSession, CompleteBody, CompleteItem } from '../protocol/schemas.js';
+import type { BrowserOptions, ClaimedSession, CompleteBody, CompleteItem } from '../protocol/schemas.js';
 import { withTransaction, type Db, type Queryable } from './db.js';
 
 /** Queries about sessions: enqueue, read, list, claim, lease renewal, completion, cancellation. */
@@ -42,6 +42,8 @@ export interface SessionRow {
   error_message: string | null;
   artifacts: StoredArtifact[];
   artifact_options: ArtifactOptions;
+  /** The session's browser options (null: the runner's defaults). */
+  browser_options: BrowserOptions | null;
   attempts: AttemptRecord[];
   idempotency_key: string | null;
   /** Set with an idempotency key: the hash of the request that made the session (see requestHash). */
@@ -57,6 +59,7 @@ export interface NewSession {
   maxAttempts?: number;
   retryOn?: string[];
   artifacts?: Partial<ArtifactOptions>;
+  browser?: BrowserOptions;
   idempotencyKey?: string;
 }
 
@@ -76,7 +79,7 @@ export class IdempotencyConflictError extends SfwError {
   ) {
     super(
       'CONFLICT',
-      `idempotency key "${key}" already made session ${sessionId} from a different request (type, input, priority, runAt, timeoutMs, maxAttempts, retryOn or artifacts differ): repeat that request to get the session again, or use a new key`,
+      `idempotency key "${key}" already made session ${sessionId} from a different request (type, input, priority, runAt, timeoutMs, maxAttempts, retryOn, artifacts or browser differ): repeat that request to get the session again, or use a new key`,
     );
   }
 }
@@ -99,6 +102,7 @@ export async function insertSessions(db: Db, items: NewSession[]): Promise<Inser
       max_attempts: s.maxAttempts ?? 1,
       retry_on: s.retryOn ?? ['error'],
       artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
+      browser_options: s.browser ?? null,
       idempotency_key: s.idempotencyKey ?? null,
       request_hash: null as string | null,
     };
@@ -122,6 +126,7 @@ interface NewRow {
   max_attempts: number;
   retry_on: string[];
   artifact_options: ArtifactOptions;
+  browser_options: BrowserOptions | null;
   idempotency_key: string | null;
   request_hash: string | null;
 }
@@ -140,6 +145,8 @@ function requestHash(r: NewRow): string {
     maxAttempts: r.max_attempts,
     retryOn: [...new Set(r.retry_on)].sort(),
     artifacts: r.artifact_options,
+    // Left out when none, so the hash of a request without browser options is what it was.
+    browser: r.browser_options ?? undefined,
   };
   return createHash('sha256').update(canonicalJson(request)).digest('base64url');
 }
@@ -162,12 +169,13 @@ async function insertRows(db: Queryable, rows: NewRow[]): Promise<InsertOutcome[
     `WITH src AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          id uuid, type text, input jsonb, priority integer, run_at timestamptz, timeout_ms integer,
-         max_attempts integer, retry_on text[], artifact_options jsonb, idempotency_key text, request_hash text)
+         max_attempts integer, retry_on text[], artifact_options jsonb, browser_options jsonb, idempotency_key text,
+         request_hash text)
      ), ins AS (
        INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
-                             artifact_options, idempotency_key, request_hash)
+                             artifact_options, browser_options, idempotency_key, request_hash)
        SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
-              artifact_options, idempotency_key, request_hash
+              artifact_options, browser_options, idempotency_key, request_hash
        FROM src
        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *
@@ -253,7 +261,7 @@ export async function listSessions(
             attempt, max_attempts, retry_on, timeout_ms, lease_expires_at, cancel_requested,
             CASE WHEN length(error_message) > $${params.length - 1}::int
                  THEN left(error_message, $${params.length - 1}::int - 1) || '…' ELSE error_message END AS error_message,
-            artifact_options, idempotency_key
+            artifact_options, browser_options, idempotency_key
      FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
     params,
   );

@@ -43,6 +43,22 @@ export type AttemptRecord = {
 
 // ---- clients ---------------------------------------------------------------------------------------
 
+/** Options of a browser session's context (Playwright's newContext options of the same names). */
+export type BrowserOptions = {
+  /** Window size in CSS pixels, 100 to 10000 each. */
+  viewport?: { width: number; height: number };
+  /** e.g. en-GB: navigator.language and Accept-Language. */
+  locale?: string;
+  /** An IANA time zone, e.g. Europe/Berlin. */
+  timezoneId?: string;
+  userAgent?: string;
+  /** Sent with every request of the session. */
+  extraHTTPHeaders?: Record<string, string>;
+  /** Refused at enqueue for now: the runner's egress policy is the browser's only way out. */
+  proxy?: { server: string; username?: string; password?: string };
+  javaScriptEnabled?: boolean;
+};
+
 export type CreateSessionBody = {
   /** `flow` or a registered code session type. */
   type: string;
@@ -56,6 +72,8 @@ export type CreateSessionBody = {
   /** Outcomes that spend another attempt (default: error). */
   retryOn?: ('error' | 'failed')[];
   artifacts?: { screenshot?: ArtifactMode; trace?: ArtifactMode };
+  /** Options of a browser session's context. */
+  browser?: BrowserOptions;
   /** A repeat with the same key answers the same session. */
   /** Repeat-safe key: the same request under it answers the same session; a different one is 409 CONFLICT. */
   idempotencyKey?: string;
@@ -87,6 +105,8 @@ export type SessionView = {
   errorMessage: string | null;
   artifacts: ArtifactInfo[];
   artifactOptions: ArtifactOptions;
+  /** The session's browser options, null when it has none. */
+  browser: BrowserOptions | null;
   attempts: AttemptRecord[];
   idempotencyKey: string | null;
 };
@@ -254,6 +274,8 @@ export type ClaimedSession = {
   leaseExpiresAt: string;
   createdAt: string;
   artifactOptions: ArtifactOptions;
+  /** The session's browser options; null or absent: the runner's defaults. */
+  browser?: BrowserOptions | null;
 };
 
 export type ClaimReply = {

@@ -8,6 +8,7 @@ import { checkFlowInput } from '../../protocol/flow.js';
 import { findUnstorable, storableCompletion } from '../../protocol/text.js';
 import {
   BatchBody,
+  type BrowserOptions,
   CompleteBody,
   CreateSessionBody,
   IdParams,
@@ -46,7 +47,29 @@ function checkNewSession(s: CreateSessionBody, at: string): NewSession {
   }
   if (s.runAt !== undefined && Number.isNaN(Date.parse(s.runAt)))
     throw new ValidationError(`${at}.runAt`, 'must be a date-time');
+  if (s.browser) checkBrowserOptions(s.browser, `${at}.browser`);
   return s;
+}
+
+/** What the schema cannot check of a session's browser options. */
+function checkBrowserOptions(b: BrowserOptions, at: string): void {
+  // The runner's egress proxy is the browser's only way out: a context's own proxy would go around it.
+  if (b.proxy !== undefined)
+    throw new ValidationError(
+      `${at}.proxy`,
+      'per-session proxies are not supported with the egress policy yet: leave browser.proxy out',
+    );
+  if (b.timezoneId !== undefined && !isTimeZone(b.timezoneId))
+    throw new ValidationError(`${at}.timezoneId`, 'must be an IANA time zone, e.g. Europe/Berlin');
+}
+
+function isTimeZone(id: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: id });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A key already taken by another request: 409 naming where the key was given. */

@@ -1,0 +1,213 @@
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '@session-framework/sdk';
+import { BrowserPool } from '../../src/browser/pool.js';
+import { createLogger } from '../../src/core/log.js';
+import type { BrowserOptions } from '../../src/protocol/schemas.js';
+import { executeSession } from '../../src/sessions/execute.js';
+import type { SessionType } from '../../src/sessions/registry.js';
+import { insertSessions } from '../../src/store/sessions.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
+import { requireChromium } from '../helpers/chromium.js';
+import { startRunner, type InProcessRunner } from '../helpers/runner.js';
+import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+
+/**
+ * A session's browser options end to end (API, Postgres, a runner with Chromium, the fixture site): each
+ * takes effect in the session's context, bad ones are refused at enqueue with their path, a proxy is
+ * refused, and a proxy's password shows neither in GET nor in the logs.
+ */
+
+let api: TestApi;
+let pool: BrowserPool;
+let site: FixtureServer;
+let runner: InProcessRunner;
+
+interface Echo {
+  userAgent: string;
+  language: string;
+  timeZone: string;
+  width: number;
+  height: number;
+  js: string | null;
+  headers: Record<string, string>;
+}
+
+/** Reads what the page sees of its browser, and the headers its requests carry. */
+const echoType: SessionType = {
+  name: 'browser-echo',
+  kind: 'code',
+  browser: true,
+  reuseContext: true,
+  source: 'test',
+  validateInput: (input) => input,
+  run: async (ctx) => {
+    const page = 'page' in ctx ? ctx.page : undefined;
+    if (!page) throw new Error('a browser session without a page');
+    await page.goto(`${site.url}/pages/browser-echo.html`);
+    const seen = await page.evaluate(() => ({
+      userAgent: navigator.userAgent,
+      language: navigator.language,
+      timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      width: window.innerWidth,
+      height: window.innerHeight,
+    }));
+    const js = await page.textContent('#js');
+    await page.goto(`${site.url}/echo/headers`);
+    const headers = JSON.parse((await page.textContent('body')) ?? '{}') as Record<string, string>;
+    return { ...seen, js, headers } satisfies Echo;
+  },
+};
+
+beforeAll(async () => {
+  const executablePath = await requireChromium();
+  api = await startTestApi('browser_options');
+  site = await startFixtureServer();
+  pool = new BrowserPool({ executablePath });
+  await pool.start();
+  runner = await startRunner(api, {
+    runnerId: 'browser-options-runner',
+    types: [{ name: 'browser-echo', browser: true }],
+    executor: (session, ctx) =>
+      executeSession({
+        session,
+        type: echoType,
+        pool,
+        signal: ctx.signal,
+        abort: (reason) => ctx.abort(reason),
+        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
+        log: ctx.log,
+      }),
+  });
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await pool?.close();
+  await site?.close();
+  await api?.stop();
+});
+
+async function echo(browser?: BrowserOptions): Promise<Echo> {
+  const s = await api.client.createSession({ type: 'browser-echo', ...(browser ? { browser } : {}) });
+  expect(s.browser).toEqual(browser ?? null);
+  const done = await api.client.waitUntilDone(s.id, { timeoutMs: 30_000 });
+  expect(done.errorMessage).toBeNull();
+  expect(done.status).toBe('succeeded');
+  expect(done.browser).toEqual(browser ?? null);
+  return done.result as Echo;
+}
+
+async function refusal(browser: unknown): Promise<ApiError> {
+  const err = await api.client
+    .createSession({ type: 'browser-echo', browser: browser as BrowserOptions })
+    .catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ApiError);
+  expect((err as ApiError).httpStatus).toBe(400);
+  return err as ApiError;
+}
+
+describe('browser options of a session', () => {
+  it('each option takes effect in the session context, and a session without them gets the defaults', async () => {
+    const seen = await echo({
+      viewport: { width: 817, height: 611 },
+      locale: 'de-DE',
+      timezoneId: 'America/Sao_Paulo',
+      userAgent: 'sfw-test-agent/1.0',
+      extraHTTPHeaders: { 'X-Sfw-Test': 'hello there' },
+      javaScriptEnabled: false,
+    });
+    expect(seen.userAgent).toBe('sfw-test-agent/1.0');
+    expect(seen.language).toBe('de-DE');
+    expect(seen.timeZone).toBe('America/Sao_Paulo');
+    expect({ width: seen.width, height: seen.height }).toEqual({ width: 817, height: 611 });
+    expect(seen.js).toBe('off');
+    expect(seen.headers['x-sfw-test']).toBe('hello there');
+    expect(seen.headers['user-agent']).toBe('sfw-test-agent/1.0');
+    expect(seen.headers['accept-language']).toMatch(/^de-DE/);
+
+    // The same type again without options: its context has none of them (the first one was not kept).
+    const plain = await echo();
+    expect(plain.userAgent).not.toBe('sfw-test-agent/1.0');
+    expect(plain.js).toBe('on');
+    expect(plain.headers['x-sfw-test']).toBeUndefined();
+    expect({ width: plain.width, height: plain.height }).not.toEqual({ width: 817, height: 611 });
+  });
+
+  it('refuses bad options at enqueue with the path of the field', async () => {
+    const cases: [unknown, string][] = [
+      [{ viewport: { width: 50, height: 600 } }, 'body.browser.viewport.width'],
+      [{ viewport: { width: 800, height: 10_001 } }, 'body.browser.viewport.height'],
+      [{ viewport: { width: 800 } }, 'body.browser.viewport.height'],
+      [{ locale: 'not a locale' }, 'body.browser.locale'],
+      [{ timezoneId: 'Mars/Olympus' }, 'body.browser.timezoneId'],
+      [{ userAgent: 'bad\nagent' }, 'body.browser.userAgent'],
+      [{ extraHTTPHeaders: { 'X-Ok': 'line\r\nInjected: 1' } }, 'body.browser.extraHTTPHeaders.X-Ok'],
+      [{ javaScriptEnabled: 'yes' }, 'body.browser.javaScriptEnabled'],
+      [{ proxy: { server: 'ftp://proxy.example:21' } }, 'body.browser.proxy.server'],
+      [{ colour: 'red' }, 'body.browser.colour'],
+    ];
+    for (const [browser, path] of cases) {
+      const err = await refusal(browser);
+      expect({ browser, path: err.path }).toEqual({ browser, path });
+    }
+    const badName = await refusal({ extraHTTPHeaders: { 'Bad Name': 'x' } });
+    expect(badName.path).toMatch(/^body\.browser\.extraHTTPHeaders/);
+    const batch = await api.client
+      .createSessions([
+        { type: 'browser-echo' },
+        { type: 'browser-echo', browser: { proxy: { server: 'http://proxy.example:3128' } } },
+      ])
+      .catch((e: unknown) => e);
+    expect(batch).toBeInstanceOf(ApiError);
+    expect((batch as ApiError).path).toBe('body.sessions.1.browser.proxy');
+  });
+
+  it('refuses a per-session proxy with the egress policy, never echoing its password', async () => {
+    const err = await refusal({
+      proxy: { server: 'http://proxy.example:3128', username: 'ada', password: 'hunter2-proxy' },
+    });
+    expect(err.path).toBe('body.browser.proxy');
+    expect(err.message).toMatch(/per-session proxies are not supported with the egress policy yet/);
+    expect(JSON.stringify(err)).not.toContain('hunter2-proxy');
+    expect(err.message).not.toContain('hunter2-proxy');
+  });
+
+  it('a stored proxy password shows as [redacted] in GET, and logged options never carry it', async () => {
+    // Enqueue refuses a proxy; a row that has one (written by the store itself) is still shown redacted.
+    const [out] = await insertSessions(api.db, [
+      {
+        type: 'not-served',
+        browser: { proxy: { server: 'http://proxy.example:3128', username: 'ada', password: 'hunter2-get' } },
+      },
+    ]);
+    const got = await api.client.getSession(out!.row.id);
+    expect(got.browser?.proxy).toEqual({
+      server: 'http://proxy.example:3128',
+      username: 'ada',
+      password: '[redacted]',
+    });
+    expect(JSON.stringify(got)).not.toContain('hunter2-get');
+    const list = await api.client.listSessions({ type: 'not-served' });
+    expect(JSON.stringify(list)).not.toContain('hunter2-get');
+    expect(list.items[0]?.browser?.proxy?.password).toBe('[redacted]');
+
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString());
+        cb();
+      },
+    });
+    const log = createLogger('info', {}, sink);
+    const browser = { proxy: { server: 'http://p:1', password: 'hunter2-log' } };
+    log.info({ browser }, 'options');
+    log.info({ session: { browser } }, 'session');
+    log.info({ body: { sessions: { browser } } }, 'batch item');
+    await new Promise((r) => setTimeout(r, 50));
+    const text = lines.join('');
+    expect(text).toContain('options');
+    expect(text).not.toContain('hunter2-log');
+    expect(text).toContain('[redacted]');
+  });
+});
