@@ -63,6 +63,8 @@ export const FLOW_STEP_SCHEMAS = {
       action: Type.Literal('waitFor'),
       selector: Type.Optional(Selector),
       ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+      url: Type.Optional(Str(8192)),
+      text: Type.Optional(Type.String({ minLength: 1, maxLength: 65536 })),
       state: Type.Optional(
         Type.Union([
           Type.Literal('attached'),
@@ -82,6 +84,7 @@ export const FLOW_STEP_SCHEMAS = {
       as: Type.String({ minLength: 1, maxLength: 200 }),
       attribute: Type.Optional(Str(200)),
       all: Type.Optional(Type.Boolean()),
+      append: Type.Optional(Type.Boolean()),
       timeoutMs: StepTimeout,
     },
     { additionalProperties: false },
@@ -117,10 +120,87 @@ export const FLOW_STEP_SCHEMAS = {
   ),
 } as const satisfies Record<string, TSchema>;
 
-export type FlowAction = keyof typeof FLOW_STEP_SCHEMAS;
-export const FLOW_ACTIONS = Object.keys(FLOW_STEP_SCHEMAS) as FlowAction[];
+/** A condition of `repeat`/`if`, checked once, without waiting. */
+export const FlowConditionSchema = Type.Union([
+  Type.Object(
+    {
+      selector: Selector,
+      state: Type.Union([
+        Type.Literal('visible'),
+        Type.Literal('hidden'),
+        Type.Literal('enabled'),
+        Type.Literal('disabled'),
+        Type.Literal('attached'),
+        Type.Literal('detached'),
+      ]),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ url: Str(8192) }, { additionalProperties: false }),
+  Type.Object(
+    { text: Type.String({ minLength: 1, maxLength: 65536 }), selector: Type.Optional(Selector) },
+    { additionalProperties: false },
+  ),
+]);
+export type FlowCondition = Static<typeof FlowConditionSchema>;
 
-export type FlowStep = { [A in FlowAction]: Static<(typeof FLOW_STEP_SCHEMAS)[A]> }[FlowAction];
+/** Nested steps: each is checked on its own (checkFlowInput walks them), like the top-level ones. */
+const NestedSteps = Type.Array(Type.Object({ action: Type.String() }), { maxItems: 1000 });
+
+/** Control steps: their nested steps are typed by the hand-written types below. */
+const CONTROL_SCHEMAS = {
+  repeat: Type.Object(
+    {
+      action: Type.Literal('repeat'),
+      steps: NestedSteps,
+      until: Type.Optional(FlowConditionSchema),
+      max: Type.Integer({ minimum: 1, maximum: 1000 }),
+    },
+    { additionalProperties: false },
+  ),
+  if: Type.Object(
+    {
+      action: Type.Literal('if'),
+      when: FlowConditionSchema,
+      then: NestedSteps,
+      else: Type.Optional(NestedSteps),
+    },
+    { additionalProperties: false },
+  ),
+  break: Type.Object({ action: Type.Literal('break') }, { additionalProperties: false }),
+} as const satisfies Record<string, TSchema>;
+
+const ALL_SCHEMAS: Record<string, TSchema> = { ...FLOW_STEP_SCHEMAS, ...CONTROL_SCHEMAS };
+
+type LeafAction = keyof typeof FLOW_STEP_SCHEMAS;
+export type FlowAction = LeafAction | keyof typeof CONTROL_SCHEMAS;
+export const FLOW_ACTIONS = Object.keys(ALL_SCHEMAS) as FlowAction[];
+
+/** Nesting of `repeat`/`if` allowed in a flow. */
+export const MAX_FLOW_DEPTH = 8;
+/** Steps a flow session may execute in all (passes of a `repeat` count each time). */
+export const MAX_FLOW_EXECUTED_STEPS = 10_000;
+
+export type FlowLeafStep = { [A in LeafAction]: Static<(typeof FLOW_STEP_SCHEMAS)[A]> }[LeafAction];
+/** Runs `steps` up to `max` times, stopping after a pass when `until` holds, or at a `break`. */
+export interface RepeatStep {
+  action: 'repeat';
+  steps: FlowStep[];
+  until?: FlowCondition;
+  max: number;
+}
+/** Runs `then` when `when` holds, else `else`. */
+export interface IfStep {
+  action: 'if';
+  when: FlowCondition;
+  then: FlowStep[];
+  else?: FlowStep[];
+}
+/** Leaves the innermost `repeat`. */
+export interface BreakStep {
+  action: 'break';
+}
+export type FlowStep = FlowLeafStep | RepeatStep | IfStep | BreakStep;
 
 export const FlowInput = Type.Object(
   {
@@ -143,6 +223,11 @@ export interface FlowStepResult {
   error?: string;
   /** Something the step changed to keep its output, e.g. characters Postgres cannot store replaced. */
   warning?: string;
+  /** A `repeat`'s passes, each with the results of its steps. */
+  passes?: FlowStepResult[][];
+  /** The branch an `if` took, and the results of its steps (in `steps`). */
+  branch?: 'then' | 'else';
+  steps?: FlowStepResult[];
 }
 
 export interface FlowResult {
@@ -168,38 +253,108 @@ export function checkFlowInput(input: unknown): { path: string; message: string 
   if (!Array.isArray(steps)) return { path: 'input.steps', message: 'must be an array of steps' };
   if (steps.length === 0) return { path: 'input.steps', message: 'must have at least one step' };
   if (steps.length > 1000) return { path: 'input.steps', message: 'must have at most 1000 steps' };
+  return checkSteps(
+    steps,
+    'input.steps',
+    { depth: 0, inRepeat: false, names: new Map() },
+    input as Record<string, unknown>,
+  );
+}
+
+interface WalkState {
+  depth: number;
+  inRepeat: boolean;
+  /** Each `as` seen so far: whether its step appends, and where it is. */
+  names: Map<string, { append: boolean; path: string }>;
+}
+
+function checkSteps(
+  steps: unknown[],
+  path: string,
+  state: WalkState,
+  input: Record<string, unknown>,
+): { path: string; message: string } | null {
   for (const [i, step] of steps.entries()) {
-    const at = `input.steps.${i}`;
-    if (typeof step !== 'object' || step === null || Array.isArray(step))
-      return { path: at, message: 'must be an object' };
-    const action = (step as { action?: unknown }).action;
-    if (typeof action !== 'string') return { path: `${at}.action`, message: 'is required' };
-    if (!Object.hasOwn(FLOW_STEP_SCHEMAS, action)) {
+    const problem = checkStep(step, `${path}.${i}`, state, input);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+function checkStep(
+  step: unknown,
+  at: string,
+  state: WalkState,
+  input: Record<string, unknown>,
+): { path: string; message: string } | null {
+  if (typeof step !== 'object' || step === null || Array.isArray(step))
+    return { path: at, message: 'must be an object' };
+  const action = (step as { action?: unknown }).action;
+  if (typeof action !== 'string') return { path: `${at}.action`, message: 'is required' };
+  if (!Object.hasOwn(ALL_SCHEMAS, action)) {
+    return {
+      path: `${at}.action`,
+      message: `unknown action "${action.slice(0, 50)}"; one of ${FLOW_ACTIONS.join(', ')}`,
+    };
+  }
+  const schema = ALL_SCHEMAS[action] as TSchema;
+  const first = Value.Errors(schema, step).First();
+  if (first) {
+    const field = first.path.replace(/^\//, '').replace(/\//g, '.');
+    const missing = first.type === ValueErrorType.ObjectRequiredProperty;
+    return { path: field ? `${at}.${field}` : at, message: missing ? 'is required' : first.message };
+  }
+  if (action === 'break') {
+    return state.inRepeat ? null : { path: at, message: 'break is only allowed inside a repeat' };
+  }
+  if (action === 'repeat' || action === 'if') {
+    if (state.depth >= MAX_FLOW_DEPTH)
+      return { path: at, message: `repeat and if may be nested ${MAX_FLOW_DEPTH} deep at most` };
+    const inner: WalkState = { ...state, depth: state.depth + 1 };
+    if (action === 'repeat') {
+      const s = step as RepeatStep;
+      if (s.until) {
+        const problem = checkFilled(s.until as { selector?: string }, input);
+        if (problem) return { path: `${at}.until.${problem.field}`, message: problem.message };
+      }
+      return checkSteps(s.steps, `${at}.steps`, { ...inner, inRepeat: true }, input);
+    }
+    const s = step as IfStep;
+    const problem = checkFilled(s.when as { selector?: string }, input);
+    if (problem) return { path: `${at}.when.${problem.field}`, message: problem.message };
+    return (
+      checkSteps(s.then, `${at}.then`, inner, input) ??
+      (s.else ? checkSteps(s.else, `${at}.else`, inner, input) : null)
+    );
+  }
+  if (action === 'waitFor') {
+    const s = step as { selector?: string; ms?: number; url?: string; text?: string; state?: string };
+    const kinds = [s.ms, s.url, s.text ?? s.selector].filter((v) => v !== undefined).length;
+    if (kinds !== 1) return { path: at, message: 'waitFor needs exactly one of selector, ms, url or text' };
+    if (s.state !== undefined && (s.selector === undefined || s.text !== undefined))
+      return { path: `${at}.state`, message: 'state goes with a selector (without text)' };
+  }
+  if (action === 'assert') {
+    const s = step as { text?: string; visible?: boolean; count?: number };
+    if (s.text === undefined && s.visible === undefined && s.count === undefined) {
+      return { path: at, message: 'assert needs one of text, visible or count' };
+    }
+  }
+  const problem = checkFilled(step, input);
+  if (problem) return { path: `${at}.${problem.field}`, message: problem.message };
+  const as = (step as { as?: string }).as;
+  if (as !== undefined) {
+    const filled = hasPlaceholder(as) ? fillText(as, input) : { text: as };
+    const name = 'text' in filled ? filled.text : as;
+    const append = (step as { append?: boolean }).append === true;
+    const seen = state.names.get(name);
+    if (seen && !(seen.append && append)) {
       return {
-        path: `${at}.action`,
-        message: `unknown action "${action.slice(0, 50)}"; one of ${FLOW_ACTIONS.join(', ')}`,
+        path: `${at}.as`,
+        message: `"${name.slice(0, 200)}" is already the name of ${seen.path}: give each value its own name, or set append: true on both steps to collect them in a list`,
       };
     }
-    const schema = FLOW_STEP_SCHEMAS[action as FlowAction];
-    const first = Value.Errors(schema, step).First();
-    if (first) {
-      const field = first.path.replace(/^\//, '').replace(/\//g, '.');
-      const missing = first.type === ValueErrorType.ObjectRequiredProperty;
-      return { path: field ? `${at}.${field}` : at, message: missing ? 'is required' : first.message };
-    }
-    if (action === 'waitFor') {
-      const s = step as { selector?: string; ms?: number };
-      if ((s.selector === undefined) === (s.ms === undefined))
-        return { path: at, message: 'waitFor needs exactly one of selector or ms' };
-    }
-    if (action === 'assert') {
-      const s = step as { text?: string; visible?: boolean; count?: number };
-      if (s.text === undefined && s.visible === undefined && s.count === undefined) {
-        return { path: at, message: 'assert needs one of text, visible or count' };
-      }
-    }
-    const problem = checkFilled(step as { selector?: string; as?: string }, input as Record<string, unknown>);
-    if (problem) return { path: `${at}.${problem.field}`, message: problem.message };
+    state.names.set(name, { append, path: at });
   }
   return null;
 }

@@ -1,9 +1,12 @@
 import type { Locator, Page } from 'playwright-core';
 import { watchNavigationFailures, type NavigationFailures } from '../browser/egress-page.js';
 import {
+  MAX_FLOW_EXECUTED_STEPS,
   RESERVED_NAMES,
   reservedNameMessage,
   type FlowAction,
+  type FlowCondition,
+  type FlowLeafStep,
   type FlowResult,
   type FlowSessionInput,
   type FlowStep,
@@ -54,7 +57,10 @@ export function fillPlaceholders(text: string, input: Record<string, unknown>): 
 }
 
 /** Fills a step's placeholders; a selector's as text (src/protocol/placeholders.ts), never as syntax. */
-function withPlaceholders<S extends FlowStep>(step: S, input: Record<string, unknown>): S {
+function withPlaceholders<S extends FlowLeafStep | FlowCondition>(
+  step: S,
+  input: Record<string, unknown>,
+): S {
   const out: Record<string, unknown> = { ...step };
   for (const [k, v] of Object.entries(out)) {
     if (k === 'action' || typeof v !== 'string') continue;
@@ -119,6 +125,69 @@ async function pollUntil(
   }
 }
 
+/** A URL glob as a RegExp: `**` matches anything, `*` anything but `/`; every other character is itself. */
+export function globToRegExp(glob: string): RegExp {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '*' && glob[i + 1] === '*') {
+      out += '.*';
+      i++;
+    } else if (c === '*') out += '[^/]*';
+    else out += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${out}$`);
+}
+
+/** Bounds the reading of an element a condition has just found (it does not wait for one to come). */
+const CONDITION_TIMEOUT_MS = 5000;
+
+/** Checks a condition once, without waiting: null when it holds, else what was found instead. */
+async function conditionProblem(page: Page, cond: FlowCondition): Promise<string | null> {
+  if ('url' in cond) {
+    const url = page.url();
+    return globToRegExp(cond.url).test(url)
+      ? null
+      : `expected the URL to match ${JSON.stringify(cond.url)}, it is ${JSON.stringify(url.slice(0, 500))}`;
+  }
+  if ('text' in cond) {
+    const where = cond.selector ?? 'body';
+    const found = await page
+      .locator(where)
+      // The rendered text (innerText): script and style contents are not text on the page.
+      .evaluateAll(
+        (els, t) =>
+          els.some((el) => (el instanceof HTMLElement ? el.innerText : (el.textContent ?? '')).includes(t)),
+        cond.text,
+      );
+    return found ? null : `expected ${JSON.stringify(where)} to contain text ${JSON.stringify(cond.text)}`;
+  }
+  const loc = page.locator(cond.selector);
+  const n = await loc.count();
+  let holds: boolean;
+  switch (cond.state) {
+    case 'attached':
+      holds = n > 0;
+      break;
+    case 'detached':
+      holds = n === 0;
+      break;
+    case 'visible':
+      holds = n > 0 && (await loc.first().isVisible());
+      break;
+    case 'hidden':
+      holds = n === 0 || !(await loc.first().isVisible());
+      break;
+    case 'enabled':
+      holds = n > 0 && (await loc.first().isEnabled({ timeout: CONDITION_TIMEOUT_MS }));
+      break;
+    case 'disabled':
+      holds = n > 0 && (await loc.first().isDisabled({ timeout: CONDITION_TIMEOUT_MS }));
+      break;
+  }
+  return holds ? null : `expected ${JSON.stringify(cond.selector)} to be ${cond.state}`;
+}
+
 function checkGotoUrl(url: string): void {
   let parsed: URL;
   try {
@@ -153,6 +222,21 @@ class Extracted {
   set(name: string, value: unknown): string | undefined {
     const { value: stored, replaced } = storableJson(value);
     this.values.set(name, stored);
+    return this.warn(name, replaced);
+  }
+
+  /** Adds a value (the items of a list with `all`) to the list under `name`. */
+  append(name: string, value: unknown, all: boolean): string | undefined {
+    const { value: stored, replaced } = storableJson(value);
+    const list = this.values.get(name);
+    const items = Array.isArray(list) ? (list as unknown[]) : [];
+    if (all && Array.isArray(stored)) items.push(...(stored as unknown[]));
+    else items.push(stored);
+    this.values.set(name, items);
+    return this.warn(name, replaced);
+  }
+
+  private warn(name: string, replaced: number): string | undefined {
     if (replaced === 0) return undefined;
     const warning = `${replaced} character${replaced === 1 ? '' : 's'} replaced with U+FFFD (NUL or half of a UTF-16 pair, which cannot be stored)`;
     this.warnings.push(`extracted.${name}: ${warning}`);
@@ -168,7 +252,7 @@ class Extracted {
 
 async function runStep(
   page: Page,
-  step: FlowStep,
+  step: FlowLeafStep,
   timeout: number,
   extracted: Extracted,
   opts: FlowOptions,
@@ -203,15 +287,24 @@ async function runStep(
       await at(step.selector).hover({ timeout });
       return;
     case 'waitFor':
-      if (step.selector !== undefined)
+      if (step.url !== undefined) {
+        const url = step.url;
+        await pollUntil(() => conditionProblem(page, { url }), timeout, opts.signal);
+      } else if (step.text !== undefined) {
+        const cond: FlowCondition = {
+          text: step.text,
+          ...(step.selector ? { selector: step.selector } : {}),
+        };
+        await pollUntil(() => conditionProblem(page, cond), timeout, opts.signal);
+      } else if (step.selector !== undefined)
         await at(step.selector).waitFor({ state: step.state ?? 'visible', timeout });
       else await sleep(step.ms ?? 0, opts.signal);
       return;
-    case 'extract':
-      return extracted.set(
-        step.as,
-        await extract(page.locator(step.selector), step.attribute, step.all === true, timeout),
-      );
+    case 'extract': {
+      const value = await extract(page.locator(step.selector), step.attribute, step.all === true, timeout);
+      if (step.append === true) return extracted.append(step.as, value, step.all === true);
+      return extracted.set(step.as, value);
+    }
     case 'assert': {
       const loc = page.locator(step.selector);
       const quoted = JSON.stringify(step.selector);
@@ -274,35 +367,124 @@ export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOpt
   }
 }
 
+/** A step failed; its result (with the error) is already in the result tree. */
+class StepFailed extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+interface Run {
+  page: Page;
+  input: FlowSessionInput;
+  opts: FlowOptions;
+  navigation: NavigationFailures;
+  extracted: Extracted;
+  defaultTimeout: number;
+  executed: number;
+}
+
 async function runSteps(
   page: Page,
   input: FlowSessionInput,
   opts: FlowOptions,
   navigation: NavigationFailures,
 ): Promise<FlowResult> {
-  const extracted = new Extracted();
+  const run: Run = {
+    page,
+    input,
+    opts,
+    navigation,
+    extracted: new Extracted(),
+    defaultTimeout: opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
+    executed: 0,
+  };
   const steps: FlowStepResult[] = [];
-  const defaultTimeout = opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
   for (const [index, raw] of input.steps.entries()) {
-    const started = performance.now();
-    const elapsed = () => Math.round(performance.now() - started);
-    if (opts.signal.aborted) throw abortReason(opts.signal);
     try {
-      const step = withPlaceholders(raw, input);
-      const warning = await abortable(
-        Promise.race([
-          runStep(page, step, step.timeoutMs ?? defaultTimeout, extracted, opts),
-          navigation.next(),
-        ]),
-        opts.signal,
-      );
-      steps.push({ action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
+      await runOne(run, raw, steps);
     } catch (err) {
-      if (opts.signal.aborted) throw abortReason(opts.signal);
-      const reason = describeError(navigation.take() ?? err);
-      steps.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
-      throw new FlowStepError(index, raw.action, reason, extracted.result(steps));
+      if (err instanceof StepFailed)
+        throw new FlowStepError(index, raw.action, err.reason, run.extracted.result(steps));
+      throw err;
     }
   }
-  return extracted.result(steps);
+  return run.extracted.result(steps);
+}
+
+/** Runs a list of steps into `out`; says `break` when a `break` left it. */
+async function runList(run: Run, steps: FlowStep[], out: FlowStepResult[]): Promise<'break' | undefined> {
+  for (const step of steps) {
+    if ((await runOne(run, step, out)) === 'break') return 'break';
+  }
+  return undefined;
+}
+
+async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'break' | undefined> {
+  const { opts } = run;
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  if (opts.signal.aborted) throw abortReason(opts.signal);
+  if (++run.executed > MAX_FLOW_EXECUTED_STEPS) {
+    const reason = `the flow ran more than ${MAX_FLOW_EXECUTED_STEPS} steps (repeat passes count each time): stopped`;
+    out.push({ action: raw.action, ok: false, ms: 0, error: reason });
+    throw new StepFailed(reason);
+  }
+  if (raw.action === 'break') {
+    out.push({ action: 'break', ok: true, ms: 0 });
+    return 'break';
+  }
+  if (raw.action === 'repeat' || raw.action === 'if') {
+    const result: FlowStepResult = { action: raw.action, ok: true, ms: 0 };
+    out.push(result);
+    const holds = async (cond: FlowCondition) =>
+      (await abortable(conditionProblem(run.page, withPlaceholders(cond, run.input)), opts.signal)) === null;
+    try {
+      if (raw.action === 'repeat') {
+        const passes: FlowStepResult[][] = [];
+        result.passes = passes;
+        for (let pass = 0; pass < raw.max; pass++) {
+          const results: FlowStepResult[] = [];
+          passes.push(results);
+          if ((await runList(run, raw.steps, results)) === 'break') break;
+          if (raw.until && (await holds(raw.until))) break;
+        }
+      } else {
+        const branch = (await holds(raw.when)) ? 'then' : 'else';
+        const results: FlowStepResult[] = [];
+        result.branch = branch;
+        result.steps = results;
+        const taken = branch === 'then' ? raw.then : (raw.else ?? []);
+        const left = await runList(run, taken, results);
+        result.ms = elapsed();
+        return left;
+      }
+    } catch (err) {
+      if (opts.signal.aborted) throw abortReason(opts.signal);
+      const reason = err instanceof StepFailed ? err.reason : describeError(run.navigation.take() ?? err);
+      result.ok = false;
+      result.ms = elapsed();
+      result.error = reason;
+      throw err instanceof StepFailed ? err : new StepFailed(reason);
+    }
+    result.ms = elapsed();
+    return undefined;
+  }
+  try {
+    const step = withPlaceholders(raw, run.input);
+    const warning = await abortable(
+      Promise.race([
+        runStep(run.page, step, step.timeoutMs ?? run.defaultTimeout, run.extracted, opts),
+        run.navigation.next(),
+      ]),
+      opts.signal,
+    );
+    out.push({ action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
+  } catch (err) {
+    if (opts.signal.aborted) throw abortReason(opts.signal);
+    const reason = describeError(run.navigation.take() ?? err);
+    out.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
+    throw new StepFailed(reason);
+  }
+  return undefined;
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BrowserLease } from '../../src/browser/pool.js';
 import { FlowStepError, fillPlaceholders, runFlow, type FlowOptions } from '../../src/sessions/flow.js';
+import { checkFlowInput } from '../../src/protocol/flow.js';
 import type { FlowSessionInput, FlowStep } from '../../src/protocol/flow.js';
 import { useFixturePool } from '../helpers/chromium.js';
 
@@ -333,5 +334,346 @@ describe('page text and names', () => {
       /^step 2 \(extract\): the value of \{\{input\.id\}\} \("frame >> internal:control=enter-frame >> #inner"\) would change the selector's steps or engine/,
     );
     expect(err.result.extracted).toEqual({});
+  });
+});
+
+describe('repeat, if and break', () => {
+  const paged = (query = '') => `${fixture.site.url}/pages/paged.html${query}`;
+
+  it('scrapes every item across pages: repeat until "next" is disabled, extract with append', async () => {
+    const scrape: FlowStep[] = [
+      { action: 'waitFor', selector: 'li.item' },
+      { action: 'extract', selector: 'li.item', all: true, append: true, as: 'items' },
+      { action: 'extract', selector: '#page-label', append: true, as: 'pages' },
+    ];
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged('?delay=150') },
+          ...scrape,
+          {
+            action: 'repeat',
+            max: 10,
+            until: { selector: '#next', state: 'disabled' },
+            steps: [
+              {
+                action: 'if',
+                when: { selector: '#next', state: 'enabled' },
+                then: [{ action: 'click', selector: '#next' }],
+              },
+              ...scrape,
+            ],
+          },
+        ]),
+        options(),
+      ),
+    );
+    expect(result.extracted).toEqual({
+      items: ['Apple', 'Banana', 'Cherry', 'Date', 'Elderberry', 'Fig', 'Grape', 'Honeydew', 'Kiwi'],
+      pages: ['Page 1 of 3', 'Page 2 of 3', 'Page 3 of 3'],
+    });
+    const repeat = result.steps[4];
+    expect(result.steps).toHaveLength(5);
+    expect(repeat?.action).toBe('repeat');
+    expect(repeat?.passes).toHaveLength(2);
+    expect(repeat?.passes?.map((p) => p.map((s) => s.action))).toEqual([
+      ['if', 'waitFor', 'extract', 'extract'],
+      ['if', 'waitFor', 'extract', 'extract'],
+    ]);
+    expect(repeat?.passes?.map((p) => p[0]?.branch)).toEqual(['then', 'then']);
+    expect(repeat?.passes?.[0]?.[0]?.steps?.map((s) => [s.action, s.ok])).toEqual([['click', true]]);
+  });
+
+  it('takes the then or the else branch of an if, with placeholders inside', async () => {
+    const steps = (query: string): FlowStep[] => [
+      { action: 'goto', url: paged(query) },
+      {
+        action: 'if',
+        when: { selector: '{{input.button}}', state: 'enabled' },
+        then: [{ action: 'extract', selector: '#{{input.label}}', as: 'more' }],
+        else: [{ action: 'extract', selector: '#{{input.label}}', as: 'last' }],
+      },
+    ];
+    const input = { button: '#next', label: 'page-label' };
+    await withPage(async ({ page }) => {
+      const first = await runFlow(page, flow(steps(''), input), options());
+      expect(first.extracted).toEqual({ more: 'Page 1 of 3' });
+      expect(first.steps[1]).toMatchObject({ action: 'if', ok: true, branch: 'then' });
+      expect(first.steps[1]?.steps?.map((s) => s.action)).toEqual(['extract']);
+      const last = await runFlow(page, flow(steps('?page=3'), input), options());
+      expect(last.extracted).toEqual({ last: 'Page 3 of 3' });
+      expect(last.steps[1]).toMatchObject({ action: 'if', ok: true, branch: 'else' });
+    });
+  });
+
+  it('leaves the innermost repeat at a break, and stops at max passes without until', async () => {
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged() },
+          {
+            action: 'repeat',
+            max: 5,
+            steps: [
+              { action: 'extract', selector: '#page-label', append: true, as: 'seen' },
+              {
+                action: 'if',
+                when: { text: 'Page 2 of 3', selector: '#page-label' },
+                then: [{ action: 'break' }, { action: 'extract', selector: 'h1', as: 'never' }],
+              },
+              { action: 'click', selector: '#next' },
+              { action: 'waitFor', selector: 'li.item' },
+            ],
+          },
+          {
+            action: 'repeat',
+            max: 3,
+            steps: [
+              { action: 'extract', selector: 'li.item', append: true, as: 'firsts' },
+              { action: 'repeat', max: 4, steps: [{ action: 'break' }] },
+            ],
+          },
+        ]),
+        options(),
+      ),
+    );
+    expect(result.extracted).toEqual({
+      seen: ['Page 1 of 3', 'Page 2 of 3'],
+      firsts: ['Date', 'Date', 'Date'],
+    });
+    expect(result.steps[1]?.passes).toHaveLength(2);
+    expect(result.steps[1]?.passes?.[1]?.map((s) => s.action)).toEqual(['extract', 'if']);
+    expect(result.steps[1]?.passes?.[1]?.[1]?.steps?.map((s) => s.action)).toEqual(['break']);
+    // The inner break leaves only the inner repeat: the outer one runs its 3 passes.
+    expect(result.steps[2]?.passes).toHaveLength(3);
+    expect(result.steps[2]?.passes?.[0]?.[1]?.passes).toEqual([[{ action: 'break', ok: true, ms: 0 }]]);
+  });
+
+  it('checks conditions at once, without waiting; waitFor waits for a url or a text', async () => {
+    const result = await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged('?delay=1500') },
+          { action: 'click', selector: '#next' },
+          // The next page shows 1.5 s after the click: a condition checked now sees the empty list.
+          {
+            action: 'if',
+            when: { selector: 'li.item', state: 'attached' },
+            then: [{ action: 'extract', selector: 'li.item', as: 'waited' }],
+            else: [{ action: 'extract', selector: '#page-label', as: 'before' }],
+          },
+          {
+            action: 'if',
+            when: { url: '**/paged.html?page=2*' },
+            then: [{ action: 'extract', selector: '#page-label', as: 'waitedUrl' }],
+          },
+          { action: 'waitFor', url: '**/pages/paged.html?page=2*' },
+          { action: 'waitFor', text: 'Elderberry', selector: '#items' },
+          {
+            action: 'if',
+            when: { text: 'Page 2 of 3' },
+            then: [{ action: 'extract', selector: '#page-label', as: 'after' }],
+          },
+          {
+            action: 'if',
+            when: { selector: '#items li:nth-child(3)', state: 'visible' },
+            then: [{ action: 'extract', selector: '#items li:nth-child(3)', as: 'third' }],
+          },
+        ]),
+        options(),
+      ),
+    );
+    expect(result.extracted).toEqual({ before: 'Page 1 of 3', after: 'Page 2 of 3', third: 'Fig' });
+    expect(result.steps[2]?.branch).toBe('else');
+    expect(result.steps[2]?.ms).toBeLessThan(1500);
+    expect(result.steps[3]?.branch).toBe('else');
+    expect(result.steps[3]?.ms).toBeLessThan(1500);
+  });
+
+  it('fails a waitFor url or text that does not come at its timeout', async () => {
+    await withPage(async ({ page }) => {
+      const url = (await runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged() },
+          { action: 'waitFor', url: '**/elsewhere.html', timeoutMs: 300 },
+        ]),
+        options(),
+      ).catch((e: unknown) => e)) as FlowStepError;
+      expect(url.message).toMatch(
+        /^step 2 \(waitFor\): expected the URL to match "\*\*\/elsewhere\.html".*after 300 ms/,
+      );
+      const text = (await runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged() },
+          { action: 'waitFor', text: 'Kiwi', timeoutMs: 300 },
+        ]),
+        options(),
+      ).catch((e: unknown) => e)) as FlowStepError;
+      expect(text.message).toMatch(/^step 2 \(waitFor\): expected "body" to contain text "Kiwi"/);
+    });
+  });
+
+  it('stops a flow that runs more than 10,000 steps, with the partial nested result', async () => {
+    const inner: FlowStep = { action: 'repeat', max: 1000, steps: [{ action: 'break' }] };
+    const err = (await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([{ action: 'repeat', max: 1000, steps: [{ action: 'repeat', max: 1000, steps: [inner] }] }]),
+        options(),
+      ).catch((e: unknown) => e),
+    )) as FlowStepError;
+    expect(err).toBeInstanceOf(FlowStepError);
+    expect(err.index).toBe(0);
+    expect(err.message).toMatch(/^step 1 \(repeat\): the flow ran more than 10000 steps/);
+    expect(err.result.steps[0]).toMatchObject({ action: 'repeat', ok: false });
+    expect(err.result.steps[0]?.passes?.length).toBe(5);
+  });
+
+  it('fails the step inside a repeat with the top-level index and the passes so far', async () => {
+    const err = (await withPage(({ page }) =>
+      runFlow(
+        page,
+        flow([
+          { action: 'goto', url: paged() },
+          {
+            action: 'repeat',
+            max: 5,
+            steps: [
+              { action: 'extract', selector: '#page-label', append: true, as: 'seen' },
+              { action: 'click', selector: '#next', timeoutMs: 2000 },
+              { action: 'waitFor', selector: 'li.item' },
+            ],
+          },
+        ]),
+        options(),
+      ).catch((e: unknown) => e),
+    )) as FlowStepError;
+    expect(err).toBeInstanceOf(FlowStepError);
+    expect(err.index).toBe(1);
+    expect(err.action).toBe('repeat');
+    expect(err.message).toMatch(/^step 2 \(repeat\): .*Timeout 2000ms exceeded/);
+    expect(err.result.extracted).toEqual({ seen: ['Page 1 of 3', 'Page 2 of 3', 'Page 3 of 3'] });
+    expect(err.result.steps[1]?.passes).toHaveLength(3);
+    expect(err.result.steps[1]?.passes?.[2]?.map((s) => [s.action, s.ok])).toEqual([
+      ['extract', true],
+      ['click', false],
+    ]);
+  });
+});
+
+describe('repeat, if and break at enqueue', () => {
+  const goto = { action: 'goto', url: 'https://example.com/' };
+  const nest = (depth: number): unknown =>
+    depth === 0 ? goto : { action: 'if', when: { url: '**' }, then: [nest(depth - 1)] };
+
+  it('accepts nested steps, append in a repeat and two appending steps sharing a name', () => {
+    expect(
+      checkFlowInput({
+        steps: [
+          goto,
+          {
+            action: 'repeat',
+            max: 3,
+            until: { selector: '#next', state: 'disabled' },
+            steps: [
+              { action: 'extract', selector: 'li', all: true, append: true, as: 'items' },
+              { action: 'if', when: { text: 'x' }, then: [{ action: 'break' }], else: [] },
+            ],
+          },
+          { action: 'extract', selector: 'h1', append: true, as: 'items' },
+          { action: 'waitFor', url: '**/done' },
+          { action: 'waitFor', text: 'Done', selector: '#status' },
+        ],
+      }),
+    ).toBeNull();
+    expect(checkFlowInput({ steps: [nest(8)] })).toBeNull();
+  });
+
+  it('refuses a reused as without append, with the path of the second step', () => {
+    expect(
+      checkFlowInput({
+        steps: [
+          goto,
+          { action: 'extract', selector: 'h1', as: 'title' },
+          { action: 'repeat', max: 2, steps: [{ action: 'extract', selector: 'h2', as: 'title' }] },
+        ],
+      }),
+    ).toMatchObject({ path: 'input.steps.2.steps.0.as' });
+    expect(
+      checkFlowInput({
+        steps: [
+          goto,
+          { action: 'extract', selector: 'h1', as: 'title' },
+          { action: 'extract', selector: 'h2', as: 'title' },
+        ],
+      })?.message,
+    ).toContain('"title" is already the name of input.steps.1');
+    expect(
+      checkFlowInput({
+        steps: [
+          { action: 'extract', selector: 'h1', as: 'x', append: true },
+          { action: 'evaluate', expression: '1', as: 'x' },
+        ],
+      })?.path,
+    ).toBe('input.steps.1.as');
+  });
+
+  it('refuses a break outside a repeat, nesting deeper than 8, and bad nested steps, with their paths', () => {
+    expect(checkFlowInput({ steps: [goto, { action: 'break' }] })).toEqual({
+      path: 'input.steps.1',
+      message: 'break is only allowed inside a repeat',
+    });
+    expect(
+      checkFlowInput({ steps: [{ action: 'if', when: { url: '**' }, then: [{ action: 'break' }] }] })?.path,
+    ).toBe('input.steps.0.then.0');
+    expect(checkFlowInput({ steps: [nest(9)] })).toEqual({
+      path: `input.steps.0${'.then.0'.repeat(8)}`,
+      message: 'repeat and if may be nested 8 deep at most',
+    });
+    expect(checkFlowInput({ steps: [{ action: 'repeat', steps: [goto] }] })).toEqual({
+      path: 'input.steps.0.max',
+      message: 'is required',
+    });
+    expect(checkFlowInput({ steps: [{ action: 'repeat', max: 1001, steps: [goto] }] })?.path).toBe(
+      'input.steps.0.max',
+    );
+    expect(checkFlowInput({ steps: [{ action: 'repeat', max: 0, steps: [goto] }] })?.path).toBe(
+      'input.steps.0.max',
+    );
+    expect(
+      checkFlowInput({ steps: [{ action: 'repeat', max: 2, steps: [goto, { action: 'click' }] }] }),
+    ).toEqual({ path: 'input.steps.0.steps.1.selector', message: 'is required' });
+    expect(
+      checkFlowInput({ steps: [{ action: 'if', when: { selector: '#a', state: 'open' }, then: [] }] })?.path,
+    ).toMatch(/^input\.steps\.0\.when/);
+    expect(checkFlowInput({ steps: [{ action: 'waitFor', url: '**', text: 'x' }] })).toEqual({
+      path: 'input.steps.0',
+      message: 'waitFor needs exactly one of selector, ms, url or text',
+    });
+  });
+
+  it('checks selector placeholders in nested steps and conditions', () => {
+    const input = { id: 'a >> css=b' };
+    expect(
+      checkFlowInput({
+        ...input,
+        steps: [
+          { action: 'if', when: { url: '**' }, then: [{ action: 'click', selector: '#{{input.id}}' }] },
+        ],
+      })?.path,
+    ).toBe('input.steps.0.then.0.selector');
+    expect(
+      checkFlowInput({
+        ...input,
+        steps: [
+          { action: 'repeat', max: 2, until: { selector: '#{{input.id}}', state: 'visible' }, steps: [goto] },
+        ],
+      })?.path,
+    ).toBe('input.steps.0.until.selector');
   });
 });

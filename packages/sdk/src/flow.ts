@@ -47,21 +47,27 @@ export type HoverStep = {
   selector: string;
   timeoutMs?: number;
 };
-/** Exactly one of selector (with an optional state) or ms. */
+/** Exactly one of selector (with an optional state), ms, url (a glob) or text (within an optional selector). */
 export type WaitForStep = {
   action: 'waitFor';
   selector?: string;
   ms?: number;
+  url?: string;
+  text?: string;
   state?: 'attached' | 'detached' | 'visible' | 'hidden';
   timeoutMs?: number;
 };
-/** Text (or `attribute`) of the first match, or of every match with `all`, kept as `extracted[as]`. */
+/**
+ * Text (or `attribute`) of the first match, or of every match with `all`, kept as `extracted[as]`;
+ * with `append`, added to the list `extracted[as]` (the matches of `all` concatenated) each time it runs.
+ */
 export type ExtractStep = {
   action: 'extract';
   selector: string;
   as: string;
   attribute?: string;
   all?: boolean;
+  append?: boolean;
   timeoutMs?: number;
 };
 /** One or more of text, visible or count. */
@@ -87,7 +93,34 @@ export type EvaluateStep = {
   timeoutMs?: number;
 };
 
+/** Checked once, without waiting: an element's state, the page URL (a glob), or text on the page or in a selector. */
+export type FlowCondition =
+  | { selector: string; state: 'visible' | 'hidden' | 'enabled' | 'disabled' | 'attached' | 'detached' }
+  | { url: string }
+  | { text: string; selector?: string };
+/** Runs `steps` up to `max` times (1 to 1000), stopping after a pass when `until` holds, or at a `break`. */
+export type RepeatStep = {
+  action: 'repeat';
+  steps: FlowStep[];
+  until?: FlowCondition;
+  max: number;
+};
+/** Runs `then` when `when` holds, else `else`. */
+export type IfStep = {
+  action: 'if';
+  when: FlowCondition;
+  then: FlowStep[];
+  else?: FlowStep[];
+};
+/** Leaves the innermost `repeat`. */
+export type BreakStep = {
+  action: 'break';
+};
+
 export type FlowStep =
+  | RepeatStep
+  | IfStep
+  | BreakStep
   | GotoStep
   | ClickStep
   | FillStep
@@ -117,6 +150,11 @@ export type FlowStepResult = {
   error?: string;
   /** Something the step changed to keep its output, e.g. characters Postgres cannot store replaced. */
   warning?: string;
+  /** A `repeat`'s passes, each with the results of its steps. */
+  passes?: FlowStepResult[][];
+  /** The branch an `if` took, and the results of its steps (in `steps`). */
+  branch?: 'then' | 'else';
+  steps?: FlowStepResult[];
 };
 
 /** A flow session's result. */
