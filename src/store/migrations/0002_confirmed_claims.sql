@@ -1,5 +1,6 @@
 -- Claims a runner never confirmed, one lock order for every writer of running sessions, histogram buckets
--- as Prometheus counts them, and claim statistics that count each attempt once.
+-- as Prometheus counts them, claim statistics that count each attempt once, idempotency keys bound to
+-- their request, the session types runners serve, and per-session browser options.
 --
 -- A claim is confirmed when its runner first names the session (a heartbeat renewing its lease, or its
 -- completion). A lease that lapses unconfirmed means the answer to the claim may never have reached the
@@ -12,6 +13,19 @@ ALTER TABLE sessions
   -- Set while a session is back in the queue without having spent its attempt (hand-back, unconfirmed
   -- claim): its next claim is the same attempt and is not counted as a new claim in the statistics.
   ADD COLUMN returned boolean NOT NULL DEFAULT false;
+
+-- The hash of the request that made a session with an idempotency key (its type, input, priority, runAt,
+-- timeoutMs, maxAttempts, retryOn and artifacts, with the defaults applied): a repeat of the key with
+-- another request is refused instead of answered with this session. NULL for sessions without a key, and
+-- for the ones enqueued before this column (their repeats are answered as before).
+ALTER TABLE sessions ADD COLUMN request_hash text;
+
+-- The session types a runner serves, as its heartbeats name them ('{}': not told, e.g. an older runner).
+ALTER TABLE runner_health ADD COLUMN types text[] NOT NULL DEFAULT '{}';
+
+-- Per-session browser options (viewport, locale, timezoneId, userAgent, extraHTTPHeaders, javaScriptEnabled),
+-- applied to the session's browser context. NULL: the runner's defaults.
+ALTER TABLE sessions ADD COLUMN browser_options jsonb;
 
 -- Sessions running at upgrade were claimed under the release without confirmation: treat them as confirmed
 -- (the earlier rule: a lapsed lease spends the attempt).
@@ -118,7 +132,8 @@ BEGIN
 END
 $$;
 
--- The claim (see 0001): a fresh claim is unconfirmed and spends its attempt; `returned` is cleared.
+-- The claim (see 0001): a fresh claim is unconfirmed and spends its attempt; `returned` is cleared;
+-- it carries the session's browser options (null when it has none).
 CREATE OR REPLACE FUNCTION sfw_claim_many(p_runners text[], p_counts integer[], p_types text[], p_lease_ms integer)
 RETURNS TABLE (runner_id text, claimed json) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -166,7 +181,7 @@ BEGIN
            'id', c.id, 'type', c.type, 'input', c.input, 'priority', c.priority, 'attempt', c.attempt,
            'maxAttempts', c.max_attempts, 'timeoutMs', c.timeout_ms, 'leaseToken', c.lease_token,
            'leaseExpiresAt', sfw_time(c.lease_expires_at), 'createdAt', sfw_time(c.created_at),
-           'artifactOptions', c.artifact_options)
+           'artifactOptions', c.artifact_options, 'browser', c.browser_options)
          ORDER BY c.priority DESC, c.created_at, c.id)
   FROM c GROUP BY c.claimed_by;
 END
@@ -226,7 +241,8 @@ BEGIN
 END
 $$;
 
--- Heartbeats (see 0001): the leases' rows locked in id order first; a renewal confirms the claim.
+-- Heartbeats (see 0001): the leases' rows locked in id order first; a renewal confirms the claim; each
+-- runner's row records the session types it serves.
 CREATE OR REPLACE FUNCTION sfw_heartbeats(p_beats jsonb, p_lease_ms integer)
 RETURNS TABLE (runner_id text, cancel uuid[], lost uuid[])
 LANGUAGE plpgsql AS $$
@@ -257,7 +273,7 @@ BEGIN
   WITH b AS (
     SELECT * FROM jsonb_to_recordset(p_beats) AS x(runner text, status text, active integer, max integer,
                                                    hostname text, version text, "startedAt" timestamptz,
-                                                   rss bigint, browser bigint, effective integer)
+                                                   rss bigint, browser bigint, effective integer, types text[])
     ORDER BY x.runner
   ), u AS (
     UPDATE runner_health r SET
@@ -270,14 +286,15 @@ BEGIN
       started_at = coalesce(b."startedAt", r.started_at),
       memory_rss_bytes = coalesce(b.rss, r.memory_rss_bytes),
       browser_memory_bytes = coalesce(b.browser, r.browser_memory_bytes),
-      effective_concurrency = coalesce(b.effective, r.effective_concurrency)
+      effective_concurrency = coalesce(b.effective, r.effective_concurrency),
+      types = coalesce(b.types, r.types)
     FROM b WHERE r.runner_id = b.runner
     RETURNING r.runner_id
   )
   INSERT INTO runner_health (runner_id, status, active_sessions, max_concurrency, hostname, version, started_at,
-                             memory_rss_bytes, browser_memory_bytes, effective_concurrency, last_heartbeat)
+                             memory_rss_bytes, browser_memory_bytes, effective_concurrency, types, last_heartbeat)
   SELECT b.runner, coalesce(b.status, 'running'), b.active, b.max, b.hostname, b.version,
-         coalesce(b."startedAt", now()), b.rss, b.browser, b.effective, now()
+         coalesce(b."startedAt", now()), b.rss, b.browser, b.effective, coalesce(b.types, '{}'), now()
   FROM b WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.runner_id = b.runner)
   ON CONFLICT (runner_id) DO NOTHING;
 
