@@ -1,173 +1,479 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type SchemaOptions, type Static, type TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { fillSelector, fillText, hasPlaceholder } from './placeholders.js';
 
 /**
  * Steps of the built-in `flow` session type. The server checks a flow at enqueue with these schemas;
- * the runner executes the same shapes.
+ * the runner executes the same shapes. Their descriptions and examples are the flow reference:
+ * /openapi.json (src/server/openapi.ts) and docs/flows.md (`npm run docs:flows`) are made from them.
  */
-const Str = (maxLength = 4096) => Type.String({ minLength: 1, maxLength });
-const Selector = Str();
-const StepTimeout = Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 }));
+
+/** Timeout of a step without its own `timeoutMs`. */
+export const DEFAULT_STEP_TIMEOUT_MS = 15_000;
+/** Bounds the reading of an element a condition has just found (a condition does not wait for one). */
+export const CONDITION_TIMEOUT_MS = 5000;
+/** The state `waitFor` waits for when it has a selector and no `state`. */
+export const DEFAULT_WAIT_STATE = 'visible';
+/** Steps of a flow, and of each nested list (`repeat` steps, `if` branches). */
+export const MAX_FLOW_STEPS = 1000;
+/** Passes a `repeat` may make at most (its required `max`). */
+export const MAX_REPEAT_PASSES = 1000;
+
+const doc = (description: string, example: unknown): SchemaOptions => ({ description, examples: [example] });
+const Str = (maxLength: number, options: SchemaOptions) =>
+  Type.String({ minLength: 1, maxLength, ...options });
+const Selector = (description: string, example: string) =>
+  Str(4096, doc(`${description} A Playwright selector (CSS, text=, xpath=, >> chains…).`, example));
+const Action = <A extends string>(action: A) => Type.Literal(action, { description: 'The step.' });
+const StepTimeout = (what: string) =>
+  Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: DEFAULT_STEP_TIMEOUT_MS,
+      ...doc(`How long ${what} may take, in ms; the step fails after it.`, 5000),
+    }),
+  );
+const Step = (description: string, example: Record<string, unknown>): SchemaOptions => ({
+  additionalProperties: false,
+  ...doc(description, example),
+});
 
 export const FLOW_STEP_SCHEMAS = {
   goto: Type.Object(
-    { action: Type.Literal('goto'), url: Str(8192), timeoutMs: StepTimeout },
-    { additionalProperties: false },
+    {
+      action: Action('goto'),
+      url: Str(
+        8192,
+        doc(
+          'An absolute http:// or https:// URL (after placeholders are filled); the runner may refuse targets its policy forbids.',
+          '{{input.baseUrl}}/login',
+        ),
+      ),
+      timeoutMs: StepTimeout('the navigation up to the load event'),
+    },
+    Step(
+      "Opens a URL in the page and waits for its load event. An HTTP error status does not fail it (assert on the page instead); a navigation error, or one the runner's egress policy stopped, does.",
+      { action: 'goto', url: 'https://example.com/login' },
+    ),
   ),
   click: Type.Object(
-    { action: Type.Literal('click'), selector: Selector, timeoutMs: StepTimeout },
-    { additionalProperties: false },
+    {
+      action: Action('click'),
+      selector: Selector('The element to click (the first match).', 'button[type=submit]'),
+      timeoutMs: StepTimeout('waiting for the element to be visible, stable and enabled, and the click'),
+    },
+    Step('Clicks the first element matching `selector`, once it is visible, stable and enabled.', {
+      action: 'click',
+      selector: 'text=Sign in',
+    }),
   ),
   fill: Type.Object(
     {
-      action: Type.Literal('fill'),
-      selector: Selector,
-      value: Type.String({ maxLength: 65536 }),
-      timeoutMs: StepTimeout,
+      action: Action('fill'),
+      selector: Selector(
+        'The input, textarea or contenteditable element to fill (the first match).',
+        '#email',
+      ),
+      value: Type.String({
+        maxLength: 65536,
+        ...doc('The text to put in it; "" empties it. Placeholders allowed.', '{{input.email}}'),
+      }),
+      timeoutMs: StepTimeout('waiting for the element to be editable, and the fill'),
     },
-    { additionalProperties: false },
+    Step('Replaces the value of the first element matching `selector` with `value`.', {
+      action: 'fill',
+      selector: '#email',
+      value: 'ada@example.com',
+    }),
   ),
   press: Type.Object(
     {
-      action: Type.Literal('press'),
-      key: Str(64),
-      selector: Type.Optional(Selector),
-      timeoutMs: StepTimeout,
+      action: Action('press'),
+      key: Str(
+        64,
+        doc('A key as Playwright names it (Enter, Tab, ArrowDown, a, Control+A, Shift+Tab…).', 'Enter'),
+      ),
+      selector: Type.Optional(
+        Selector(
+          'The element to focus and press the key on; without it, the key goes to the focused element.',
+          '#search',
+        ),
+      ),
+      timeoutMs: StepTimeout('waiting for the element (a press without selector does not wait)'),
     },
-    { additionalProperties: false },
+    Step('Presses a key, on the first element matching `selector` or on whatever has focus.', {
+      action: 'press',
+      selector: '#search',
+      key: 'Enter',
+    }),
   ),
   select: Type.Object(
     {
-      action: Type.Literal('select'),
-      selector: Selector,
-      value: Type.String({ maxLength: 4096 }),
-      timeoutMs: StepTimeout,
+      action: Action('select'),
+      selector: Selector('The <select> element (the first match).', 'select#country'),
+      value: Type.String({
+        maxLength: 4096,
+        ...doc('The value or the label of the option to select.', 'NL'),
+      }),
+      timeoutMs: StepTimeout('waiting for the element and the option'),
     },
-    { additionalProperties: false },
+    Step('Selects the option whose value or label is `value` in the first <select> matching `selector`.', {
+      action: 'select',
+      selector: 'select#country',
+      value: 'NL',
+    }),
   ),
   check: Type.Object(
-    { action: Type.Literal('check'), selector: Selector, timeoutMs: StepTimeout },
-    { additionalProperties: false },
+    {
+      action: Action('check'),
+      selector: Selector('The checkbox or radio button (the first match).', '#terms'),
+      timeoutMs: StepTimeout('waiting for the element and the check'),
+    },
+    Step('Checks a checkbox or radio button (nothing to do when it is checked already).', {
+      action: 'check',
+      selector: '#terms',
+    }),
   ),
   uncheck: Type.Object(
-    { action: Type.Literal('uncheck'), selector: Selector, timeoutMs: StepTimeout },
-    { additionalProperties: false },
+    {
+      action: Action('uncheck'),
+      selector: Selector('The checkbox (the first match).', '#newsletter'),
+      timeoutMs: StepTimeout('waiting for the element and the uncheck'),
+    },
+    Step('Unchecks a checkbox (nothing to do when it is unchecked already).', {
+      action: 'uncheck',
+      selector: '#newsletter',
+    }),
   ),
   hover: Type.Object(
-    { action: Type.Literal('hover'), selector: Selector, timeoutMs: StepTimeout },
-    { additionalProperties: false },
+    {
+      action: Action('hover'),
+      selector: Selector('The element to move the mouse over (the first match).', 'nav >> text=Account'),
+      timeoutMs: StepTimeout('waiting for the element and the hover'),
+    },
+    Step('Moves the mouse over the first element matching `selector` (menus, tooltips).', {
+      action: 'hover',
+      selector: '#menu',
+    }),
   ),
   waitFor: Type.Object(
     {
-      action: Type.Literal('waitFor'),
-      selector: Type.Optional(Selector),
-      ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
-      url: Type.Optional(Str(8192)),
-      text: Type.Optional(Type.String({ minLength: 1, maxLength: 65536 })),
-      state: Type.Optional(
-        Type.Union([
-          Type.Literal('attached'),
-          Type.Literal('detached'),
-          Type.Literal('visible'),
-          Type.Literal('hidden'),
-        ]),
+      action: Action('waitFor'),
+      selector: Type.Optional(
+        Selector(
+          'An element to wait for (in `state`); with `text`, where the text must appear.',
+          '.results li',
+        ),
       ),
-      timeoutMs: StepTimeout,
+      ms: Type.Optional(
+        Type.Integer({
+          minimum: 0,
+          maximum: 600_000,
+          ...doc('A pause of this many ms (timeoutMs does not apply).', 500),
+        }),
+      ),
+      url: Type.Optional(
+        Str(
+          8192,
+          doc(
+            'A glob the page URL must match: `**` matches anything, `*` anything but `/`, every other character itself.',
+            '**/account*',
+          ),
+        ),
+      ),
+      text: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 65536,
+          ...doc(
+            'A text the rendered text (innerText) of `selector`, else of the body, must contain.',
+            'Order placed',
+          ),
+        }),
+      ),
+      state: Type.Optional(
+        Type.Union(
+          [
+            Type.Literal('attached'),
+            Type.Literal('detached'),
+            Type.Literal('visible'),
+            Type.Literal('hidden'),
+          ],
+          {
+            default: DEFAULT_WAIT_STATE,
+            ...doc(
+              'What `selector` waits for: attached (in the DOM), detached (gone), visible or hidden (hidden or gone). Only with `selector`, without `text`.',
+              'detached',
+            ),
+          },
+        ),
+      ),
+      timeoutMs: StepTimeout('the wait'),
     },
-    { additionalProperties: false },
+    Step(
+      'Waits for one thing: an element (`selector`, in `state`), a URL (`url`), a text (`text`, within an optional `selector`) or a pause (`ms`). Give exactly one of selector, ms, url or text (text may go with a selector). URL and text are checked every 20 to 250 ms.',
+      { action: 'waitFor', selector: '#spinner', state: 'detached' },
+    ),
   ),
   extract: Type.Object(
     {
-      action: Type.Literal('extract'),
-      selector: Selector,
-      as: Type.String({ minLength: 1, maxLength: 200 }),
-      attribute: Type.Optional(Str(200)),
-      all: Type.Optional(Type.Boolean()),
-      append: Type.Optional(Type.Boolean()),
-      timeoutMs: StepTimeout,
+      action: Action('extract'),
+      selector: Selector('The element(s) to read.', 'h1'),
+      as: Type.String({
+        minLength: 1,
+        maxLength: 200,
+        ...doc(
+          "The name of the value in the result's `extracted`. Placeholders allowed; not __proto__, constructor or prototype; two steps may share a name only when both append.",
+          'title',
+        ),
+      }),
+      attribute: Type.Optional(
+        Str(200, doc('An attribute to read instead of the text (null when the element has none).', 'href')),
+      ),
+      all: Type.Optional(
+        Type.Boolean({
+          default: false,
+          ...doc(
+            'Read every match, as a list in page order (waits for one match at least), instead of the first.',
+            true,
+          ),
+        }),
+      ),
+      append: Type.Optional(
+        Type.Boolean({
+          default: false,
+          ...doc(
+            'Add the value to the list `extracted[as]` each time the step runs (the items of `all` are concatenated), instead of setting it: for values collected across repeat passes.',
+            true,
+          ),
+        }),
+      ),
+      timeoutMs: StepTimeout('waiting for the element'),
     },
-    { additionalProperties: false },
+    Step(
+      "Reads the text (textContent, trimmed) or an `attribute` of the first element matching `selector`, or of every match with `all`, into the result's `extracted[as]`.",
+      { action: 'extract', selector: 'a.product', attribute: 'href', all: true, as: 'links' },
+    ),
   ),
   assert: Type.Object(
     {
-      action: Type.Literal('assert'),
-      selector: Selector,
-      text: Type.Optional(Type.String({ maxLength: 65536 })),
-      visible: Type.Optional(Type.Boolean()),
-      count: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
-      timeoutMs: StepTimeout,
+      action: Action('assert'),
+      selector: Selector('The element(s) to check.', '#account h1'),
+      text: Type.Optional(
+        Type.String({
+          maxLength: 65536,
+          ...doc("A text the first match's textContent must contain.", 'Welcome'),
+        }),
+      ),
+      visible: Type.Optional(
+        Type.Boolean(
+          doc('Whether the first match must be visible (true) or hidden or missing (false).', true),
+        ),
+      ),
+      count: Type.Optional(
+        Type.Integer({
+          minimum: 0,
+          maximum: 1_000_000,
+          ...doc('The exact number of elements that must match.', 3),
+        }),
+      ),
+      timeoutMs: StepTimeout('the checks to hold'),
     },
-    { additionalProperties: false },
+    Step(
+      'Checks the page, retrying until every check given holds or timeoutMs passes, then fails saying what it found. Give one or more of text, visible or count.',
+      { action: 'assert', selector: '#account h1', text: 'Welcome' },
+    ),
   ),
   screenshot: Type.Object(
     {
-      action: Type.Literal('screenshot'),
-      name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
-      fullPage: Type.Optional(Type.Boolean()),
-      timeoutMs: StepTimeout,
+      action: Action('screenshot'),
+      name: Type.String({
+        minLength: 1,
+        maxLength: 100,
+        pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+        ...doc(
+          "The artifact's name (letters, digits, ., _, -); .png is added when it has no extension. No placeholders.",
+          'checkout',
+        ),
+      }),
+      fullPage: Type.Optional(
+        Type.Boolean({ default: false, ...doc('The whole scrollable page instead of the viewport.', true) }),
+      ),
+      timeoutMs: StepTimeout('the capture'),
     },
-    { additionalProperties: false },
+    Step(
+      'Takes a PNG of the page and stores it as an artifact of the session (GET /v1/sessions/:id/artifacts/:name).',
+      {
+        action: 'screenshot',
+        name: 'checkout',
+        fullPage: true,
+      },
+    ),
   ),
   evaluate: Type.Object(
     {
-      action: Type.Literal('evaluate'),
-      expression: Str(65536),
-      as: Type.Optional(Str(200)),
-      timeoutMs: StepTimeout,
+      action: Action('evaluate'),
+      expression: Str(
+        65536,
+        doc(
+          'A JavaScript expression run in the page; a promise is awaited. Placeholders are filled in as raw text.',
+          'document.title',
+        ),
+      ),
+      as: Type.Optional(
+        Str(
+          200,
+          doc(
+            "The name of its value (JSON) in `extracted`; without it the value is dropped. Same rules as extract's `as`.",
+            'pageTitle',
+          ),
+        ),
+      ),
+      timeoutMs: StepTimeout("the step (an expression is bounded by the session's timeout only)"),
     },
-    { additionalProperties: false },
+    Step(
+      'Runs page JavaScript given by the enqueuer. Disabled unless the runner allows it (ALLOW_FLOW_EVALUATE=true or --allow-flow-evaluate); elsewhere the step fails saying so.',
+      { action: 'evaluate', expression: 'document.querySelectorAll("li").length', as: 'items' },
+    ),
   ),
 } as const satisfies Record<string, TSchema>;
 
-/** A condition of `repeat`/`if`, checked once, without waiting. */
-export const FlowConditionSchema = Type.Union([
+const conditionSelector = (description: string) => Selector(description, '#next');
+const conditionMembers = () => [
   Type.Object(
     {
-      selector: Selector,
-      state: Type.Union([
-        Type.Literal('visible'),
-        Type.Literal('hidden'),
-        Type.Literal('enabled'),
-        Type.Literal('disabled'),
-        Type.Literal('attached'),
-        Type.Literal('detached'),
-      ]),
+      selector: conditionSelector('The element whose state is checked (the first match).'),
+      state: Type.Union(
+        [
+          Type.Literal('visible'),
+          Type.Literal('hidden'),
+          Type.Literal('enabled'),
+          Type.Literal('disabled'),
+          Type.Literal('attached'),
+          Type.Literal('detached'),
+        ],
+        doc(
+          'visible, hidden (or missing), enabled, disabled (both need an element), attached (in the DOM) or detached (missing).',
+          'disabled',
+        ),
+      ),
     },
-    { additionalProperties: false },
+    Step("An element's state.", { selector: '#next', state: 'disabled' }),
   ),
-  Type.Object({ url: Str(8192) }, { additionalProperties: false }),
   Type.Object(
-    { text: Type.String({ minLength: 1, maxLength: 65536 }), selector: Type.Optional(Selector) },
-    { additionalProperties: false },
+    {
+      url: Str(
+        8192,
+        doc('A glob the page URL must match: `**` matches anything, `*` anything but `/`.', '**/account*'),
+      ),
+    },
+    Step('The page URL.', { url: '**/checkout/done*' }),
   ),
-]);
-export type FlowCondition = Static<typeof FlowConditionSchema>;
+  Type.Object(
+    {
+      text: Type.String({
+        minLength: 1,
+        maxLength: 65536,
+        ...doc('A text to find in the rendered text (innerText).', 'No more results'),
+      }),
+      selector: Type.Optional(conditionSelector('Where to look: any matching element (default: the body).')),
+    },
+    Step('A text on the page, or within `selector`.', { text: 'No more results' }),
+  ),
+];
+const CONDITION_DESCRIPTION =
+  'A condition: an element state, a URL glob or a text, checked once, without waiting (put a waitFor before it to wait). Placeholders allowed in its strings.';
 
-/** Nested steps: each is checked on its own (checkFlowInput walks them), like the top-level ones. */
-const NestedSteps = Type.Array(Type.Object({ action: Type.String() }), { maxItems: 1000 });
+/** A condition of `repeat`/`if`, checked once, without waiting. */
+export const FlowConditionSchema = Type.Union(
+  conditionMembers(),
+  doc(CONDITION_DESCRIPTION, { selector: '#next', state: 'disabled' }),
+);
+export type FlowCondition = Static<typeof FlowConditionSchema>;
+/** The same condition as a field of a control step, with that field's own description. */
+const Condition = (description: string, example: FlowCondition) =>
+  Type.Union(conditionMembers(), { 'x-flow': 'condition', ...doc(description, example) });
+
+/**
+ * Nested steps: each is checked on its own (checkFlowInput walks them), like the top-level ones.
+ * `x-flow: steps` marks them for the reference, where they are flow steps.
+ */
+const NestedSteps = (description: string, example: unknown[]) =>
+  Type.Array(Type.Object({ action: Type.String() }), {
+    maxItems: MAX_FLOW_STEPS,
+    'x-flow': 'steps',
+    ...doc(description, example),
+  });
+
+const nextPage = [
+  { action: 'click', selector: '#next' },
+  { action: 'waitFor', selector: 'li.item' },
+];
 
 /** Control steps: their nested steps are typed by the hand-written types below. */
-const CONTROL_SCHEMAS = {
+export const CONTROL_SCHEMAS = {
   repeat: Type.Object(
     {
-      action: Type.Literal('repeat'),
-      steps: NestedSteps,
-      until: Type.Optional(FlowConditionSchema),
-      max: Type.Integer({ minimum: 1, maximum: 1000 }),
+      action: Action('repeat'),
+      steps: NestedSteps('The steps of one pass.', nextPage),
+      until: Type.Optional(
+        Condition('Checked after each pass: the repeat stops when it holds.', {
+          selector: '#next',
+          state: 'disabled',
+        }),
+      ),
+      max: Type.Integer({
+        minimum: 1,
+        maximum: MAX_REPEAT_PASSES,
+        ...doc('Passes at most (required): the repeat stops after this many even when until never held.', 50),
+      }),
     },
-    { additionalProperties: false },
+    Step(
+      "Runs `steps` again and again: up to `max` passes, stopping after a pass when `until` holds, or at a `break`. Reaching `max` is not a failure. The result's `passes` hold each pass's step results.",
+      {
+        action: 'repeat',
+        max: 50,
+        until: { selector: '#next', state: 'disabled' },
+        steps: [
+          ...nextPage,
+          { action: 'extract', selector: 'li.item', all: true, append: true, as: 'items' },
+        ],
+      },
+    ),
   ),
   if: Type.Object(
     {
-      action: Type.Literal('if'),
-      when: FlowConditionSchema,
-      then: NestedSteps,
-      else: Type.Optional(NestedSteps),
+      action: Action('if'),
+      when: Condition('Checked once, when the step starts.', {
+        selector: '#cookie-banner',
+        state: 'visible',
+      }),
+      then: NestedSteps('The steps run when `when` holds.', [
+        { action: 'click', selector: '#cookie-banner .accept' },
+      ]),
+      else: Type.Optional(
+        NestedSteps('The steps run when it does not (none when absent).', [{ action: 'waitFor', ms: 100 }]),
+      ),
     },
-    { additionalProperties: false },
+    Step(
+      "Runs `then` when `when` holds, else `else`. The result's `branch` says which, `steps` holds its step results.",
+      {
+        action: 'if',
+        when: { selector: '#cookie-banner', state: 'visible' },
+        then: [{ action: 'click', selector: '#cookie-banner .accept' }],
+      },
+    ),
   ),
-  break: Type.Object({ action: Type.Literal('break') }, { additionalProperties: false }),
+  break: Type.Object(
+    { action: Action('break') },
+    Step(
+      'Leaves the innermost `repeat` at once, ending its current pass (refused at enqueue outside a repeat).',
+      {
+        action: 'break',
+      },
+    ),
+  ),
 } as const satisfies Record<string, TSchema>;
 
 const ALL_SCHEMAS: Record<string, TSchema> = { ...FLOW_STEP_SCHEMAS, ...CONTROL_SCHEMAS };
@@ -204,10 +510,32 @@ export type FlowStep = FlowLeafStep | RepeatStep | IfStep | BreakStep;
 
 export const FlowInput = Type.Object(
   {
-    steps: Type.Array(Type.Object({ action: Type.String() }), { minItems: 1, maxItems: 1000 }),
-    input: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    steps: Type.Array(Type.Object({ action: Type.String() }), {
+      minItems: 1,
+      maxItems: MAX_FLOW_STEPS,
+      ...doc('The steps, run in order on one page; the session fails at the first that fails.', [
+        { action: 'goto', url: 'https://example.com' },
+        { action: 'extract', selector: 'h1', as: 'title' },
+      ]),
+    }),
+    input: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        ...doc(
+          'Values for `{{input.x}}` placeholders, looked up here first, then among the top-level keys.',
+          {
+            baseUrl: 'https://example.com',
+          },
+        ),
+      }),
+    ),
   },
-  { additionalProperties: true },
+  {
+    additionalProperties: true,
+    ...doc(
+      "A flow session's input: its steps, plus values for `{{input.x}}` placeholders, in `input` or as top-level keys.",
+      { steps: [{ action: 'goto', url: '{{input.baseUrl}}/' }], baseUrl: 'https://example.com' },
+    ),
+  },
 );
 
 /** Input of a flow session: steps, plus values for `{{input.x}}` placeholders (top-level keys or `input`). */
@@ -252,7 +580,8 @@ export function checkFlowInput(input: unknown): { path: string; message: string 
   const steps = (input as { steps?: unknown }).steps;
   if (!Array.isArray(steps)) return { path: 'input.steps', message: 'must be an array of steps' };
   if (steps.length === 0) return { path: 'input.steps', message: 'must have at least one step' };
-  if (steps.length > 1000) return { path: 'input.steps', message: 'must have at most 1000 steps' };
+  if (steps.length > MAX_FLOW_STEPS)
+    return { path: 'input.steps', message: `must have at most ${MAX_FLOW_STEPS} steps` };
   return checkSteps(
     steps,
     'input.steps',

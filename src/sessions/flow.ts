@@ -1,6 +1,9 @@
 import type { Locator, Page } from 'playwright-core';
 import { watchNavigationFailures, type NavigationFailures } from '../browser/egress-page.js';
 import {
+  CONDITION_TIMEOUT_MS,
+  DEFAULT_STEP_TIMEOUT_MS,
+  DEFAULT_WAIT_STATE,
   MAX_FLOW_EXECUTED_STEPS,
   RESERVED_NAMES,
   reservedNameMessage,
@@ -14,8 +17,6 @@ import {
 } from '../protocol/flow.js';
 import { fillSelector, fillText, type Filled } from '../protocol/placeholders.js';
 import { storableJson, storableText, stripAnsi } from '../protocol/text.js';
-
-export const DEFAULT_STEP_TIMEOUT_MS = 15_000;
 
 export interface FlowOptions {
   signal: AbortSignal;
@@ -138,9 +139,6 @@ export function globToRegExp(glob: string): RegExp {
   }
   return new RegExp(`^${out}$`);
 }
-
-/** Bounds the reading of an element a condition has just found (it does not wait for one to come). */
-const CONDITION_TIMEOUT_MS = 5000;
 
 /** Checks a condition once, without waiting: null when it holds, else what was found instead. */
 async function conditionProblem(page: Page, cond: FlowCondition): Promise<string | null> {
@@ -297,7 +295,7 @@ async function runStep(
         };
         await pollUntil(() => conditionProblem(page, cond), timeout, opts.signal);
       } else if (step.selector !== undefined)
-        await at(step.selector).waitFor({ state: step.state ?? 'visible', timeout });
+        await at(step.selector).waitFor({ state: step.state ?? DEFAULT_WAIT_STATE, timeout });
       else await sleep(step.ms ?? 0, opts.signal);
       return;
     case 'extract': {
