@@ -5,6 +5,8 @@ export type { FlowStep, FlowResult, FlowStepResult, FlowSessionInput } from './p
 export { SfwError, ValidationError, NotFoundError, LeaseLostError, ConfigError } from './core/errors.js';
 export type { SessionStatus, RunnerStatus, ArtifactMode } from './core/types.js';
 export { defineSession } from './sessions/define.js';
+/** The runner's zod: one import for a session module (`import { defineSession, z } from 'session-framework'`). */
+export { z } from 'zod';
 export type {
   SessionDefinition,
   BrowserSessionDefinition,
@@ -14,4 +16,5 @@ export type {
   SessionArtifacts,
   ZodLikeSchema,
   JsonSchema,
+  SchemaOutput,
 } from './sessions/define.js';

@@ -11,6 +11,18 @@ export interface ZodLikeSchema<T = unknown> {
       };
 }
 
+/**
+ * The parsed input a schema gives: a Standard Schema's output type (zod 3.24+ and 4, through
+ * `~standard.types`), else what a zod-like `safeParse` returns; `unknown` for anything else (a JSON schema).
+ */
+export type SchemaOutput<S> = S extends { readonly '~standard': { readonly types?: infer T } }
+  ? NonNullable<T> extends { readonly output: infer O }
+    ? O
+    : unknown
+  : S extends ZodLikeSchema<infer T>
+    ? T
+    : unknown;
+
 /** A JSON schema (draft 2020-12 / 07), validated with ajv. */
 export type JsonSchema = Record<string, unknown> & {
   type?: unknown;
@@ -81,7 +93,16 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
  *
  *   export default defineSession({ name: 'login-check', input: z.object({ user: z.string() }),
  *     async run({ page, input }) { await page.goto('https://example.com'); return { ok: true }; } });
+ *
+ * With a zod schema as `input`, `run` gets `input` typed from it (here `{ user: string }`).
  */
+export function defineSession<S extends ZodLikeSchema, R = unknown>(
+  def: NoBrowserSessionDefinition<SchemaOutput<S>, R> & { input: S },
+): NoBrowserSessionDefinition<SchemaOutput<S>, R>;
+export function defineSession<S extends ZodLikeSchema, R = unknown>(
+  def: BrowserSessionDefinition<SchemaOutput<S>, R> & { input: S },
+): BrowserSessionDefinition<SchemaOutput<S>, R>;
+// Without a zod schema (none, or a JSON schema): `input` is `unknown`, or the type given as `I`.
 export function defineSession<I = unknown, R = unknown>(
   def: NoBrowserSessionDefinition<I, R>,
 ): NoBrowserSessionDefinition<I, R>;

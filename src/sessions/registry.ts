@@ -1,10 +1,12 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ValidationError } from '../core/errors.js';
 import { checkFlowInput } from '../protocol/flow.js';
 import { checkDefinition, type NoBrowserRunContext, type SessionRunContext } from './define.js';
 import { inputValidator } from './input.js';
+import { installSessionModuleHooks } from './module-hooks.js';
 
 export const FLOW_TYPE = 'flow';
 
@@ -61,16 +63,53 @@ function isSessionModule(file: string): boolean {
   return [...MODULE_EXTENSIONS, ...TS_EXTENSIONS].some((ext) => file.endsWith(ext));
 }
 
+/** Where a syntax error is (Node puts `file:line` first in the stack of one), when it is not `file`. */
+function errorLocation(err: Error, file: string): string {
+  const first = err.stack?.split('\n')[0] ?? '';
+  const m = /^(file:\/\/\S+|\/\S+):(\d+)$/.exec(first);
+  if (!m?.[1]) return '';
+  const where = m[1].startsWith('file:') ? fileURLToPath(m[1]) : m[1];
+  return where === file ? ` (line ${m[2]})` : ` (in ${where}:${m[2]})`;
+}
+
+/** Why a module did not load, and what to do about it. */
+function loadError(err: unknown, file: string): Error {
+  const e = err as NodeJS.ErrnoException;
+  const first = (e.message ?? String(err)).split('\n')[0] ?? '';
+  if (e.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+    return new Error(
+      `${first}${errorLocation(e, file)}: Node.js runs TypeScript by stripping types only, so enums, namespaces and constructor parameter properties cannot run; use a union type or a const object instead of an enum and plain class fields, or compile the module to .js (tsc)`,
+    );
+  }
+  if (e.code === 'ERR_UNKNOWN_FILE_EXTENSION' && TS_EXTENSIONS.some((x) => file.endsWith(x))) {
+    return new Error(
+      'this Node.js runs without TypeScript type stripping (is --no-experimental-strip-types set?): use Node.js 22.18+ without that flag, or compile the module to .js',
+    );
+  }
+  if (e.code === 'ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING') {
+    return new Error(`${first}: Node.js does not strip types under node_modules; compile it to .js`);
+  }
+  return new Error(
+    `cannot load: ${first}${e instanceof SyntaxError ? errorLocation(e, file) : ''}${tsHint(first)}`,
+  );
+}
+
+/** The two mistakes of code written for tsc rather than for type stripping. */
+function tsHint(message: string): string {
+  if (/does not provide an export named/.test(message))
+    return ' (a type? import it with `import type`: types are stripped, so only values can be imported)';
+  const missing = /Cannot find module '([^']+)\.js'/.exec(message);
+  if (missing?.[1] && existsSync(`${missing[1]}.ts`))
+    return ` (import TypeScript files by their own name: ${basename(missing[1])}.ts)`;
+  return '';
+}
+
 async function loadOne(file: string): Promise<SessionType> {
   let mod: { default?: unknown };
   try {
     mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_UNKNOWN_FILE_EXTENSION' && TS_EXTENSIONS.some((x) => file.endsWith(x))) {
-      throw new Error('TypeScript modules need a loader here: compile to .js, or run the runner with tsx');
-    }
-    throw new Error(`cannot load: ${e.message.split('\n')[0]}`);
+    throw loadError(err, file);
   }
   const def = mod.default;
   if (def === undefined) {
@@ -109,6 +148,7 @@ export async function loadSessionTypes(
   const problems: LoadProblem[] = [];
   if (dir === undefined) return { types, problems };
   const root = resolve(dir);
+  installSessionModuleHooks(root);
   let files: string[];
   try {
     files = (await readdir(root, { withFileTypes: true }))
@@ -138,4 +178,11 @@ export async function loadSessionTypes(
     }
   }
   return { types, problems };
+}
+
+/** One session module (`sfw dev`): its type, or an Error saying why it did not load. */
+export async function loadSessionModule(file: string): Promise<SessionType> {
+  const path = resolve(file);
+  installSessionModuleHooks(dirname(path));
+  return loadOne(path);
 }
