@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   migrate: () => import('./commands/migrate.js'),
   enqueue: () => import('./commands/enqueue.js'),
   run: () => import('./commands/run.js'),
+  dev: () => import('./commands/dev.js'),
   sessions: () => import('./commands/sessions.js'),
   status: () => import('./commands/status.js'),
   cancel: () => import('./commands/cancel.js'),

@@ -8,7 +8,7 @@ import type { FlowResult, FlowSessionInput } from '../protocol/flow.js';
 import { storableJson, stripAnsi } from '../protocol/text.js';
 import { logFn, type LogFn, type LogSink } from '../browser/log.js';
 import type { BrowserLease, BrowserPool } from '../browser/pool.js';
-import { FlowStepError, runFlow } from './flow.js';
+import { FlowStepError, runFlow, type FlowOptions } from './flow.js';
 import { createRedactor, redactJson, type Redact } from './redact.js';
 import type { SessionType } from './registry.js';
 
@@ -34,7 +34,12 @@ export interface ExecuteOptions {
   abort(reason: Error): void;
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
   log?: LogSink;
-  flow?: { allowEvaluate?: boolean; checkUrl?: (url: string) => void; defaultStepTimeoutMs?: number };
+  flow?: {
+    allowEvaluate?: boolean;
+    checkUrl?: (url: string) => void;
+    defaultStepTimeoutMs?: number;
+    onStep?: FlowOptions['onStep'];
+  };
 }
 
 type Upload = (name: string, data: Buffer, contentType: string) => Promise<void>;
@@ -295,6 +300,7 @@ async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
             ...(opts.flow?.defaultStepTimeoutMs !== undefined
               ? { defaultStepTimeoutMs: opts.flow.defaultStepTimeoutMs }
               : {}),
+            ...(opts.flow?.onStep ? { onStep: opts.flow.onStep } : {}),
             onScreenshot: (name, png) => upload(/\.\w+$/.test(name) ? name : `${name}.png`, png, 'image/png'),
           })
         : type.run(page && context ? { page, context, ...base } : base);

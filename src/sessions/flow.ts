@@ -27,7 +27,19 @@ export interface FlowOptions {
   /** Throws to refuse a `goto` URL (an allowlist); called after placeholders are filled. */
   checkUrl?: (url: string) => void;
   onScreenshot: (name: string, png: Buffer) => Promise<void>;
+  /** Told of each step as it runs (a live view such as sfw dev's); it cannot change the run. */
+  onStep?: (event: FlowStepEvent) => void;
 }
+
+/**
+ * A step as it runs. `start`: a repeat or an if begins (an if once its branch is chosen), its steps
+ * follow one level deeper; `pass`: a repeat's pass begins (1-based); `end`: any step is done, with its
+ * result. `depth` is 0 for the flow's own steps.
+ */
+export type FlowStepEvent =
+  | { kind: 'start'; step: FlowStep; depth: number; branch?: 'then' | 'else' }
+  | { kind: 'pass'; step: FlowStep; depth: number; pass: number }
+  | { kind: 'end'; step: FlowStep; depth: number; result: FlowStepResult };
 
 /** A flow step failed: which one, why (Playwright's message), and what the steps before it produced. */
 export class FlowStepError extends Error {
@@ -380,6 +392,22 @@ interface Run {
   extracted: Extracted;
   defaultTimeout: number;
   executed: number;
+  /** Nesting of the step running now (0: the flow's own steps). */
+  depth: number;
+}
+
+function tell(run: Run, event: FlowStepEvent): void {
+  try {
+    run.opts.onStep?.(event);
+  } catch {
+    // A view that fails does not fail the flow.
+  }
+}
+
+/** Pushes a step's result and tells it. */
+function done(run: Run, step: FlowStep, out: FlowStepResult[], result: FlowStepResult): void {
+  out.push(result);
+  tell(run, { kind: 'end', step, depth: run.depth, result });
 }
 
 async function runSteps(
@@ -396,6 +424,7 @@ async function runSteps(
     extracted: new Extracted(),
     defaultTimeout: opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
     executed: 0,
+    depth: 0,
   };
   const steps: FlowStepResult[] = [];
   for (const [index, raw] of input.steps.entries()) {
@@ -410,12 +439,17 @@ async function runSteps(
   return run.extracted.result(steps);
 }
 
-/** Runs a list of steps into `out`; says `break` when a `break` left it. */
+/** Runs a list of nested steps into `out`; says `break` when a `break` left it. */
 async function runList(run: Run, steps: FlowStep[], out: FlowStepResult[]): Promise<'break' | undefined> {
-  for (const step of steps) {
-    if ((await runOne(run, step, out)) === 'break') return 'break';
+  run.depth++;
+  try {
+    for (const step of steps) {
+      if ((await runOne(run, step, out)) === 'break') return 'break';
+    }
+    return undefined;
+  } finally {
+    run.depth--;
   }
-  return undefined;
 }
 
 async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'break' | undefined> {
@@ -425,11 +459,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
   if (opts.signal.aborted) throw abortReason(opts.signal);
   if (++run.executed > MAX_FLOW_EXECUTED_STEPS) {
     const reason = `the flow ran more than ${MAX_FLOW_EXECUTED_STEPS} steps (repeat passes count each time): stopped`;
-    out.push({ action: raw.action, ok: false, ms: 0, error: reason });
+    done(run, raw, out, { action: raw.action, ok: false, ms: 0, error: reason });
     throw new StepFailed(reason);
   }
   if (raw.action === 'break') {
-    out.push({ action: 'break', ok: true, ms: 0 });
+    done(run, raw, out, { action: 'break', ok: true, ms: 0 });
     return 'break';
   }
   if (raw.action === 'repeat' || raw.action === 'if') {
@@ -441,9 +475,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
       if (raw.action === 'repeat') {
         const passes: FlowStepResult[][] = [];
         result.passes = passes;
+        tell(run, { kind: 'start', step: raw, depth: run.depth });
         for (let pass = 0; pass < raw.max; pass++) {
           const results: FlowStepResult[] = [];
           passes.push(results);
+          tell(run, { kind: 'pass', step: raw, depth: run.depth, pass: pass + 1 });
           if ((await runList(run, raw.steps, results)) === 'break') break;
           if (raw.until && (await holds(raw.until))) break;
         }
@@ -452,9 +488,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
         const results: FlowStepResult[] = [];
         result.branch = branch;
         result.steps = results;
+        tell(run, { kind: 'start', step: raw, depth: run.depth, branch });
         const taken = branch === 'then' ? raw.then : (raw.else ?? []);
         const left = await runList(run, taken, results);
         result.ms = elapsed();
+        tell(run, { kind: 'end', step: raw, depth: run.depth, result });
         return left;
       }
     } catch (err) {
@@ -463,9 +501,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
       result.ok = false;
       result.ms = elapsed();
       result.error = reason;
+      tell(run, { kind: 'end', step: raw, depth: run.depth, result });
       throw err instanceof StepFailed ? err : new StepFailed(reason);
     }
     result.ms = elapsed();
+    tell(run, { kind: 'end', step: raw, depth: run.depth, result });
     return undefined;
   }
   try {
@@ -477,11 +517,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
       ]),
       opts.signal,
     );
-    out.push({ action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
+    done(run, raw, out, { action: raw.action, ok: true, ms: elapsed(), ...(warning ? { warning } : {}) });
   } catch (err) {
     if (opts.signal.aborted) throw abortReason(opts.signal);
     const reason = describeError(run.navigation.take() ?? err);
-    out.push({ action: raw.action, ok: false, ms: elapsed(), error: reason });
+    done(run, raw, out, { action: raw.action, ok: false, ms: elapsed(), error: reason });
     throw new StepFailed(reason);
   }
   return undefined;

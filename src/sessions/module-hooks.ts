@@ -1,4 +1,4 @@
-import { registerHooks } from 'node:module';
+import nodeModule from 'node:module';
 import { resolve as resolvePath, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -35,7 +35,9 @@ export function installSessionModuleHooks(dir: string): void {
   roots.add(root.endsWith('/') ? root : `${root}/`);
   if (installed) return;
   installed = true;
-  registerHooks({
+  // Node before 22.15 has none (and is not supported: bin/sfw.js says so); its own rules apply there.
+  if (typeof nodeModule.registerHooks !== 'function') return;
+  nodeModule.registerHooks({
     resolve(specifier, context, nextResolve) {
       try {
         return nextResolve(specifier, context);
