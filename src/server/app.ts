@@ -28,6 +28,8 @@ import { sessionRoutes } from './routes/sessions.js';
 import { runnerRoutes } from './routes/runners.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import { Waiters } from './waiters.js';
 import { ClaimHub } from './claims.js';
 import { HeartbeatBatcher } from './heartbeats.js';
@@ -64,6 +66,8 @@ export interface AppDeps {
    * one was lost (default 1,000 ms; without notifications they look every 250 ms).
    */
   fallbackPollMs?: number | undefined;
+  /** Webhook settings; with them the app runs a webhook sender while it is up (every replica does). */
+  webhooks?: WebhookOptions | undefined;
 }
 
 declare module 'fastify' {
@@ -80,6 +84,7 @@ declare module 'fastify' {
     heartbeats: HeartbeatBatcher;
     exchanges: ExchangeQueue;
     routeList: RouteOptions[];
+    webhookSender: WebhookSender | undefined;
   }
 }
 
@@ -423,6 +428,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(runnerRoutes);
   await app.register(artifactRoutes);
   await app.register(opsRoutes);
+  await app.register(webhookRoutes);
+  const sender = deps.webhooks
+    ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
+    : undefined;
+  app.decorate('webhookSender', sender);
+  if (sender) {
+    app.addHook('onReady', async () => sender.start());
+    app.addHook('onClose', async () => sender.stop());
+  }
   app.addHook('onClose', async () => {
     app.waiters.close();
     await app.claims.close();

@@ -14,6 +14,7 @@ import { buildApp } from './app.js';
 import { hostPolicy } from './auth.js';
 import { Reaper } from './reaper.js';
 import { DEFAULT_ALERT_THRESHOLDS } from './alerts.js';
+import { parseTargetPolicy } from '../protocol/targets.js';
 
 export const API_CONFIG_KEYS = [
   'port',
@@ -38,6 +39,12 @@ export const API_CONFIG_KEYS = [
   'runnerRetentionMs',
   'rateLimitPerSec',
   'rateLimitBurst',
+  'allowedTargets',
+  'allowPrivateTargets',
+  'webhookRetryMs',
+  'webhookBackoffMs',
+  'webhookTimeoutMs',
+  'webhookConcurrency',
 ] as const;
 
 export type ApiConfig = Config<(typeof API_CONFIG_KEYS)[number]>;
@@ -169,6 +176,13 @@ export async function startApi(
         queueBackupFactor: cfg.alertQueueBackupFactor,
       },
       runnerRetentionMs: cfg.runnerRetentionMs,
+      webhooks: {
+        policy: parseTargetPolicy(cfg),
+        retryMs: cfg.webhookRetryMs,
+        backoffMs: cfg.webhookBackoffMs,
+        timeoutMs: cfg.webhookTimeoutMs,
+        concurrency: cfg.webhookConcurrency,
+      },
     });
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {

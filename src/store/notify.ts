@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DONE_CHANNEL, SESSIONS_CHANNEL } from './sessions.js';
+import { WEBHOOKS_CHANNEL } from './webhooks.js';
 
 /**
- * One LISTEN connection per API process. Emits `sessions` when work is enqueued and `done` (with the
- * session id, once per session) when a session ends. Reconnects with backoff after a database restart; while it is down,
+ * One LISTEN connection per API process. Emits `sessions` when work is enqueued, `done` (with the
+ * session id, once per session) when a session ends and `webhooks` when deliveries are due. Reconnects with backoff after a database restart; while it is down,
  * waiters fall back on polling, so nothing depends on a notification arriving.
  */
 export class Notifier extends EventEmitter {
@@ -36,10 +37,11 @@ export class Notifier extends EventEmitter {
       // A completion batch names all its sessions in one message, comma-separated.
       else if (msg.channel === DONE_CHANNEL)
         for (const id of (msg.payload ?? '').split(',')) this.emit('done', id);
+      else if (msg.channel === WEBHOOKS_CHANNEL) this.emit('webhooks');
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}`);
+      await client.query(`LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}; LISTEN ${WEBHOOKS_CHANNEL}`);
     } catch (err) {
       await client.end().catch(() => {});
       throw err;
@@ -53,6 +55,7 @@ export class Notifier extends EventEmitter {
     this.retryMs = 250;
     // Work may have arrived while we were not listening.
     this.emit('sessions');
+    this.emit('webhooks');
   }
 
   private lost(client: pg.Client): void {

@@ -25,6 +25,16 @@ import {
   type SessionView,
   type StopBody,
 } from './wire.js';
+import type {
+  CreateWebhookBody,
+  ListDeliveriesQuery,
+  ListWebhooksQuery,
+  UpdateWebhookBody,
+  WebhookDeliveryList,
+  WebhookDeliveryView,
+  WebhookList,
+  WebhookView,
+} from './webhooks.js';
 
 /**
  * A listed session: the summary plus the fields asked for. A field whose JSON is over 64 KiB is left out
@@ -54,7 +64,7 @@ export interface ClientOptions {
   userAgent?: string;
 }
 
-type Method = 'GET' | 'POST' | 'PUT';
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 interface CallOptions {
   body?: unknown;
@@ -284,6 +294,48 @@ export class SfwClient {
 
   stopRunner(runnerId: string, body: StopBody = {}): Promise<{ requeued: string[] }> {
     return this.call('POST', `/v1/runners/${encodeURIComponent(runnerId)}/stop`, { body, idempotent: true });
+  }
+
+  // ---- webhooks ------------------------------------------------------------------------------------
+
+  /** Creates a webhook; the answer carries its secret in full (generated when not given). */
+  createWebhook(body: CreateWebhookBody): Promise<WebhookView> {
+    return this.call('POST', '/v1/webhooks', { body, idempotent: false });
+  }
+
+  listWebhooks(query: ListWebhooksQuery = {}): Promise<WebhookList> {
+    return this.call('GET', '/v1/webhooks', { query, idempotent: true });
+  }
+
+  /** A webhook; its secret in full only with `reveal`. */
+  getWebhook(id: string, opts: { reveal?: boolean } = {}): Promise<WebhookView> {
+    return this.call('GET', `/v1/webhooks/${encodeURIComponent(id)}`, {
+      query: { reveal: opts.reveal ? 'true' : undefined },
+      idempotent: true,
+    });
+  }
+
+  updateWebhook(id: string, body: UpdateWebhookBody): Promise<WebhookView> {
+    return this.call('PATCH', `/v1/webhooks/${encodeURIComponent(id)}`, { body, idempotent: true });
+  }
+
+  /** Deletes a webhook and its deliveries. */
+  async deleteWebhook(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/webhooks/${encodeURIComponent(id)}`, { idempotent: true });
+  }
+
+  /** A webhook's deliveries, newest first: status, attempts, last answer, next try. */
+  listWebhookDeliveries(id: string, query: ListDeliveriesQuery = {}): Promise<WebhookDeliveryList> {
+    return this.call('GET', `/v1/webhooks/${encodeURIComponent(id)}/deliveries`, { query, idempotent: true });
+  }
+
+  /** Sends a delivery again (pending, due now, with a fresh retry window). */
+  redeliverWebhook(id: string, deliveryId: string): Promise<WebhookDeliveryView> {
+    return this.call(
+      'POST',
+      `/v1/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/retry`,
+      { idempotent: true },
+    );
   }
 
   // ---- transport -----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   HOST_NOT_ALLOWED: { status: 421, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
   HEADERS_TOO_LARGE: { status: 431, retryable: false },
+  /** A webhook delivery whose signature or timestamp does not check out (verifyWebhook); a receiver answers 401. */
+  WEBHOOK_SIGNATURE: { status: 401, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
   INTERNAL: { status: 500, retryable: true },
   CONFIG: { status: 0, retryable: false },

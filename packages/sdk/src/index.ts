@@ -4,3 +4,4 @@ export { ApiError, ERROR_CODES, NetworkError, SfwError, type ErrorBody, type Err
 export { backoff, sleep } from './retry.js';
 export * from './wire.js';
 export type * from './flow.js';
+export * from './webhooks.js';

@@ -19,6 +19,8 @@ import {
   type AlertThresholds,
 } from '../alerts.js';
 import { Exposition, METRICS_CONTENT_TYPE, REPLICA, writeFleet } from '../metrics.js';
+import { writePendingDeliveries } from '../webhook-metrics.js';
+import { pendingDeliveries } from '../../store/webhooks.js';
 import { runnerView } from '../views.js';
 import { RUNNER_LIVE_MS } from './runners.js';
 
@@ -70,7 +72,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
   let lastPrune = 0;
 
   app.get('/metrics', { config: { scope: 'ops' } }, async (_req, reply) => {
-    const [depth, oldest, claimWait, duration, finished, scheduler, fleet] = await Promise.all([
+    const [depth, oldest, claimWait, duration, finished, scheduler, fleet, pending] = await Promise.all([
       queueDepth(db),
       oldestQueued(db),
       histograms(db, 'claim_wait'),
@@ -78,6 +80,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
       finishedTotals(db),
       getSchedulerConfig(db),
       fleetAlerts(db, opsSettings(app)),
+      pendingDeliveries(db),
     ]);
     const out = new Exposition();
     writeFleet(out, {
@@ -91,6 +94,8 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
       alertNames: ALERT_NAMES,
       scheduler: { maxConcurrency: scheduler.max_concurrency, pollIntervalMs: scheduler.poll_interval_ms },
     });
+    writePendingDeliveries(out, pending);
+    app.webhookSender?.metrics.write(out, REPLICA);
     app.requestMetrics.write(out, REPLICA);
     return reply.type(METRICS_CONTENT_TYPE).send(out.text());
   });
