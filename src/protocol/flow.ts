@@ -24,14 +24,14 @@ const Str = (maxLength: number, options: SchemaOptions) =>
   Type.String({ minLength: 1, maxLength, ...options });
 const Selector = (description: string, example: string) =>
   Str(4096, doc(`${description} A Playwright selector (CSS, text=, xpath=, >> chains…).`, example));
-const Action = <A extends string>(action: A) => Type.Literal(action, { description: 'The step.' });
+const Action = <A extends string>(action: A) => Type.Literal(action, doc('What the step does.', action));
 const StepTimeout = (what: string) =>
   Type.Optional(
     Type.Integer({
       minimum: 1,
       maximum: 600_000,
       default: DEFAULT_STEP_TIMEOUT_MS,
-      ...doc(`How long ${what} may take, in ms; the step fails after it.`, 5000),
+      ...doc(`The step's deadline in ms, covering ${what}.`, 5000),
     }),
   );
 const Step = (description: string, example: Record<string, unknown>): SchemaOptions => ({
@@ -100,7 +100,9 @@ export const FLOW_STEP_SCHEMAS = {
           '#search',
         ),
       ),
-      timeoutMs: StepTimeout('waiting for the element (a press without selector does not wait)'),
+      timeoutMs: StepTimeout(
+        'waiting for the element and the key press (a press without selector has no deadline of its own)',
+      ),
     },
     Step('Presses a key, on the first element matching `selector` or on whatever has focus.', {
       action: 'press',
@@ -111,14 +113,14 @@ export const FLOW_STEP_SCHEMAS = {
   select: Type.Object(
     {
       action: Action('select'),
-      selector: Selector('The <select> element (the first match).', 'select#country'),
+      selector: Selector('The `<select>` element (the first match).', 'select#country'),
       value: Type.String({
         maxLength: 4096,
         ...doc('The value or the label of the option to select.', 'NL'),
       }),
       timeoutMs: StepTimeout('waiting for the element and the option'),
     },
-    Step('Selects the option whose value or label is `value` in the first <select> matching `selector`.', {
+    Step('Selects the option whose value or label is `value` in the first `<select>` matching `selector`.', {
       action: 'select',
       selector: 'select#country',
       value: 'NL',
@@ -209,7 +211,7 @@ export const FLOW_STEP_SCHEMAS = {
           },
         ),
       ),
-      timeoutMs: StepTimeout('the wait'),
+      timeoutMs: StepTimeout('the wait for a selector, url or text (not ms)'),
     },
     Step(
       'Waits for one thing: an element (`selector`, in `state`), a URL (`url`), a text (`text`, within an optional `selector`) or a pause (`ms`). Give exactly one of selector, ms, url or text (text may go with a selector). URL and text are checked every 20 to 250 ms.',
@@ -249,7 +251,7 @@ export const FLOW_STEP_SCHEMAS = {
           ),
         }),
       ),
-      timeoutMs: StepTimeout('waiting for the element'),
+      timeoutMs: StepTimeout('waiting for the element (with all: for a first match)'),
     },
     Step(
       "Reads the text (textContent, trimmed) or an `attribute` of the first element matching `selector`, or of every match with `all`, into the result's `extracted[as]`.",
@@ -278,7 +280,7 @@ export const FLOW_STEP_SCHEMAS = {
           ...doc('The exact number of elements that must match.', 3),
         }),
       ),
-      timeoutMs: StepTimeout('the checks to hold'),
+      timeoutMs: StepTimeout('the retries until every check holds'),
     },
     Step(
       'Checks the page, retrying until every check given holds or timeoutMs passes, then fails saying what it found. Give one or more of text, visible or count.',
@@ -330,7 +332,9 @@ export const FLOW_STEP_SCHEMAS = {
           ),
         ),
       ),
-      timeoutMs: StepTimeout("the step (an expression is bounded by the session's timeout only)"),
+      timeoutMs: StepTimeout(
+        "nothing: page.evaluate has no deadline, the session's timeout bounds the expression",
+      ),
     },
     Step(
       'Runs page JavaScript given by the enqueuer. Disabled unless the runner allows it (ALLOW_FLOW_EVALUATE=true or --allow-flow-evaluate); elsewhere the step fails saying so.',
@@ -513,6 +517,7 @@ export const FlowInput = Type.Object(
     steps: Type.Array(Type.Object({ action: Type.String() }), {
       minItems: 1,
       maxItems: MAX_FLOW_STEPS,
+      'x-flow': 'steps',
       ...doc('The steps, run in order on one page; the session fails at the first that fails.', [
         { action: 'goto', url: 'https://example.com' },
         { action: 'extract', selector: 'h1', as: 'title' },
