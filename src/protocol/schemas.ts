@@ -86,10 +86,20 @@ export const BrowserOptionsSchema = Type.Object(
 
 export type BrowserOptions = wire.BrowserOptions;
 
+/**
+ * A session's input: any JSON to the server's schema. A flow's is checked by checkFlowInput after it,
+ * another type's by that type on the runner; `x-session-input` has /openapi.json describe it as the
+ * FlowInput component when the type is flow (src/server/openapi.ts).
+ */
+export const SessionInputSchema = Type.Unknown({
+  description: "FlowInput when type is flow, else the session type's own input",
+  'x-session-input': true,
+});
+
 export const CreateSessionBody = Type.Object(
   {
     type: SessionTypeName,
-    input: Type.Optional(Type.Unknown()),
+    input: Type.Optional(SessionInputSchema),
     priority: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000 })),
     runAt: Type.Optional(Type.String({ format: 'date-time' })),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000 })),
