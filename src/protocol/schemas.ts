@@ -160,6 +160,9 @@ const sessionFields = {
   /** The session's browser options, null when it has none (a proxy's password never shows). */
   browser: Nullable(BrowserOptionsSchema),
   idempotencyKey: Nullable(Type.String()),
+  /** The schedule that made the session and the fire time it was made for (null: a client enqueued it). */
+  scheduleId: Nullable(Type.String()),
+  scheduledFor: Nullable(Type.String()),
 };
 
 export const SessionView = Type.Object({
@@ -186,6 +189,7 @@ export const ListSessionsQuery = Type.Object(
     status: Type.Optional(SessionStatusSchema),
     type: Type.Optional(SessionTypeName),
     runnerId: Type.Optional(RunnerIdSchema),
+    scheduleId: Type.Optional(SessionId),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     fields: Type.Optional(
@@ -421,6 +425,81 @@ export const StatsTimeseries = Type.Object({
 });
 export type StatsTimeseries = wire.StatsTimeseries;
 
+export const SCHEDULE_CATCH_UPS = ['none', 'latest', 'all'] as const;
+export const SCHEDULE_OVERLAPS = ['allow', 'skip'] as const;
+export type ScheduleCatchUp = wire.ScheduleCatchUp;
+export type ScheduleOverlap = wire.ScheduleOverlap;
+
+/** The session each fire enqueues: a session request without runAt and idempotencyKey. */
+export const ScheduleSessionTemplate = Type.Omit(CreateSessionBody, ['runAt', 'idempotencyKey'], {
+  additionalProperties: false,
+});
+export type ScheduleSessionTemplate = wire.ScheduleSessionTemplate;
+
+const scheduleFields = {
+  name: Type.String({ minLength: 1, maxLength: 200, pattern: '^[^\\x00-\\x1f\\x7f]+$' }),
+  cron: Type.String({ minLength: 1, maxLength: 200 }),
+  timezone: Type.String({ minLength: 1, maxLength: 64 }),
+  enabled: Type.Boolean(),
+  catchUp: literals(SCHEDULE_CATCH_UPS),
+  overlap: literals(SCHEDULE_OVERLAPS),
+  session: ScheduleSessionTemplate,
+};
+export const CreateScheduleBody = Type.Object(
+  {
+    name: scheduleFields.name,
+    cron: scheduleFields.cron,
+    timezone: Type.Optional(scheduleFields.timezone),
+    enabled: Type.Optional(scheduleFields.enabled),
+    catchUp: Type.Optional(scheduleFields.catchUp),
+    overlap: Type.Optional(scheduleFields.overlap),
+    session: scheduleFields.session,
+  },
+  { additionalProperties: false },
+);
+export type CreateScheduleBody = wire.CreateScheduleBody;
+export const UpdateScheduleBody = Type.Partial(Type.Object(scheduleFields), { additionalProperties: false });
+export type UpdateScheduleBody = wire.UpdateScheduleBody;
+
+export const ScheduleRun = Type.Object({
+  id: Type.String(),
+  status: SessionStatusSchema,
+  scheduledFor: Type.String(),
+  createdAt: Type.String(),
+  finishedAt: Nullable(Type.String()),
+  errorMessage: Nullable(Type.String()),
+});
+export type ScheduleRun = wire.ScheduleRun;
+export const ScheduleView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  cron: Type.String(),
+  timezone: Type.String(),
+  enabled: Type.Boolean(),
+  catchUp: literals(SCHEDULE_CATCH_UPS),
+  overlap: literals(SCHEDULE_OVERLAPS),
+  session: ScheduleSessionTemplate,
+  nextRunAt: Nullable(Type.String()),
+  lastRunAt: Nullable(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  recent: Type.Array(ScheduleRun),
+});
+export type ScheduleView = wire.ScheduleView;
+export const ListSchedulesQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export type ListSchedulesQuery = wire.ListSchedulesQuery;
+export const ScheduleList = Type.Object({
+  items: Type.Array(ScheduleView),
+  nextCursor: Nullable(Type.String()),
+});
+export type ScheduleList = wire.ScheduleList;
+
 // ---- one shape per concept -------------------------------------------------------------------------
 
 /** True when A and B are the same type, not merely assignable one way (an extra optional field counts). */
@@ -459,6 +538,15 @@ type _WireAgreement = Agree<{
   AlertView: Same<Static<typeof AlertView>, wire.AlertView>;
   AlertList: Same<Static<typeof AlertList>, { items: wire.AlertView[] }>;
   StatsTimeseries: Same<Static<typeof StatsTimeseries>, wire.StatsTimeseries>;
+  ScheduleSessionTemplate: Same<Static<typeof ScheduleSessionTemplate>, wire.ScheduleSessionTemplate>;
+  CreateScheduleBody: Same<Static<typeof CreateScheduleBody>, wire.CreateScheduleBody>;
+  UpdateScheduleBody: Same<Static<typeof UpdateScheduleBody>, wire.UpdateScheduleBody>;
+  ScheduleRun: Same<Static<typeof ScheduleRun>, wire.ScheduleRun>;
+  ScheduleView: Same<Static<typeof ScheduleView>, wire.ScheduleView>;
+  ListSchedulesQuery: Same<Static<typeof ListSchedulesQuery>, wire.ListSchedulesQuery>;
+  ScheduleList: Same<Static<typeof ScheduleList>, wire.ScheduleList>;
+  ScheduleCatchUp: Same<(typeof SCHEDULE_CATCH_UPS)[number], wire.ScheduleCatchUp>;
+  ScheduleOverlap: Same<(typeof SCHEDULE_OVERLAPS)[number], wire.ScheduleOverlap>;
   ArtifactInfo: Same<Static<typeof ArtifactInfoSchema>, wire.ArtifactInfo>;
   AttemptRecord: Same<Static<typeof AttemptRecordSchema>, wire.AttemptRecord>;
   ErrorBody: wire.ErrorBody extends Static<typeof ErrorBodySchema> ? true : false;

@@ -28,6 +28,7 @@ import { sessionRoutes } from './routes/sessions.js';
 import { runnerRoutes } from './routes/runners.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import { Waiters } from './waiters.js';
@@ -427,6 +428,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sessionRoutes);
   await app.register(runnerRoutes);
   await app.register(artifactRoutes);
+  await app.register(scheduleRoutes);
   await app.register(opsRoutes);
   await app.register(webhookRoutes);
   const sender = deps.webhooks

@@ -13,6 +13,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.
 import { buildApp } from './app.js';
 import { hostPolicy } from './auth.js';
 import { Reaper } from './reaper.js';
+import { Scheduler } from './schedules.js';
 import { DEFAULT_ALERT_THRESHOLDS } from './alerts.js';
 import { parseTargetPolicy } from '../protocol/targets.js';
 
@@ -202,6 +203,8 @@ export async function startApi(
     log,
   );
   reaper.start();
+  const scheduler = new Scheduler(db, 1000, log);
+  scheduler.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : cfg.port;
   const host = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
@@ -216,6 +219,7 @@ export async function startApi(
     log,
     stop: async () => {
       await reaper.stop();
+      await scheduler.stop();
       await running.close();
       await notifier?.stop();
       await db.end().catch(() => {});

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RunnerView } from '../protocol/schemas.js';
 import type { AlertView } from '../protocol/schemas.js';
 import type { HistogramSeries, QueueDepthRow } from '../store/metrics.js';
+import type { ScheduleStats } from '../store/schedules.js';
 
 /**
  * Prometheus text exposition (format 0.0.4). Everything about sessions and runners is read from the
@@ -143,6 +144,26 @@ export function runnerState(r: RunnerView): (typeof RUNNER_STATES)[number] {
   if (r.status === 'stopped') return 'stopped';
   if (!r.live) return 'down';
   return r.status === 'draining' ? 'draining' : 'up';
+}
+
+/** Schedules by state, their lag (fire time → session created) and fires by outcome (from the database). */
+export function writeSchedules(out: Exposition, s: ScheduleStats): void {
+  out.family('sfw_schedules', 'gauge', 'Schedules by state: enabled, disabled');
+  out.sample('sfw_schedules', { state: 'enabled' }, s.enabled);
+  out.sample('sfw_schedules', { state: 'disabled' }, s.disabled);
+  out.family(
+    'sfw_schedule_lag_seconds',
+    'histogram',
+    "Time from a schedule's fire time to the creation of its session",
+  );
+  out.histogram('sfw_schedule_lag_seconds', {}, s.lag);
+  out.family(
+    'sfw_schedule_fires_total',
+    'counter',
+    'Fire times by outcome: created (a session), skipped (the previous session was not final: overlap skip)',
+  );
+  out.sample('sfw_schedule_fires_total', { outcome: 'created' }, s.created);
+  out.sample('sfw_schedule_fires_total', { outcome: 'skipped' }, s.skipped);
 }
 
 /** Writes the fleet-wide families (read from the database). */

@@ -1,8 +1,10 @@
 import type { ListColumn, SessionRow, SessionSummaryRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
+import type { ScheduleRow, ScheduleRunRow } from '../store/schedules.js';
 import type {
   BrowserOptions,
   RunnerView,
+  ScheduleView,
   SessionListField,
   SessionSummary,
   SessionView,
@@ -36,6 +38,8 @@ function sessionFields(r: SessionSummaryRow) {
     artifactOptions: r.artifact_options,
     browser: browserView(r.browser_options),
     idempotencyKey: r.idempotency_key,
+    scheduleId: r.schedule_id,
+    scheduledFor: iso(r.scheduled_for),
   };
 }
 
@@ -102,6 +106,31 @@ export function sessionSummaryView(
   }
   if (truncated.length > 0) out.truncated = truncated;
   return out;
+}
+
+export function scheduleView(r: ScheduleRow, recent: ScheduleRunRow[]): ScheduleView {
+  return {
+    id: r.id,
+    name: r.name,
+    cron: r.cron,
+    timezone: r.timezone,
+    enabled: r.enabled,
+    catchUp: r.catch_up,
+    overlap: r.overlap,
+    session: r.session,
+    nextRunAt: iso(r.next_run_at),
+    lastRunAt: iso(r.last_run_at),
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    recent: recent.map((s) => ({
+      id: s.id,
+      status: s.status,
+      scheduledFor: s.scheduled_for.toISOString(),
+      createdAt: s.created_at.toISOString(),
+      finishedAt: iso(s.finished_at),
+      errorMessage: s.error_message,
+    })),
+  };
 }
 
 export function runnerView(r: RunnerRow, liveWithinMs: number): RunnerView {

@@ -48,6 +48,9 @@ export interface SessionRow {
   idempotency_key: string | null;
   /** Set with an idempotency key: the hash of the request that made the session (see requestHash). */
   request_hash: string | null;
+  /** The schedule that made it, and the fire time it was made for. */
+  schedule_id: string | null;
+  scheduled_for: Date | null;
 }
 
 export interface NewSession {
@@ -91,24 +94,7 @@ export class IdempotencyConflictError extends SfwError {
  * nothing of the call is enqueued.
  */
 export async function insertSessions(db: Db, items: NewSession[]): Promise<InsertOutcome[]> {
-  const rows = items.map((s) => {
-    const row = {
-      id: uuidv7(),
-      type: s.type,
-      input: s.input ?? {},
-      priority: s.priority ?? 0,
-      run_at: s.runAt ?? null,
-      timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
-      max_attempts: s.maxAttempts ?? 1,
-      retry_on: s.retryOn ?? ['error'],
-      artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
-      browser_options: s.browser ?? null,
-      idempotency_key: s.idempotencyKey ?? null,
-      request_hash: null as string | null,
-    };
-    if (row.idempotency_key !== null) row.request_hash = requestHash(row);
-    return row;
-  });
+  const rows = items.map(newSessionRow);
   // A batch holding a key may meet a conflict after some of its sessions are in: one transaction, so a
   // refused batch leaves nothing behind. One session needs none (refused, it was not inserted).
   if (rows.length > 1 && rows.some((r) => r.idempotency_key !== null))
@@ -116,7 +102,27 @@ export async function insertSessions(db: Db, items: NewSession[]): Promise<Inser
   return insertRows(db, rows);
 }
 
-interface NewRow {
+/** A session request as the row it becomes: the defaults applied (every insert of sessions uses this). */
+export function newSessionRow(s: NewSession): NewRow {
+  const row = {
+    id: uuidv7(),
+    type: s.type,
+    input: s.input ?? {},
+    priority: s.priority ?? 0,
+    run_at: s.runAt ?? null,
+    timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+    max_attempts: s.maxAttempts ?? 1,
+    retry_on: s.retryOn ?? ['error'],
+    artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
+    browser_options: s.browser ?? null,
+    idempotency_key: s.idempotencyKey ?? null,
+    request_hash: null as string | null,
+  };
+  if (row.idempotency_key !== null) row.request_hash = requestHash(row);
+  return row;
+}
+
+export interface NewRow {
   id: string;
   type: string;
   input: unknown;
@@ -224,6 +230,7 @@ export interface ListFilter {
   status?: SessionStatus;
   type?: string;
   runnerId?: string;
+  scheduleId?: string;
   limit: number;
   /** Id of the last session of the previous page; newest first. */
   before?: string;
@@ -254,6 +261,7 @@ export async function listSessions(
   if (filter.status) add('status = ?', filter.status);
   if (filter.type) add('type = ?', filter.type);
   if (filter.runnerId) add('claimed_by = ?', filter.runnerId);
+  if (filter.scheduleId) add('schedule_id = ?::uuid', filter.scheduleId);
   if (filter.before) add('id < ?::uuid', filter.before);
   params.push(filter.errorChars, filter.limit + 1);
   const { rows } = await db.query<SessionSummaryRow>(
@@ -261,7 +269,7 @@ export async function listSessions(
             attempt, max_attempts, retry_on, timeout_ms, lease_expires_at, cancel_requested,
             CASE WHEN length(error_message) > $${params.length - 1}::int
                  THEN left(error_message, $${params.length - 1}::int - 1) || '…' ELSE error_message END AS error_message,
-            artifact_options, browser_options, idempotency_key
+            artifact_options, browser_options, idempotency_key, schedule_id, scheduled_for
      FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
     params,
   );

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/server/app.js';
 import { Notifier } from '../../src/store/notify.js';
 import { Reaper } from '../../src/server/reaper.js';
+import { Scheduler } from '../../src/server/schedules.js';
 import { SfwClient } from '@session-framework/sdk';
 import { freshDb } from './db.js';
 import type { Db } from '../../src/store/db.js';
@@ -23,6 +24,7 @@ export interface TestApi {
   /** Client with the runner token. */
   runnerClient: SfwClient;
   reaper: Reaper | undefined;
+  scheduler: Scheduler | undefined;
   stop(): Promise<void>;
 }
 
@@ -34,6 +36,8 @@ export interface TestApiOptions {
   maxBodyBytes?: number;
   maxArtifactBytes?: number;
   db?: { db: Db; url: string };
+  /** Run the schedules' firing loop, as every API replica does (sleeping at most maxSleepMs). */
+  schedules?: boolean | { maxSleepMs?: number };
   /** Extra AppDeps fields (alert thresholds, runner retention…). */
   deps?: Partial<AppDeps>;
 }
@@ -73,6 +77,10 @@ export async function startTestApi(label: string, opts: TestApiOptions = {}): Pr
       )
     : undefined;
   reaper?.start();
+  const scheduler = opts.schedules
+    ? new Scheduler(db, opts.schedules === true ? 1000 : (opts.schedules.maxSleepMs ?? 1000))
+    : undefined;
+  scheduler?.start();
   const client = new SfwClient({ baseUrl: url, token: auth ? API_TOKEN : undefined, retries: 0 });
   const runnerClient = new SfwClient({ baseUrl: url, token: auth ? RUNNER_TOKEN : undefined, retries: 0 });
   return {
@@ -84,8 +92,10 @@ export async function startTestApi(label: string, opts: TestApiOptions = {}): Pr
     client,
     runnerClient,
     reaper,
+    scheduler,
     stop: async () => {
       await reaper?.stop();
+      await scheduler?.stop();
       await client.close();
       await runnerClient.close();
       await app.close();

@@ -11,12 +11,16 @@ import {
   type CompleteBatchBody,
   type CompleteBatchReply,
   type CompleteBody,
+  type CreateScheduleBody,
   type CreateSessionBody,
   type HeartbeatBody,
   type HeartbeatReply,
+  type ListSchedulesQuery,
   type ListSessionsQuery,
   type QueueView,
   type RunnerView,
+  type ScheduleList,
+  type ScheduleView,
   type SchedulerConfigBody,
   type SchedulerConfigView,
   type SessionListField,
@@ -24,6 +28,7 @@ import {
   type SessionSummary,
   type SessionView,
   type StopBody,
+  type UpdateScheduleBody,
 } from './wire.js';
 import type {
   CreateWebhookBody,
@@ -231,6 +236,33 @@ export class SfwClient {
 
   setSchedulerConfig(body: SchedulerConfigBody): Promise<SchedulerConfigView> {
     return this.call('PUT', '/v1/config/scheduler', { body, idempotent: true });
+  }
+
+  // ---- schedules -----------------------------------------------------------------------------------
+
+  /** Creates a schedule: a session enqueued at each fire time of its cron expression. */
+  createSchedule(body: CreateScheduleBody): Promise<ScheduleView> {
+    return this.call('POST', '/v1/schedules', { body, idempotent: false });
+  }
+
+  /** A page of schedules by name, each with its latest sessions. */
+  listSchedules(query: ListSchedulesQuery = {}): Promise<ScheduleList> {
+    return this.call('GET', '/v1/schedules', { query, idempotent: true });
+  }
+
+  /** A schedule with its next fire time and its latest sessions. */
+  getSchedule(id: string): Promise<ScheduleView> {
+    return this.call('GET', `/v1/schedules/${encodeURIComponent(id)}`, { idempotent: true });
+  }
+
+  /** Changes a schedule; a new cron, time zone or an enable counts its next fire time from now. */
+  updateSchedule(id: string, body: UpdateScheduleBody): Promise<ScheduleView> {
+    return this.call('PATCH', `/v1/schedules/${encodeURIComponent(id)}`, { body, idempotent: true });
+  }
+
+  /** Deletes a schedule; the sessions it made stay (listed by scheduleId). */
+  async deleteSchedule(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/schedules/${encodeURIComponent(id)}`, { idempotent: true });
   }
 
   async metrics(): Promise<string> {

@@ -109,6 +109,10 @@ export type SessionView = {
   browser: BrowserOptions | null;
   attempts: AttemptRecord[];
   idempotencyKey: string | null;
+  /** The schedule that made the session (null: enqueued by a client). */
+  scheduleId: string | null;
+  /** The fire time of the schedule it was made for. */
+  scheduledFor: string | null;
 };
 
 /** Fields a session list leaves out unless `fields=` asks for them: the ones that can be megabytes. */
@@ -119,6 +123,8 @@ export type ListSessionsQuery = {
   status?: SessionStatus;
   type?: string;
   runnerId?: string;
+  /** Sessions made by this schedule. */
+  scheduleId?: string;
   limit?: number;
   cursor?: string;
   /** Extra fields of each item, comma-separated (see SESSION_LIST_FIELDS). */
@@ -210,6 +216,82 @@ export type StatsTimeseries = {
     finished: number;
     failed: number;
   }[];
+};
+
+// ---- schedules -------------------------------------------------------------------------------------
+
+/** After downtime: no missed fire time replayed, only the most recent, or each of them. */
+export type ScheduleCatchUp = 'none' | 'latest' | 'all';
+/** A fire while the schedule's previous session is not final: make it anyway, or skip it. */
+export type ScheduleOverlap = 'allow' | 'skip';
+
+/** The session each fire enqueues: a session request without runAt and idempotencyKey. */
+export type ScheduleSessionTemplate = Flat<Omit<CreateSessionBody, 'runAt' | 'idempotencyKey'>>;
+
+export type CreateScheduleBody = {
+  /** Unique among schedules. */
+  name: string;
+  /** Five fields (minute hour day-of-month month day-of-week), or six with seconds first. */
+  cron: string;
+  /** IANA time zone the expression is read in (default UTC). */
+  timezone?: string;
+  /** Default true. */
+  enabled?: boolean;
+  /** Default latest. */
+  catchUp?: ScheduleCatchUp;
+  /** Default skip. */
+  overlap?: ScheduleOverlap;
+  session: ScheduleSessionTemplate;
+};
+
+/** Fields to change; a new session template replaces the old one whole. */
+export type UpdateScheduleBody = {
+  name?: string;
+  cron?: string;
+  timezone?: string;
+  enabled?: boolean;
+  catchUp?: ScheduleCatchUp;
+  overlap?: ScheduleOverlap;
+  session?: ScheduleSessionTemplate;
+};
+
+/** One session a schedule made. */
+export type ScheduleRun = {
+  id: string;
+  status: SessionStatus;
+  scheduledFor: string;
+  createdAt: string;
+  finishedAt: string | null;
+  errorMessage: string | null;
+};
+
+export type ScheduleView = {
+  id: string;
+  name: string;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  catchUp: ScheduleCatchUp;
+  overlap: ScheduleOverlap;
+  session: ScheduleSessionTemplate;
+  /** The next fire time (null while disabled). */
+  nextRunAt: string | null;
+  /** The fire time of the last session made. */
+  lastRunAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+  /** Its latest sessions, newest first. */
+  recent: ScheduleRun[];
+};
+
+export type ListSchedulesQuery = {
+  limit?: number;
+  cursor?: string;
+};
+
+export type ScheduleList = {
+  items: ScheduleView[];
+  nextCursor: string | null;
 };
 
 // ---- runners ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import { LIST_FIELD_COLUMNS, sessionSummaryView, sessionView } from '../views.js
 import { requestGone } from '../waiters.js';
 
 /** Checks what the schema cannot: unstorable text, flow steps, dates. Throws with the bad field's path. */
-function checkNewSession(s: CreateSessionBody, at: string): NewSession {
+export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
   // An input is the client's own data: a value Postgres cannot store is refused, never changed.
   const unstorable =
     findUnstorable(s.input, `${at}.input`) ?? findUnstorable(s.idempotencyKey, `${at}.idempotencyKey`);
@@ -164,6 +164,7 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
         ...(q.status ? { status: q.status } : {}),
         ...(q.type ? { type: q.type } : {}),
         ...(q.runnerId ? { runnerId: q.runnerId } : {}),
+        ...(q.scheduleId ? { scheduleId: q.scheduleId } : {}),
         ...(q.cursor ? { before: decodeCursor(q.cursor) } : {}),
       });
       let rows = page.rows;

@@ -18,7 +18,8 @@ import {
   evaluateAlerts,
   type AlertThresholds,
 } from '../alerts.js';
-import { Exposition, METRICS_CONTENT_TYPE, REPLICA, writeFleet } from '../metrics.js';
+import { scheduleStats } from '../../store/schedules.js';
+import { Exposition, METRICS_CONTENT_TYPE, REPLICA, writeFleet, writeSchedules } from '../metrics.js';
 import { writePendingDeliveries } from '../webhook-metrics.js';
 import { pendingDeliveries } from '../../store/webhooks.js';
 import { runnerView } from '../views.js';
@@ -96,6 +97,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
     });
     writePendingDeliveries(out, pending);
     app.webhookSender?.metrics.write(out, REPLICA);
+    writeSchedules(out, await scheduleStats(db));
     app.requestMetrics.write(out, REPLICA);
     return reply.type(METRICS_CONTENT_TYPE).send(out.text());
   });
