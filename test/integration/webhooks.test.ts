@@ -15,6 +15,7 @@ import {
 import { parseTargetPolicy } from '../../src/protocol/targets.js';
 import type { WebhookOptions } from '../../src/server/webhooks.js';
 import { postWebhook } from '../../src/server/webhook-http.js';
+import { reapSessions } from '../../src/store/sessions.js';
 import { claimDeliveries } from '../../src/store/webhooks.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
@@ -203,7 +204,20 @@ describe('webhooks', () => {
     const broken = await finish(api, 'wh-events', 'error');
     const queued = await api.client.createSession({ type: 'wh-events-never-claimed' });
     await api.client.cancelSession(queued.id);
-    await waitFor(() => failed.got.length >= 2 && succeeded.got.length >= 1 && cancelled.got.length >= 1, {
+    // The reaper's path: a confirmed claim whose lease lapsed, out of attempts.
+    const lost = await api.client.createSession({ type: 'wh-events-lost' });
+    const { sessions } = await api.runnerClient.claim('runner-lost', { slots: 1, types: ['wh-events-lost'] });
+    await api.runnerClient.heartbeat('runner-lost', {
+      activeSessions: 1,
+      maxConcurrency: 1,
+      sessions: [{ id: lost.id, leaseToken: sessions[0]!.leaseToken }],
+    });
+    await api.db.query(`UPDATE sessions SET lease_expires_at = now() - interval '1 minute' WHERE id = $1`, [
+      lost.id,
+    ]);
+    await reapSessions(api.db, 1000);
+    expect((await api.client.getSession(lost.id)).status).toBe('error');
+    await waitFor(() => failed.got.length >= 3 && succeeded.got.length >= 1 && cancelled.got.length >= 1, {
       what: 'the three receivers',
     });
     // Let any stray delivery arrive before counting.
@@ -218,6 +232,7 @@ describe('webhooks', () => {
     expect(failed.got.map((g) => [g.event?.type, g.event?.data.id]).sort()).toEqual(
       [
         ['session.error', broken],
+        ['session.error', lost.id],
         ['session.failed', bad],
       ].sort(),
     );
@@ -225,7 +240,10 @@ describe('webhooks', () => {
     expect(cancelled.got.map((g) => [g.event?.type, g.event?.data.id])).toEqual([
       ['session.cancelled', queued.id],
     ]);
-    expect(failed.got[0]!.event?.data.errorMessage).toMatch(/^it (failed|error)$/);
+    expect(failed.got.find((g) => g.event?.data.id === bad)!.event?.data.errorMessage).toBe('it failed');
+    expect(failed.got.find((g) => g.event?.data.id === lost.id)!.event?.data.errorMessage).toBe(
+      'Runner connection lost',
+    );
     for (const w of [wf, ws, wc]) await api.client.deleteWebhook(w.id);
   });
 
@@ -315,14 +333,23 @@ describe('webhooks', () => {
         maxConcurrency: n,
       });
       expect(sessions).toHaveLength(n);
+      // Half one at a time through either replica (sfw_complete), half in one batch (the exchange).
+      const half = n / 2;
       await Promise.all(
-        sessions.map((s, i) =>
+        sessions.slice(0, half).map((s, i) =>
           (i % 2 ? api : second).runnerClient.complete(s.id, {
             leaseToken: s.leaseToken,
             status: 'succeeded',
           }),
         ),
       );
+      const batch = await second.runnerClient.completeMany(
+        'runner-replicas',
+        sessions
+          .slice(half)
+          .map((s) => ({ id: s.id, leaseToken: s.leaseToken, status: 'succeeded' as const })),
+      );
+      expect(batch.items.map((c) => c.outcome)).toEqual(Array(half).fill('accepted'));
       await waitFor(async () => {
         const list = (await api.client.listWebhookDeliveries(w.id, { limit: 100 })).items;
         return list.length === n && list.every((d) => d.status === 'delivered');
