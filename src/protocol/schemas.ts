@@ -122,6 +122,9 @@ export const BatchBody = Type.Object(
 );
 export type BatchBody = wire.BatchBody;
 
+/** What the API could not check about an enqueue (a type no runner has registered). */
+const Warnings = Type.Optional(Type.Array(Type.String()));
+
 export const ArtifactInfoSchema = Type.Object({
   name: Type.String(),
   size: Type.Integer(),
@@ -174,6 +177,10 @@ export const SessionView = Type.Object({
   attempts: Type.Array(AttemptRecordSchema),
 });
 export type SessionView = wire.SessionView;
+export const CreatedSession = Type.Object({ ...SessionView.properties, warnings: Warnings });
+export type CreatedSession = wire.CreatedSession;
+export const BatchReply = Type.Object({ items: Type.Array(SessionView), warnings: Warnings });
+export type BatchReply = wire.BatchReply;
 
 /** Fields a session list leaves out unless `fields=` asks for them (the SDK's list, which it sends). */
 export { SESSION_LIST_FIELDS, type SessionListField };
@@ -347,6 +354,7 @@ export const HeartbeatReply = Type.Object({
   config: SchedulerConfigView,
   cancel: Type.Array(Type.String()),
   lost: Type.Array(Type.String()),
+  registerTypes: Type.Optional(Type.Boolean()),
 });
 export type HeartbeatReply = wire.HeartbeatReply;
 
@@ -378,6 +386,56 @@ export const RunnerView = Type.Object({
 });
 export type RunnerView = wire.RunnerView;
 export const RunnerList = Type.Object({ items: Type.Array(RunnerView) });
+
+/** Most session types one runner registers, and the largest input schema of one (its JSON text). */
+export const REGISTER_TYPES_MAX = 200;
+export const TYPE_SCHEMA_MAX_BYTES = 256 * 1024;
+
+export const SessionTypeRegistration = Type.Object(
+  {
+    name: SessionTypeName,
+    schema: Nullable(Type.Record(Type.String(), Type.Unknown())),
+    note: Type.Optional(Type.String({ maxLength: 1000 })),
+  },
+  { additionalProperties: false },
+);
+export type SessionTypeRegistration = wire.SessionTypeRegistration;
+export const RegisterTypesBody = Type.Object(
+  { types: Type.Array(SessionTypeRegistration, { minItems: 1, maxItems: REGISTER_TYPES_MAX }) },
+  { additionalProperties: false },
+);
+export type RegisterTypesBody = wire.RegisterTypesBody;
+export const RegisterTypesReply = Type.Object({
+  types: Type.Array(Type.Object({ name: Type.String(), schemaHash: Nullable(Type.String()) })),
+});
+export type RegisterTypesReply = wire.RegisterTypesReply;
+
+export const SessionTypeRunner = Type.Object({
+  id: Type.String(),
+  status: literals(RUNNER_STATUSES),
+  live: Type.Boolean(),
+  registeredAt: Type.String(),
+  schemaHash: Nullable(Type.String()),
+});
+export const SessionTypeView = Type.Object({
+  name: Type.String(),
+  schema: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  schemaHash: Nullable(Type.String()),
+  builtIn: Type.Boolean(),
+  note: Type.Optional(Type.String()),
+  runners: Type.Array(SessionTypeRunner),
+  conflict: Type.Optional(
+    Type.Object({
+      message: Type.String(),
+      schemas: Type.Array(
+        Type.Object({ schemaHash: Nullable(Type.String()), runners: Type.Array(Type.String()) }),
+      ),
+    }),
+  ),
+});
+export type SessionTypeView = wire.SessionTypeView;
+export const SessionTypeList = Type.Object({ types: Type.Array(SessionTypeView) });
+export type SessionTypeList = wire.SessionTypeList;
 
 export const QueueView = Type.Object({
   byStatus: Type.Record(Type.String(), Type.Integer()),
@@ -515,6 +573,14 @@ type _WireAgreement = Agree<{
   CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
   BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
   SessionView: Same<Static<typeof SessionView>, wire.SessionView>;
+  CreatedSession: Same<Static<typeof CreatedSession>, wire.CreatedSession>;
+  BatchReply: Same<Static<typeof BatchReply>, wire.BatchReply>;
+  SessionTypeRegistration: Same<Static<typeof SessionTypeRegistration>, wire.SessionTypeRegistration>;
+  RegisterTypesBody: Same<Static<typeof RegisterTypesBody>, wire.RegisterTypesBody>;
+  RegisterTypesReply: Same<Static<typeof RegisterTypesReply>, wire.RegisterTypesReply>;
+  SessionTypeRunner: Same<Static<typeof SessionTypeRunner>, wire.SessionTypeRunner>;
+  SessionTypeView: Same<Static<typeof SessionTypeView>, wire.SessionTypeView>;
+  SessionTypeList: Same<Static<typeof SessionTypeList>, wire.SessionTypeList>;
   ListSessionsQuery: Same<Static<typeof ListSessionsQuery>, wire.ListSessionsQuery>;
   SessionSummary: Same<Static<typeof SessionSummary>, wire.SessionSummary>;
   SessionList: Same<Static<typeof SessionList>, wire.SessionList>;

@@ -23,6 +23,8 @@ export interface HeartbeatDeps {
   health(): Omit<HeartbeatBody, 'activeSessions' | 'sessions' | 'memoryRssBytes' | 'browserMemoryBytes'>;
   /** scheduler_config as the API answered it. */
   configured(config: HeartbeatReply['config']): void;
+  /** Type registration: asked again by the API (a fresh database), or still owed after a failure. */
+  registration?: { readonly pending: boolean; register(): Promise<void> };
 }
 
 export class Heartbeat {
@@ -59,6 +61,8 @@ export class Heartbeat {
       return err;
     }
     this.deps.configured(reply.config);
+    const registration = this.deps.registration;
+    if (registration && (reply.registerTypes === true || registration.pending)) void registration.register();
     // Only the attempts this heartbeat named: a session claimed again since holds another lease.
     const sent = new Map(refs.map((r) => [r.id, r.leaseToken]));
     for (const id of reply.cancel) {

@@ -123,7 +123,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   const all = [...loaded.types.values()];
   const served: ServedType[] = all
     .filter((t) => !t.browser || chromium !== undefined)
-    .map((t) => ({ name: t.name, browser: t.browser }));
+    .map((t) => ({ name: t.name, browser: t.browser, inputJsonSchema: t.inputJsonSchema }));
   const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
   if (served.length === 0) throw new ConfigError(`no session type can run here. ${chromiumHelp()}`);
   if (skipped.length > 0) {

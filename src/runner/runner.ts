@@ -10,6 +10,7 @@ import { drain, tellStopped } from './drain.js';
 import { Executions } from './executions.js';
 import { Heartbeat } from './heartbeat.js';
 import { Outbox } from './outbox.js';
+import { TypeRegistration } from './registration.js';
 import { httpStatusOf, retryDelay } from './retry.js';
 import type { BrowserPoolHandle, RetryPolicy, RunnerApi, RunnerOptions, RunnerState } from './types.js';
 
@@ -34,6 +35,7 @@ export class Runner {
   private readonly executions: Executions;
   private readonly claimLoop: ClaimLoop;
   private readonly heartbeat: Heartbeat;
+  private readonly registration: TypeRegistration;
 
   private state: RunnerState = 'new';
   private startedAt = new Date().toISOString();
@@ -110,6 +112,12 @@ export class Runner {
       stopped: this.claimStop.signal,
       forced: this.forceAbort.signal,
     });
+    this.registration = new TypeRegistration({
+      runnerId: this.runnerId,
+      client: this.client,
+      types: opts.types,
+      log: this.log,
+    });
     this.heartbeat = new Heartbeat({
       runnerId: this.runnerId,
       client: this.client,
@@ -128,6 +136,7 @@ export class Runner {
         types: this.typeNames,
       }),
       configured: (config) => this.configured(config),
+      registration: this.registration,
     });
   }
 
@@ -179,6 +188,9 @@ export class Runner {
           : `the API refused RUNNER_TOKEN (HTTP ${status}): set RUNNER_TOKEN (--runner-token) to the API's runner token`,
       );
     }
+    // The API checks input at enqueue against the schemas registered here (the first heartbeat of a new
+    // runner has asked for them already: this joins that registration).
+    await this.registration.register();
     this.claiming = this.guard('claim', () => this.claimLoop.run());
     this.loops = [this.guard('heartbeat', () => this.heartbeat.loop(this.stopTimers.signal)), this.claiming];
   }

@@ -1,7 +1,7 @@
 import type { EventLog, Logger } from '../core/log.js';
 import type { CompletionStatus } from '../core/types.js';
 import type { SfwClient } from '../sdk/client.js';
-import type { ClaimedSession } from '../protocol/schemas.js';
+import type { ClaimedSession, SessionTypeRegistration } from '../protocol/schemas.js';
 
 /**
  * What the runner is given: the API client, the executor, the browser pool, its settings. All of its I/O is
@@ -13,6 +13,8 @@ export interface ServedType {
   name: string;
   /** Needs a page (and so a Chromium); `false` types cost no browser context. */
   browser: boolean;
+  /** The JSON Schema of its input, registered with the API (absent or null schema: not checked at enqueue). */
+  inputJsonSchema?: Omit<SessionTypeRegistration, 'name'>;
 }
 
 export interface ExecuteContext {
@@ -42,11 +44,15 @@ export interface BrowserPoolHandle {
   close(): Promise<void>;
 }
 
-/** The API calls a runner makes: claims (which carry completions), heartbeats, artifacts, stop. */
+/**
+ * The API calls a runner makes: claims (which carry completions), heartbeats, artifacts, stop; and type
+ * registration, which a client may leave out (its types are then checked on the runner only).
+ */
 export type RunnerApi = Pick<
   SfwClient,
   'claim' | 'heartbeat' | 'completeMany' | 'uploadArtifact' | 'stopRunner'
->;
+> &
+  Partial<Pick<SfwClient, 'registerTypes'>>;
 
 /** One attempt of a session, as every write about it names it (fencing). */
 export interface SessionRef {

@@ -25,7 +25,10 @@ import {
   type Scope,
 } from './auth.js';
 import { sessionRoutes } from './routes/sessions.js';
-import { runnerRoutes } from './routes/runners.js';
+import { RUNNER_LIVE_MS, runnerRoutes } from './routes/runners.js';
+import { typeRoutes } from './routes/types.js';
+import { SessionTypes } from './session-types.js';
+import { DEFAULT_RUNNER_RETENTION_MS } from './alerts.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { scheduleRoutes } from './routes/schedules.js';
@@ -84,6 +87,7 @@ declare module 'fastify' {
     claims: ClaimHub;
     heartbeats: HeartbeatBatcher;
     exchanges: ExchangeQueue;
+    sessionTypes: SessionTypes;
     routeList: RouteOptions[];
     webhookSender: WebhookSender | undefined;
   }
@@ -365,6 +369,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }),
   );
   app.decorate('exchanges', new ExchangeQueue(deps.db, { log: app.log }));
+  app.decorate(
+    'sessionTypes',
+    new SessionTypes({
+      db: deps.db,
+      windows: {
+        liveMs: RUNNER_LIVE_MS,
+        retentionMs: deps.runnerRetentionMs ?? DEFAULT_RUNNER_RETENTION_MS,
+      },
+      log: app.log,
+    }),
+  );
   app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
@@ -427,6 +442,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(sessionRoutes);
   await app.register(runnerRoutes);
+  await app.register(typeRoutes);
   await app.register(artifactRoutes);
   await app.register(scheduleRoutes);
   await app.register(opsRoutes);

@@ -1,5 +1,6 @@
 import type { ListColumn, SessionRow, SessionSummaryRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
+import type { TypeRegistrationRow } from '../store/types.js';
 import type { ScheduleRow, ScheduleRunRow } from '../store/schedules.js';
 import type {
   BrowserOptions,
@@ -7,6 +8,7 @@ import type {
   ScheduleView,
   SessionListField,
   SessionSummary,
+  SessionTypeView,
   SessionView,
 } from '../protocol/schemas.js';
 import type { AttemptRecord, StoredArtifact } from '../core/types.js';
@@ -154,4 +156,55 @@ export function runnerView(r: RunnerRow, liveWithinMs: number): RunnerView {
     browserMemoryBytes: r.browser_memory_bytes,
     types: r.types,
   };
+}
+
+/**
+ * Registrations (each type's winner first, as listTypeRegistrations orders them) → one view per type, the
+ * built-in ones always there. Runners gone from the fleet view are not listed; their schema may still apply.
+ */
+export function sessionTypeViews(
+  rows: TypeRegistrationRow[],
+  schemas: Map<string, Record<string, unknown>>,
+  builtIn: ReadonlySet<string>,
+): SessionTypeView[] {
+  const byType = new Map<string, TypeRegistrationRow[]>();
+  for (const name of builtIn) byType.set(name, []);
+  for (const r of rows) {
+    const list = byType.get(r.type);
+    if (list) list.push(r);
+    else byType.set(r.type, [r]);
+  }
+  const out: SessionTypeView[] = [];
+  for (const [name, regs] of byType) {
+    const isBuiltIn = builtIn.has(name);
+    const winner = isBuiltIn ? undefined : regs[0];
+    const hash = winner?.schema_hash ?? null;
+    const view: SessionTypeView = {
+      name,
+      schema: hash === null ? null : (schemas.get(hash) ?? null),
+      schemaHash: hash,
+      builtIn: isBuiltIn,
+      runners: regs
+        .filter((r) => r.listed && r.runner_status !== null)
+        .map((r) => ({
+          id: r.runner_id,
+          status: r.runner_status ?? 'stopped',
+          live: r.live,
+          registeredAt: r.registered_at.toISOString(),
+          schemaHash: r.schema_hash,
+        })),
+    };
+    const note = isBuiltIn ? 'built in: the API checks its input with its own rules' : winner?.note;
+    if (note) view.note = note;
+    const live = new Map<string | null, string[]>();
+    for (const r of regs.filter((x) => x.live))
+      live.set(r.schema_hash, [...(live.get(r.schema_hash) ?? []), r.runner_id]);
+    if (!isBuiltIn && live.size > 1)
+      view.conflict = {
+        message: `live runners registered ${live.size} different input schemas for ${name}: the newest (${hash === null ? 'none' : hash.slice(0, 12)}) is checked at enqueue`,
+        schemas: [...live].map(([schemaHash, runners]) => ({ schemaHash, runners })),
+      };
+    out.push(view);
+  }
+  return out.sort((a, b) => Number(b.builtIn) - Number(a.builtIn) || a.name.localeCompare(b.name));
 }

@@ -6,6 +6,7 @@ import { ValidationError } from '../core/errors.js';
 import { checkFlowInput } from '../protocol/flow.js';
 import { checkDefinition, type NoBrowserRunContext, type SessionRunContext } from './define.js';
 import { inputValidator } from './input.js';
+import { inputJsonSchema, type InputJsonSchema } from './json-schema.js';
 import { installSessionModuleHooks } from './module-hooks.js';
 
 export const FLOW_TYPE = 'flow';
@@ -23,6 +24,8 @@ export interface SessionType {
   source: string;
   /** Returns the (parsed) input or throws a ValidationError naming the bad field. */
   validateInput(input: unknown): unknown;
+  /** The input schema as JSON Schema, which the runner registers for the API to check at enqueue. */
+  inputJsonSchema?: InputJsonSchema;
   run(ctx: SessionRunContext | NoBrowserRunContext): Promise<unknown>;
 }
 
@@ -43,6 +46,7 @@ export function flowSessionType(): SessionType {
     browser: true,
     reuseContext: false,
     source: 'built-in',
+    inputJsonSchema: { schema: null },
     validateInput(input) {
       const problem = checkFlowInput(input);
       if (problem) throw new ValidationError(problem.path, problem.message);
@@ -132,6 +136,7 @@ async function loadOne(file: string): Promise<SessionType> {
     ...(def.maxAttempts !== undefined ? { maxAttempts: def.maxAttempts } : {}),
     source: file,
     validateInput,
+    inputJsonSchema: inputJsonSchema(def.input),
     run: async (ctx) => definition.run(ctx),
   };
 }

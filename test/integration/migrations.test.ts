@@ -8,7 +8,8 @@ import path from 'node:path';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { seedFinishedSessions } from '../../bench/lib/seed.js';
 import { exchange, insertSessions } from '../../src/store/sessions.js';
-import { queueStats } from '../../src/store/runners.js';
+import { queueStats, recordHeartbeats } from '../../src/store/runners.js';
+import { registerSessionTypes, typeSchemaHashes } from '../../src/store/types.js';
 
 const pools: Db[] = [];
 afterAll(async () => {
@@ -112,14 +113,20 @@ describe('migrations', () => {
       `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`,
     );
     expect(tables.map((t) => t.tablename)).toEqual(
-      expect.arrayContaining(['session_ready', 'session_running', 'session_scheduled', 'sessions']),
+      expect.arrayContaining([
+        'session_ready',
+        'session_running',
+        'session_scheduled',
+        'session_types',
+        'sessions',
+      ]),
     );
   });
 
   // From this release on migrations are append-only: the next one is applied here to a database populated
   // under this release's schema (sessions in every state, runners, statistics) and must keep it working.
   it('upgrade a populated database from this release’s schema', async () => {
-    const RELEASE = 1; // the last migration of the released schema
+    const RELEASE = 2; // the last migration of the released schema
     const all = await loadMigrations();
     const releaseDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-release-migrations-'));
     for (const m of all.filter((x) => x.version <= RELEASE))
@@ -128,7 +135,8 @@ describe('migrations', () => {
     expect(await migrate(db, { dir: releaseDir })).toHaveLength(RELEASE);
     // Sessions in every state, a runner, statistics, under the released schema.
     await seedFinishedSessions(db, 'old', 500);
-    // Enqueued as the released code did (its columns), one of them with an idempotency key.
+    // Enqueued as the released code did (its columns), one of them with an idempotency key from before
+    // request hashes (0002 added them; such keys are answered as before).
     await db.query(
       `INSERT INTO sessions (id, type, run_at, idempotency_key)
        SELECT gen_random_uuid(), 'old', now() + make_interval(secs => CASE WHEN n = 6 THEN 3600 ELSE 0 END),
@@ -143,6 +151,16 @@ describe('migrations', () => {
       leaseMs: 30_000,
     });
     expect(running.claimedCount).toBe(2);
+    // A runner told its types (0002's runner_health.types), and a keyed session with its request hash.
+    await recordHeartbeats(
+      db,
+      [{ runnerId: 'old-runner', activeSessions: 2, maxConcurrency: 3, types: ['old'], sessions: [] }],
+      30_000,
+    );
+    const [keyed] = await insertSessions(db, [
+      { type: 'keyed', input: { n: 1 }, idempotencyKey: 'hashed-key' },
+    ]);
+    expect(keyed?.row.request_hash).toEqual(expect.any(String));
     const applied = await migrate(db);
     expect(applied).toEqual(all.filter((m) => m.version > RELEASE).map((m) => m.name));
     // The running sessions complete, the queued ones are claimed, the scheduled one waits.
@@ -155,12 +173,31 @@ describe('migrations', () => {
     expect(next.claimedCount).toBe(3);
     const stats = await queueStats(db);
     // Statistics count transitions (the seeded history was inserted already finished).
-    expect(stats.byStatus).toMatchObject({ queued: 1, running: 3, succeeded: 2 });
+    // (The scheduled one and the keyed session no runner here claims.)
+    expect(stats.byStatus).toMatchObject({ queued: 2, running: 3, succeeded: 2 });
     // A key of the released schema has no request hash: its repeat is answered as before.
     const [again] = await insertSessions(db, [
       { type: 'old', input: { other: true }, idempotencyKey: 'old-key' },
     ]);
     expect(again).toMatchObject({ created: false, row: { idempotency_key: 'old-key', request_hash: null } });
+    const [repeat] = await insertSessions(db, [
+      { type: 'keyed', input: { n: 1 }, idempotencyKey: 'hashed-key' },
+    ]);
+    expect(repeat).toMatchObject({ created: false, row: { id: keyed?.row.id } });
+    // The runner keeps its types; types registered after the upgrade are checked at enqueue.
+    const { rows: told } = await db.query<{ types: string[] }>(
+      `SELECT types FROM runner_health WHERE runner_id = 'old-runner'`,
+    );
+    expect(told[0]?.types).toEqual(['old']);
+    await registerSessionTypes(
+      db,
+      'old-runner',
+      [{ name: 'old', schema: { type: 'object' }, schemaHash: 'h', note: null }],
+      { liveMs: 60_000, retentionMs: 86_400_000 },
+    );
+    expect(await typeSchemaHashes(db, ['old', 'new'], { liveMs: 60_000, retentionMs: 86_400_000 })).toEqual(
+      new Map([['old', 'h']]),
+    );
   });
 
   it('are a no-op when run again', async () => {

@@ -6,6 +6,7 @@ import {
   SESSION_LIST_FIELDS,
   type AlertView,
   type BatchBody,
+  type BatchReply,
   type ClaimBody,
   type ClaimReply,
   type CompleteBatchBody,
@@ -13,11 +14,14 @@ import {
   type CompleteBody,
   type CreateScheduleBody,
   type CreateSessionBody,
+  type CreatedSession,
   type HeartbeatBody,
   type HeartbeatReply,
   type ListSchedulesQuery,
   type ListSessionsQuery,
   type QueueView,
+  type RegisterTypesBody,
+  type RegisterTypesReply,
   type RunnerView,
   type ScheduleList,
   type ScheduleView,
@@ -26,6 +30,7 @@ import {
   type SessionListField,
   type SessionStatus,
   type SessionSummary,
+  type SessionTypeView,
   type SessionView,
   type StopBody,
   type UpdateScheduleBody,
@@ -145,17 +150,20 @@ export class SfwClient {
 
   // ---- clients -------------------------------------------------------------------------------------
 
-  /** Enqueues a session. With an idempotency key, a repeat returns the same session (and is retried safely). */
-  createSession(body: CreateSessionBody, opts: { idempotencyKey?: string } = {}): Promise<SessionView> {
+  /**
+   * Enqueues a session. With an idempotency key, a repeat returns the same session (and is retried safely).
+   * `warnings` says what the API could not check, e.g. a type no runner has registered.
+   */
+  createSession(body: CreateSessionBody, opts: { idempotencyKey?: string } = {}): Promise<CreatedSession> {
     const key = opts.idempotencyKey ?? body.idempotencyKey;
-    return this.call<SessionView>('POST', '/v1/sessions', {
+    return this.call<CreatedSession>('POST', '/v1/sessions', {
       body,
       idempotent: key !== undefined,
       ...(opts.idempotencyKey ? { headers: { 'idempotency-key': opts.idempotencyKey } } : {}),
     });
   }
 
-  createSessions(sessions: BatchBody['sessions']): Promise<{ items: SessionView[] }> {
+  createSessions(sessions: BatchBody['sessions']): Promise<BatchReply> {
     return this.call('POST', '/v1/sessions/batch', {
       body: { sessions },
       idempotent: sessions.every((s) => s.idempotencyKey),
@@ -226,6 +234,11 @@ export class SfwClient {
     return (await this.call<{ items: RunnerView[] }>('GET', '/v1/runners', { idempotent: true })).items;
   }
 
+  /** Session types the runners registered, with the input schema the API checks at enqueue. */
+  async types(): Promise<SessionTypeView[]> {
+    return (await this.call<{ types: SessionTypeView[] }>('GET', '/v1/types', { idempotent: true })).types;
+  }
+
   async alerts(): Promise<AlertView[]> {
     return (await this.call<{ items: AlertView[] }>('GET', '/v1/alerts', { idempotent: true })).items;
   }
@@ -294,6 +307,11 @@ export class SfwClient {
       body,
       idempotent: true,
     });
+  }
+
+  /** Registers the types a runner serves with their input schemas, replacing what it registered before. */
+  registerTypes(runnerId: string, body: RegisterTypesBody): Promise<RegisterTypesReply> {
+    return this.call('PUT', `/v1/runners/${encodeURIComponent(runnerId)}/types`, { body, idempotent: true });
   }
 
   /** Fenced by the lease token; a repeat of an accepted completion is answered, a stale lease gets 409. */

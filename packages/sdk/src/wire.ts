@@ -83,6 +83,15 @@ export type BatchBody = {
   sessions: CreateSessionBody[];
 };
 
+/** The answer to an enqueue: the session, and what the API could not check (a type no runner registered). */
+export type CreatedSession = Flat<SessionView & { warnings?: string[] }>;
+
+export type BatchReply = {
+  items: SessionView[];
+  /** What the API could not check, once per type (e.g. a type no runner has registered). */
+  warnings?: string[];
+};
+
 export type SessionView = {
   id: string;
   type: string;
@@ -183,6 +192,53 @@ export type RunnerView = {
   browserMemoryBytes: number | null;
   /** The session types it serves, as its heartbeats say ([]: not told, e.g. an older runner). */
   types: string[];
+};
+
+/** A session type as a runner registers it: its name and the JSON Schema of its input. */
+export type SessionTypeRegistration = {
+  name: string;
+  /** JSON Schema (draft 2020-12 or 07) of `input`; null: the API does not check it (`note` says why). */
+  schema: Record<string, unknown> | null;
+  note?: string;
+};
+
+/** A runner's whole set of types: it replaces what the runner registered before. */
+export type RegisterTypesBody = {
+  types: SessionTypeRegistration[];
+};
+
+export type RegisterTypesReply = {
+  types: { name: string; schemaHash: string | null }[];
+};
+
+/** A runner that registered a type, and which schema it registered. */
+export type SessionTypeRunner = {
+  id: string;
+  status: RunnerStatus;
+  live: boolean;
+  registeredAt: string;
+  schemaHash: string | null;
+};
+
+/**
+ * A session type: the schema the API checks `input` against at enqueue (the most recently registered one
+ * among live runners, else the last one registered), and the runners that registered it ([]: all gone; the
+ * last schema still applies). `conflict` when live runners registered different schemas.
+ */
+export type SessionTypeView = {
+  name: string;
+  schema: Record<string, unknown> | null;
+  schemaHash: string | null;
+  /** `flow`: checked by the API's own flow rules. */
+  builtIn: boolean;
+  /** Why the schema is null, or what it leaves to the runner. */
+  note?: string;
+  runners: SessionTypeRunner[];
+  conflict?: { message: string; schemas: { schemaHash: string | null; runners: string[] }[] };
+};
+
+export type SessionTypeList = {
+  types: SessionTypeView[];
 };
 
 export type AlertView = {
@@ -388,6 +444,8 @@ export type HeartbeatReply = {
   cancel: string[];
   /** Sessions whose lease this runner no longer holds. */
   lost: string[];
+  /** The API holds no type registration of this runner (e.g. a fresh database): register them again. */
+  registerTypes?: boolean;
 };
 
 export type StopBody = {

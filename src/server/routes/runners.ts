@@ -99,6 +99,8 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req) => {
       const b = req.body;
+      // A runner whose type registration this database lacks (a fresh one) is asked to register again.
+      const register = app.sessionTypes.needsRegistration(req.params.runnerId).catch(() => false);
       const out = await app.heartbeats.submit({
         runnerId: req.params.runnerId,
         activeSessions: b.activeSessions,
@@ -117,6 +119,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         config: { maxConcurrency: out.config.max_concurrency, pollIntervalMs: out.config.poll_interval_ms },
         cancel: out.cancel,
         lost: out.lost,
+        ...((await register) ? { registerTypes: true } : {}),
       };
     },
   );

@@ -8,9 +8,11 @@ import { checkFlowInput } from '../../protocol/flow.js';
 import { findUnstorable, storableCompletion } from '../../protocol/text.js';
 import {
   BatchBody,
+  BatchReply,
   type BrowserOptions,
   CompleteBody,
   CreateSessionBody,
+  CreatedSession,
   IdParams,
   LIST_ERROR_MESSAGE_CHARS,
   LIST_FIELD_MAX_BYTES,
@@ -118,18 +120,22 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
         headers: Type.Object({
           'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
         }),
-        response: { 200: SessionView, 201: SessionView },
+        response: { 200: CreatedSession, 201: CreatedSession },
       },
     },
     async (req, reply) => {
       const s = checkNewSession(req.body, 'body');
+      // The input schema a runner registered for the type (400 at body.input…), else a warning.
+      const warnings = await app.sessionTypes.check([s], () => 'body');
       const header = req.headers['idempotency-key'];
       const key = header ?? s.idempotencyKey;
       const [out] = await insertSessions(db, [
         { ...s, ...(key === undefined ? {} : { idempotencyKey: key }) },
       ]).catch(keyConflict(() => (header === undefined ? 'body.idempotencyKey' : 'headers.idempotency-key')));
       if (!out) throw new Error('enqueue returned nothing');
-      return reply.status(out.created ? 201 : 200).send(sessionView(out.row));
+      return reply
+        .status(out.created ? 201 : 200)
+        .send({ ...sessionView(out.row), ...(warnings.length > 0 ? { warnings } : {}) });
     },
   );
 
@@ -137,14 +143,17 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
     '/v1/sessions/batch',
     {
       config: { scope: 'client' },
-      schema: { body: BatchBody, response: { 201: Type.Object({ items: Type.Array(SessionView) }) } },
+      schema: { body: BatchBody, response: { 201: BatchReply } },
     },
     async (req, reply) => {
       const items = req.body.sessions.map((s, i) => checkNewSession(s, `body.sessions.${i}`));
+      const warnings = await app.sessionTypes.check(items, (i) => `body.sessions.${i}`);
       const out = await insertSessions(db, items).catch(
         keyConflict((i) => `body.sessions.${i}.idempotencyKey`),
       );
-      return reply.status(201).send({ items: out.map((o) => sessionView(o.row)) });
+      return reply
+        .status(201)
+        .send({ items: out.map((o) => sessionView(o.row)), ...(warnings.length > 0 ? { warnings } : {}) });
     },
   );
 

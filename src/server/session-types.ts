@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { ValidationError } from '../core/errors.js';
+import type { EventLog } from '../core/log.js';
+import { findUnstorable } from '../protocol/text.js';
+import { TYPE_SCHEMA_MAX_BYTES, type SessionTypeRegistration } from '../protocol/schemas.js';
+import type { Db } from '../store/db.js';
+import {
+  hasTypeRegistrations,
+  typeSchemaByHash,
+  typeSchemaHashes,
+  type TypeRegistration,
+  type TypeWindows,
+} from '../store/types.js';
+
+/**
+ * Input schemas of registered session types, on the API side: registrations are checked (size, a schema
+ * ajv compiles), enqueued input is validated against the schema its type has by the store's rule, with one
+ * compiled validator per schema hash. The built-in `flow` keeps its own checks (checkFlowInput).
+ */
+
+export const BUILT_IN_TYPES = new Set(['flow']);
+/** Compiled validators kept per replica (each a few kilobytes); the oldest leaves first. */
+const MAX_VALIDATORS = 1000;
+/** How long a replica trusts that a runner's registration is in the database before looking again. */
+const REGISTERED_TTL_MS = 5 * 60_000;
+
+/** Ajv instances for the two drafts runners send (zod 4 writes 2020-12); input is read, never changed. */
+const OPTIONS = {
+  allErrors: false,
+  strict: false,
+  useDefaults: false,
+  coerceTypes: false,
+  // Schemas are not kept by $id: two runners may register different schemas under one $id.
+  addUsedSchema: false,
+  logger: false,
+} as const;
+let draft07: Ajv | undefined;
+let draft2020: Ajv2020 | undefined;
+
+function ajvFor(schema: Record<string, unknown>): Ajv | Ajv2020 {
+  const version = schema.$schema;
+  if (typeof version === 'string' && version.includes('2020-12')) {
+    if (!draft2020) {
+      draft2020 = new Ajv2020(OPTIONS);
+      addFormats.default(draft2020);
+    }
+    return draft2020;
+  }
+  if (version !== undefined && !(typeof version === 'string' && /draft-07/.test(version)))
+    throw new Error(
+      `$schema ${JSON.stringify(version).slice(0, 80)} is not supported: use JSON Schema draft 2020-12 or draft-07`,
+    );
+  if (!draft07) {
+    draft07 = new Ajv(OPTIONS);
+    addFormats.default(draft07);
+  }
+  return draft07;
+}
+
+/** Canonical JSON (keys sorted at every level): the same schema hashes the same whatever its key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    return `{${Object.keys(obj)
+      .sort()
+      .filter((k) => obj[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function schemaHash(schema: Record<string, unknown>): string {
+  return createHash('sha256').update(canonical(schema)).digest('hex');
+}
+
+/** The first problem of a validation, as a dotted path under `at` (e.g. body.input.url) and a message. */
+function firstProblem(validate: ValidateFunction, at: string): ValidationError {
+  const err = validate.errors?.[0];
+  if (!err) return new ValidationError(at, 'is invalid');
+  const parts = err.instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const params = err.params as { missingProperty?: string; additionalProperty?: string };
+  if (err.keyword === 'required' && params.missingProperty !== undefined) {
+    parts.push(params.missingProperty);
+    return new ValidationError([at, ...parts].join('.'), 'is required');
+  }
+  if (err.keyword === 'additionalProperties' && params.additionalProperty !== undefined) {
+    parts.push(params.additionalProperty);
+    return new ValidationError([at, ...parts].join('.'), 'is not a known field');
+  }
+  return new ValidationError([at, ...parts].join('.'), err.message ?? 'is invalid');
+}
+
+export interface SessionTypesOptions {
+  db: Db;
+  windows: TypeWindows;
+  log: EventLog;
+}
+
+export class SessionTypes {
+  private readonly validators = new Map<string, ValidateFunction>();
+  /** Runners known to have registrations in the database, and when that was seen. */
+  private readonly registered = new Map<string, number>();
+
+  constructor(private readonly opts: SessionTypesOptions) {}
+
+  get windows(): TypeWindows {
+    return this.opts.windows;
+  }
+
+  /**
+   * Checks a runner's registration: names once each, `flow` without a schema, each schema storable,
+   * within TYPE_SCHEMA_MAX_BYTES and compiled by ajv. Throws a ValidationError naming body.types.N….
+   */
+  prepare(types: SessionTypeRegistration[]): TypeRegistration[] {
+    const seen = new Set<string>();
+    return types.map((t, i) => {
+      const at = `body.types.${i}`;
+      if (seen.has(t.name)) throw new ValidationError(`${at}.name`, `"${t.name}" is registered twice`);
+      seen.add(t.name);
+      const note = t.note ?? null;
+      if (t.schema === null) return { name: t.name, schema: null, schemaHash: null, note };
+      if (BUILT_IN_TYPES.has(t.name))
+        throw new ValidationError(
+          `${at}.schema`,
+          `${t.name} is built in: the API checks its input with its own rules; send null`,
+        );
+      const unstorable = findUnstorable(t.schema, `${at}.schema`);
+      if (unstorable) throw new ValidationError(unstorable.path, unstorable.message);
+      const bytes = Buffer.byteLength(JSON.stringify(t.schema));
+      if (bytes > TYPE_SCHEMA_MAX_BYTES)
+        throw new ValidationError(
+          `${at}.schema`,
+          `is ${bytes} bytes of JSON, over the ${TYPE_SCHEMA_MAX_BYTES / 1024} KiB a type's input schema may have`,
+        );
+      const hash = schemaHash(t.schema);
+      try {
+        this.validator(hash, t.schema);
+      } catch (err) {
+        throw new ValidationError(
+          `${at}.schema`,
+          `is not a JSON Schema the API can use: ${(err as Error).message.slice(0, 300)}`,
+        );
+      }
+      return { name: t.name, schema: t.schema, schemaHash: hash, note };
+    });
+  }
+
+  /**
+   * Validates each session's input against its type's schema. Throws a ValidationError at the first bad
+   * one (`${at(i)}.input…`); answers one warning per type no runner has registered. `flow` is not looked up.
+   */
+  async check(
+    sessions: { type: string; input?: unknown }[],
+    at: (index: number) => string,
+  ): Promise<string[]> {
+    const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];
+    if (names.length === 0) return [];
+    const hashes = await typeSchemaHashes(this.opts.db, names, this.opts.windows);
+    const validators = new Map<string, ValidateFunction | undefined>();
+    for (const hash of new Set(hashes.values())) {
+      if (hash !== null) validators.set(hash, await this.validatorByHash(hash));
+    }
+    sessions.forEach((s, i) => {
+      const hash = hashes.get(s.type);
+      const validate = hash ? validators.get(hash) : undefined;
+      if (validate && !validate(s.input)) throw firstProblem(validate, `${at(i)}.input`);
+    });
+    return names.filter((n) => !hashes.has(n)).map((n) => `no runner has registered type "${n}"`);
+  }
+
+  /** Whether the runner's registration is missing from the database (a fresh one): it should register again. */
+  async needsRegistration(runnerId: string): Promise<boolean> {
+    const seen = this.registered.get(runnerId);
+    if (seen !== undefined && Date.now() - seen < REGISTERED_TTL_MS) return false;
+    if (await hasTypeRegistrations(this.opts.db, runnerId)) {
+      this.noteRegistered(runnerId);
+      return false;
+    }
+    this.registered.delete(runnerId);
+    return true;
+  }
+
+  noteRegistered(runnerId: string): void {
+    this.registered.delete(runnerId);
+    this.registered.set(runnerId, Date.now());
+    if (this.registered.size > 100_000) {
+      const oldest = this.registered.keys().next().value;
+      if (oldest !== undefined) this.registered.delete(oldest);
+    }
+  }
+
+  /** The compiled validator of a schema hash; undefined when it cannot be compiled here (logged). */
+  private async validatorByHash(hash: string): Promise<ValidateFunction | undefined> {
+    const cached = this.validators.get(hash);
+    if (cached) return cached;
+    const schema = await typeSchemaByHash(this.opts.db, hash);
+    if (!schema) return undefined;
+    try {
+      return this.validator(hash, schema);
+    } catch (err) {
+      // Registered through a replica that could compile it: the runner checks the input instead.
+      this.opts.log.warn({ schemaHash: hash, err: (err as Error).message }, 'input schema not compiled');
+      return undefined;
+    }
+  }
+
+  private validator(hash: string, schema: Record<string, unknown>): ValidateFunction {
+    const cached = this.validators.get(hash);
+    if (cached) return cached;
+    const ajv = ajvFor(schema);
+    const validate = ajv.compile(schema);
+    // Compiled once per hash; ajv's own cache would keep every schema ever compiled.
+    ajv.removeSchema(schema);
+    this.validators.set(hash, validate);
+    if (this.validators.size > MAX_VALIDATORS) {
+      const oldest = this.validators.keys().next().value;
+      if (oldest !== undefined) this.validators.delete(oldest);
+    }
+    return validate;
+  }
+}
