@@ -54,7 +54,7 @@ describe('docs/flows.md', () => {
     const doc = renderFlowDocs();
     const blocks = jsonBlocks(doc).map((b) => JSON.stringify(b));
     for (const file of FLOW_EXAMPLE_FILES) {
-      const flow = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+      const flow = JSON.parse(readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8')) as unknown;
       expect(checkFlowInput(flow), file).toBeNull();
       expect(blocks, file).toContain(JSON.stringify(flow));
     }
