@@ -1,7 +1,8 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -502,5 +503,52 @@ describe('webhooks', () => {
     // Allowed by address: sent.
     expect(await send(r.url, `127.0.0.1:${r.port}`)).toMatchObject({ ok: false, statusCode: 401 });
     expect(r.got).toHaveLength(1);
+  });
+  it('is managed from the CLI: sfw webhooks create, list, get, update, deliveries, retry, delete', async () => {
+    const cli = fileURLToPath(new URL('../helpers/runner-cli.ts', import.meta.url));
+    const sfw = (...args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', cli, 'webhooks', ...args],
+          { env: { ...process.env, API_BASE_URL: api.url } },
+          (error, out, err) => resolve({ code: error ? Number(error.code ?? 1) : 0, out, err }),
+        );
+      });
+    const r = await receiver();
+    const made = await sfw(
+      'create',
+      '--url',
+      r.url,
+      '--events',
+      'session.succeeded,session.failed',
+      '--json',
+    );
+    expect(made.code).toBe(0);
+    const w = JSON.parse(made.out) as WebhookView;
+    r.secret = w.secret;
+    expect(w.events).toEqual(['session.succeeded', 'session.failed']);
+    expect((await sfw('list')).out).toContain(w.id);
+    expect((await sfw('get', w.id)).out).toContain(`whsec_…${w.secret.slice(-4)}`);
+    expect((await sfw('get', w.id, '--reveal')).out).toContain(w.secret);
+    const id = await finish(api, 'wh-cli');
+    await waitFor(() => r.of(id).length === 1);
+    const listed = await waitFor(async () => {
+      const o = await sfw('deliveries', w.id, '--status', 'delivered');
+      return o.out.includes(id) ? o : null;
+    });
+    expect(listed.out).toMatch(/TRIES/);
+    const [d] = await deliveries(api, w.id);
+    expect((await sfw('retry', w.id, d!.id)).out).toContain(`${d!.id}: pending`);
+    await waitFor(() => r.of(id).length === 2);
+    expect((await sfw('update', w.id, '--disable')).out).toMatch(/enabled\s+false/);
+    const bad = await sfw('create', '--url', r.url, '--events', 'session.started');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('"session.started" is not an event');
+    const refused = await sfw('update', w.id, '--url', 'http://169.254.169.254/');
+    expect(refused.code).not.toBe(0);
+    expect(refused.err).toContain('body.url');
+    expect((await sfw('delete', w.id)).out).toContain(`deleted webhook ${w.id}`);
+    expect((await sfw('get', w.id)).code).not.toBe(0);
   });
 });
