@@ -4,6 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ApiError,
@@ -21,6 +22,7 @@ import { claimDeliveries } from '../../src/store/webhooks.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
 import { freePort } from '../helpers/ports.js';
+import { requireChromium } from '../helpers/chromium.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Short backoff and retry window so retries and expiry happen within a test. */
@@ -550,5 +552,35 @@ describe('webhooks', () => {
     expect(refused.err).toContain('body.url');
     expect((await sfw('delete', w.id)).out).toContain(`deleted webhook ${w.id}`);
     expect((await sfw('get', w.id)).code).not.toBe(0);
+  });
+  it('shows webhooks and their deliveries with their tries on the dashboard', async () => {
+    const r = await receiver((n) => (n === 1 ? 503 : 200));
+    const browser = await chromium.launch({ executablePath: await requireChromium() });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${api.url}/#/webhooks`);
+      await page.getByLabel('URL').fill(r.url);
+      await page.getByLabel('session.succeeded').check();
+      await page.getByRole('button', { name: 'Create' }).click();
+      const secret = await page.locator('#webhook-result code.secret').textContent();
+      expect(secret).toMatch(/^whsec_/);
+      r.secret = secret!;
+      const w = (await api.client.listWebhooks()).items.find((x) => x.url === r.url)!;
+      expect(w.events).toEqual(['session.succeeded', 'session.failed']);
+      const id = await finish(api, 'wh-dashboard');
+      await waitFor(() => r.of(id).length === 2, { what: 'a failed try, then the delivery' });
+      await page.getByRole('link', { name: r.url }).click();
+      const row = page.locator('#deliveries tbody tr').first();
+      await row.getByText('delivered').waitFor();
+      expect(await row.locator('td').nth(3).textContent()).toBe('2');
+      expect(await row.locator('td').nth(4).textContent()).toBe('HTTP 200');
+      await row.getByRole('button', { name: 'Send again' }).click();
+      await waitFor(() => r.of(id).length === 3);
+      await page.getByRole('button', { name: 'Disable' }).click();
+      await waitFor(async () => !(await api.client.getWebhook(w.id)).enabled);
+      await api.client.deleteWebhook(w.id);
+    } finally {
+      await browser.close();
+    }
   });
 });

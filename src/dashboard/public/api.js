@@ -45,6 +45,8 @@ async function json(method, path, body) {
 export const get = (path) => json('GET', path);
 export const post = (path, body) => json('POST', path, body);
 export const put = (path, body) => json('PUT', path, body);
+export const patch = (path, body) => json('PATCH', path, body);
+export const del = (path) => json('DELETE', path);
 
 /** Fetches a file with the token and answers an object URL (for <img> and download links). */
 export async function blobUrl(path) {

@@ -6,6 +6,7 @@ import * as sessions from './view-sessions.js';
 import * as session from './view-session.js';
 import * as runners from './view-runners.js';
 import * as settings from './view-settings.js';
+import * as webhooks from './view-webhooks.js';
 
 const POLL_MS = 3000;
 const ROUTES = [
@@ -13,6 +14,8 @@ const ROUTES = [
   { re: /^\/sessions$/, view: sessions, nav: 'sessions' },
   { re: /^\/sessions\/(?<id>[0-9a-fA-F-]{36})$/, view: session, nav: 'sessions' },
   { re: /^\/runners$/, view: runners, nav: 'runners' },
+  { re: /^\/webhooks$/, view: webhooks, nav: 'webhooks' },
+  { re: /^\/webhooks\/(?<id>[0-9a-fA-F-]{36})$/, view: webhooks, nav: 'webhooks' },
   { re: /^\/settings$/, view: settings, nav: 'settings' },
 ];
 
