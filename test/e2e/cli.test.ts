@@ -385,6 +385,45 @@ describe('sfw against a running `sfw api`', () => {
     );
   });
 
+  it('sfw enqueue warns on stderr of a type no runner registered, refuses bad input, sfw status lists types', async () => {
+    const runner = new SfwClient({ baseUrl: client.API_BASE_URL!, token: RUNNER_TOKEN, retries: 0 });
+    try {
+      await runner.heartbeat('cli-typed-runner', { activeSessions: 0, maxConcurrency: 1, sessions: [] });
+      await runner.registerTypes('cli-typed-runner', {
+        types: [
+          {
+            name: 'cli-typed',
+            schema: { type: 'object', properties: { url: { type: 'string' } }, required: ['url'] },
+          },
+          { name: 'cli-loose', schema: null, note: 'no input schema: any input is accepted' },
+        ],
+      });
+    } finally {
+      await runner.close();
+    }
+    const unknown = await sfw(['enqueue', 'cli-nobody', '--count', '3'], client);
+    expect(unknown.code, unknown.stderr).toBe(0);
+    expect(unknown.stderr.match(/warning: no runner has registered type "cli-nobody"/g)).toHaveLength(1);
+    const good = await sfw(['enqueue', 'cli-typed', '--input', '{"url":"https://a.test/"}'], client);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stderr).not.toContain('warning');
+    const bad = await sfw(['enqueue', 'cli-typed', '--input', '{"url":1}'], client);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('body.input.url');
+    const status = await sfw(['status'], client);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^TYPE\s+INPUT SCHEMA\s+RUNNERS\s+LIVE\s+NOTE$/m);
+    expect(status.stdout).toMatch(/^flow\s+built in\s+\d+\s+\d+/m);
+    expect(status.stdout).toMatch(/^cli-typed\s+[0-9a-f]{12}\s+1\s+1\s*$/m);
+    expect(status.stdout).toMatch(/^cli-loose\s+none\s+1\s+1\s+no input schema: any input is accepted$/m);
+    const json = JSON.parse((await sfw(['status', '--json'], client)).stdout) as {
+      types: { name: string; runners: { id: string }[] }[];
+    };
+    expect(json.types.find((t) => t.name === 'cli-typed')?.runners.map((r) => r.id)).toEqual([
+      'cli-typed-runner',
+    ]);
+  });
+
   it('sfw cancel of a session that had already finished says so and exits 1', async () => {
     const runner = new SfwClient({ baseUrl: client.API_BASE_URL!, token: RUNNER_TOKEN, retries: 0 });
     const api = new SfwClient({ baseUrl: client.API_BASE_URL!, token: API_TOKEN, retries: 0 });

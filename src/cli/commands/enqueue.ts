@@ -76,16 +76,20 @@ export default defineCommand({
       }
       const progress = new Progress(ctx, 'enqueue', sessions.length);
       const ids: string[] = [];
+      // What the API could not check (a type no runner has registered), said once each, on stderr.
+      const warnings = new Set<string>();
       for (let i = 0; i < sessions.length; i += 10_000) {
         const chunk = sessions.slice(i, i + 10_000);
-        const created =
+        const answer =
           chunk.length === 1 && chunk[0]
-            ? [await client.createSession(chunk[0])]
-            : (await client.createSessions(chunk)).items;
-        ids.push(...created.map((s) => s.id));
+            ? await client.createSession(chunk[0]).then((s) => ({ items: [s], warnings: s.warnings }))
+            : await client.createSessions(chunk);
+        ids.push(...answer.items.map((s) => s.id));
+        for (const w of answer.warnings ?? []) warnings.add(w);
         progress.update(ids.length);
       }
       progress.done();
+      for (const w of warnings) ctx.err(`warning: ${w}`);
       if (ctx.flags.json) ctx.out(JSON.stringify({ ids }));
       else for (const id of ids.length > 20 ? [] : ids) ctx.out(id);
       if (!ctx.flags.json && ids.length > 20)

@@ -1,9 +1,11 @@
+import { ApiError } from '@session-framework/sdk';
+import type { SessionTypeView } from '../../protocol/schemas.js';
 import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand, table } from '../command.js';
 
 export default defineCommand({
   name: 'status',
-  summary: 'Show the queue, the runners and active alerts',
+  summary: 'Show the queue, the runners, the session types and active alerts',
   usage: 'status [--json]',
   flags: { ...JSON_FLAG },
   config: CLIENT_CONFIG,
@@ -11,9 +13,18 @@ export default defineCommand({
   async run(ctx) {
     const client = clientFrom(ctx);
     try {
-      const [queue, runners, alerts] = await Promise.all([client.queue(), client.runners(), client.alerts()]);
+      const [queue, runners, alerts, types] = await Promise.all([
+        client.queue(),
+        client.runners(),
+        client.alerts(),
+        // An API older than type registration answers 404: no types to show.
+        client.types().catch((err: unknown) => {
+          if (err instanceof ApiError && err.status === 404) return undefined;
+          throw err;
+        }),
+      ]);
       if (ctx.flags.json) {
-        ctx.out(JSON.stringify({ queue, runners, alerts }));
+        ctx.out(JSON.stringify({ queue, runners, alerts, ...(types ? { types } : {}) }));
         return;
       }
       ctx.out('QUEUE');
@@ -46,6 +57,22 @@ export default defineCommand({
               ]),
             ),
       );
+      if (types) {
+        ctx.out('');
+        ctx.out('TYPES');
+        ctx.out(
+          table(
+            ['TYPE', 'INPUT SCHEMA', 'RUNNERS', 'LIVE', 'NOTE'],
+            types.map((t) => [
+              t.name,
+              t.builtIn ? 'built in' : t.schemaHash ? t.schemaHash.slice(0, 12) : 'none',
+              t.runners.length,
+              t.runners.filter((r) => r.live).length,
+              typeNote(t),
+            ]),
+          ),
+        );
+      }
       ctx.out('');
       ctx.out('ALERTS');
       ctx.out(
@@ -61,3 +88,9 @@ export default defineCommand({
     }
   },
 });
+
+/** What to know about a type at a glance: a conflict first, else why it has no schema. */
+function typeNote(t: SessionTypeView): string {
+  const text = t.conflict ? t.conflict.message : t.builtIn ? '' : (t.note ?? '');
+  return text.length > 70 ? `${text.slice(0, 69)}…` : text;
+}
