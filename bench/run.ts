@@ -11,6 +11,7 @@ import { runMemory } from './parts/memory.js';
 import { runFleet } from './parts/fleet.js';
 import { runServers } from './parts/servers.js';
 import { runBuilds } from './parts/builds.js';
+import { runWebhooks } from './parts/webhooks.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -26,6 +27,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   fleet: runFleet,
   servers: runServers,
   builds: runBuilds,
+  webhooks: runWebhooks,
 };
 
 export interface BenchRun {
