@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   status: () => import('./commands/status.js'),
   cancel: () => import('./commands/cancel.js'),
   artifacts: () => import('./commands/artifacts.js'),
+  schedules: () => import('./commands/schedules.js'),
   webhooks: () => import('./commands/webhooks.js'),
 };
 

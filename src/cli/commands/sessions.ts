@@ -7,11 +7,12 @@ import { printSession } from '../session-view.js';
 export default defineCommand({
   name: 'sessions',
   summary: 'List sessions (newest first), or show one',
-  usage: 'sessions [id] [--status s] [--type t] [--limit n] [--cursor c]',
+  usage: 'sessions [id] [--status s] [--type t] [--schedule id] [--limit n] [--cursor c]',
   flags: {
     status: { type: 'string', description: `Only this status: ${SESSION_STATUSES.join(', ')}` },
     type: { type: 'string', description: 'Only this session type' },
     runner: { type: 'string', description: 'Only sessions claimed by this runner' },
+    schedule: { type: 'string', value: 'id', description: 'Only sessions made by this schedule' },
     limit: { type: 'string', description: 'Page size (1–1000, default 20)' },
     cursor: { type: 'string', description: 'nextCursor of the previous page' },
     ...JSON_FLAG,
@@ -34,6 +35,7 @@ export default defineCommand({
       }
       const type = str(ctx, 'type');
       const runnerId = str(ctx, 'runner');
+      const scheduleId = str(ctx, 'schedule');
       const cursor = str(ctx, 'cursor');
       // Summaries: a list never carries inputs or results (`sfw sessions <id>` shows one whole).
       const page = await client.listSessions({
@@ -42,6 +44,7 @@ export default defineCommand({
         ...(status ? { status: status as SessionStatus } : {}),
         ...(type ? { type } : {}),
         ...(runnerId ? { runnerId } : {}),
+        ...(scheduleId ? { scheduleId } : {}),
         ...(cursor ? { cursor } : {}),
       });
       if (ctx.flags.json) {

@@ -5,6 +5,7 @@ import * as overview from './view-overview.js';
 import * as sessions from './view-sessions.js';
 import * as session from './view-session.js';
 import * as runners from './view-runners.js';
+import * as schedules from './view-schedules.js';
 import * as settings from './view-settings.js';
 import * as webhooks from './view-webhooks.js';
 
@@ -14,6 +15,7 @@ const ROUTES = [
   { re: /^\/sessions$/, view: sessions, nav: 'sessions' },
   { re: /^\/sessions\/(?<id>[0-9a-fA-F-]{36})$/, view: session, nav: 'sessions' },
   { re: /^\/runners$/, view: runners, nav: 'runners' },
+  { re: /^\/schedules$/, view: schedules, nav: 'schedules' },
   { re: /^\/webhooks$/, view: webhooks, nav: 'webhooks' },
   { re: /^\/webhooks\/(?<id>[0-9a-fA-F-]{36})$/, view: webhooks, nav: 'webhooks' },
   { re: /^\/settings$/, view: settings, nav: 'settings' },

@@ -12,6 +12,7 @@ export function mount(el, params) {
     status: params.get('status') ?? '',
     type: params.get('type') ?? '',
     runnerId: params.get('runnerId') ?? '',
+    scheduleId: params.get('scheduleId') ?? '',
   };
   // Cursors of the pages before the current one (the first page has none).
   const cursors = [];
@@ -78,7 +79,8 @@ export function mount(el, params) {
       el.querySelector('#session-list'),
       page.items.length === 0
         ? html`<p>
-            No sessions${filter.status || filter.type || filter.runnerId ? ' match these filters' : ' yet'}.
+            No
+            sessions${filter.status || filter.type || filter.runnerId || filter.scheduleId ? ' match these filters' : ' yet'}.
           </p>`
         : table(
             ['Session', 'Type', 'Status', 'Priority', 'Attempt', 'Created', 'Ran for', 'Runner'],
