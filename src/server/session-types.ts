@@ -26,6 +26,8 @@ export const BUILT_IN_TYPES = new Set(['flow']);
 const MAX_VALIDATORS = 1000;
 /** How long a replica trusts that a runner's registration is in the database before looking again. */
 const REGISTERED_TTL_MS = 5 * 60_000;
+/** A runner found without a registration is asked to register again at most this often. */
+const ASK_AGAIN_MS = 30_000;
 
 /** Ajv instances for the two drafts runners send (zod 4 writes 2020-12); input is read, never changed. */
 const OPTIONS = {
@@ -106,8 +108,8 @@ export interface SessionTypesOptions {
 
 export class SessionTypes {
   private readonly validators = new Map<string, ValidateFunction>();
-  /** Runners known to have registrations in the database, and when that was seen. */
-  private readonly registered = new Map<string, number>();
+  /** What this replica last saw of each runner's registration in the database, and when. */
+  private readonly registered = new Map<string, { at: number; found: boolean }>();
 
   constructor(private readonly opts: SessionTypesOptions) {}
 
@@ -176,21 +178,27 @@ export class SessionTypes {
     return names.filter((n) => !hashes.has(n)).map((n) => `no runner has registered type "${n}"`);
   }
 
-  /** Whether the runner's registration is missing from the database (a fresh one): it should register again. */
+  /**
+   * Whether the runner's registration is missing from the database (a fresh one): it should register again.
+   * Asked at most once per ASK_AGAIN_MS (a runner that does not register, an older one, costs one look then).
+   */
   async needsRegistration(runnerId: string): Promise<boolean> {
-    const seen = this.registered.get(runnerId);
-    if (seen !== undefined && Date.now() - seen < REGISTERED_TTL_MS) return false;
-    if (await hasTypeRegistrations(this.opts.db, runnerId)) {
-      this.noteRegistered(runnerId);
+    const now = Date.now();
+    const known = this.registered.get(runnerId);
+    if (known !== undefined && now - known.at < (known.found ? REGISTERED_TTL_MS : ASK_AGAIN_MS))
       return false;
-    }
-    this.registered.delete(runnerId);
-    return true;
+    const found = await hasTypeRegistrations(this.opts.db, runnerId);
+    this.remember(runnerId, found);
+    return !found;
   }
 
   noteRegistered(runnerId: string): void {
+    this.remember(runnerId, true);
+  }
+
+  private remember(runnerId: string, found: boolean): void {
     this.registered.delete(runnerId);
-    this.registered.set(runnerId, Date.now());
+    this.registered.set(runnerId, { at: Date.now(), found });
     if (this.registered.size > 100_000) {
       const oldest = this.registered.keys().next().value;
       if (oldest !== undefined) this.registered.delete(oldest);
