@@ -165,6 +165,21 @@ describe('sfw dev <flow.json>', () => {
     expect(png.subarray(1, 4).toString()).toBe('PNG');
   });
 
+  it('a failing step that shows a secret of the input prints it [redacted], as the runner stores it', async () => {
+    const flow = await file('secret.json', {
+      steps: [
+        { action: 'goto', url: `${site.url}/pages/simple.html` },
+        { action: 'assert', selector: 'h1', text: '{{input.secretWord}}', timeoutMs: 300 },
+      ],
+    });
+    const r = await dev([flow, '--input', '{"secretWord": "hunter2-pass"}']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(
+      /^2 {2}assert h1 {2}error {2}\d+ ms: expected "h1" to contain text "\[redacted\]"/m,
+    );
+    expect(r.stderr + r.stdout).not.toContain('hunter2-pass');
+  });
+
   it('a bad flow is refused before any browser starts, with the path of the bad field; exit 2', async () => {
     const flow = await file('bad.json', {
       steps: [

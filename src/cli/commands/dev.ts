@@ -13,6 +13,7 @@ import type { LogSink } from '../../browser/log.js';
 import { BrowserPool } from '../../browser/pool.js';
 import { executeSession, type ExecutionOutcome } from '../../sessions/execute.js';
 import type { FlowStepEvent } from '../../sessions/flow.js';
+import { createRedactor, type Redact } from '../../sessions/redact.js';
 import { flowSessionType, loadSessionModule, type SessionType } from '../../sessions/registry.js';
 import { defineCommand, intFlag, str, type CommandContext } from '../command.js';
 import { parseJsonFlag, readJsonFile } from '../input.js';
@@ -210,7 +211,7 @@ async function runHere(
       flow: {
         allowEvaluate: cfg.allowFlowEvaluate,
         checkUrl: createTargetCheck(policy),
-        onStep: stepPrinter(ctx),
+        onStep: stepPrinter(ctx, createRedactor(dev.input)),
       },
     });
     const ms = Math.round(performance.now() - started);
@@ -301,8 +302,9 @@ async function saveArtifact(
 /**
  * Prints each flow step as it runs: one line per step (its number at the top level, then what it acted
  * on, ok or error, ms); a repeat's passes and an if's branch indented under it, then its own result.
+ * Errors carry no secret of the input, as the session's stored result does.
  */
-function stepPrinter(ctx: CommandContext): (event: FlowStepEvent) => void {
+function stepPrinter(ctx: CommandContext, redact: Redact): (event: FlowStepEvent) => void {
   // Indentation of the steps at each depth (a repeat's steps sit under their pass line).
   const indentAt: number[] = [0];
   // Depths whose container has printed its first line (its result then goes on a closing line).
@@ -332,7 +334,7 @@ function stepPrinter(ctx: CommandContext): (event: FlowStepEvent) => void {
     const r = event.result;
     const tail =
       `${r.ok ? 'ok' : 'error'}  ${r.ms} ms` +
-      (r.error !== undefined ? `: ${r.error}` : '') +
+      (r.error !== undefined ? `: ${redact(r.error)}` : '') +
       (r.warning !== undefined ? ` (warning: ${r.warning})` : '');
     if ((step.action === 'repeat' || step.action === 'if') && open.delete(depth)) {
       const passes = r.passes ? `, ${r.passes.length} pass${r.passes.length === 1 ? '' : 'es'}` : '';
