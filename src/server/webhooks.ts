@@ -20,7 +20,8 @@ import { postWebhook } from './webhook-http.js';
  * lease, so replicas never send the same try and a replica that dies mid-try leaves it due again when the
  * lease lapses), signs and POSTs them, and records the result: delivered on a 2xx, else due again after an
  * exponential backoff with jitter until the delivery's retry window (WEBHOOK_RETRY_MS) closes, then failed.
- * New deliveries wake it through NOTIFY sfw_webhooks; it also looks every `pollMs`.
+ * New deliveries wake it through NOTIFY sfw_webhooks; it also looks every `pollMs`, and at the retries it
+ * scheduled itself.
  */
 
 export interface WebhookOptions {
@@ -36,7 +37,10 @@ export interface WebhookOptions {
   concurrency: number;
   /** A try not recorded within this long is due again (default timeoutMs + 5 s). */
   leaseMs?: number | undefined;
-  /** How often to look for due deliveries without a notification (default 1,000 ms). */
+  /**
+   * How often to look for due deliveries without a notification: retries another replica scheduled, tries
+   * whose lease lapsed (default 5,000 ms while notifications are connected, else 1,000 ms).
+   */
   pollMs?: number | undefined;
 }
 
@@ -126,7 +130,8 @@ export class WebhookSender {
       if (claimed.length > 0 && claimed.length === free) continue;
       if (this.poked || this.stopped) continue;
       const untilRetry = this.nextRetryAt - Date.now();
-      await this.sleep(Math.max(0, Math.min(this.opts.pollMs ?? 1000, untilRetry)));
+      const pollMs = this.opts.pollMs ?? (this.notifier?.connected ? 5000 : 1000);
+      await this.sleep(Math.max(0, Math.min(pollMs, untilRetry)));
       if (Date.now() >= this.nextRetryAt) this.nextRetryAt = Infinity;
     }
   }

@@ -403,6 +403,27 @@ describe('webhooks', () => {
     }
   });
 
+  it('wakes on NOTIFY: a new delivery goes out long before the next poll', async () => {
+    const db = await freshDb('webhooks-notify');
+    const slow = await startTestApi('webhooks-notify', {
+      db,
+      deps: { webhooks: { ...WEBHOOKS, pollMs: 60_000 } },
+    });
+    try {
+      const r = await receiver();
+      await hook(slow.client, r);
+      // Past the sender's first look at start: from here only a notification wakes it within a minute.
+      await new Promise((res) => setTimeout(res, 300));
+      const id = await finish(slow, 'wh-notify');
+      const t0 = Date.now();
+      await waitFor(() => r.of(id).length === 1, { timeoutMs: 5000, what: 'the delivery' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      await slow.stop();
+      await db.db.end();
+    }
+  });
+
   it('writes no delivery while a webhook is disabled, and none after it is deleted', async () => {
     const r = await receiver();
     const w = await hook(api.client, r);
