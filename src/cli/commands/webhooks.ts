@@ -59,12 +59,13 @@ export default defineCommand({
     events: {
       type: 'string',
       value: 'events',
-      description: `create, update: comma-separated, among ${WEBHOOK_EVENTS.join(', ')} (all four)`,
+      description: `create, update: comma-separated, among ${WEBHOOK_EVENTS.slice(0, -1).join(', ')}, or session.finished for all four`,
     },
     secret: {
       type: 'string',
-      value: 'whsec_…',
-      description: 'create, update: the signing secret (default on create: a new random one)',
+      value: 'secret',
+      description:
+        'create, update: the signing secret, whsec_ + base64 (create: a new random one by default)',
     },
     enable: { type: 'boolean', description: 'update: send deliveries again' },
     disable: { type: 'boolean', description: 'create, update: write no deliveries for it until enabled' },
