@@ -378,6 +378,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         retentionMs: deps.runnerRetentionMs ?? DEFAULT_RUNNER_RETENTION_MS,
       },
       log: app.log,
+      notifier: deps.notifier,
     }),
   );
   app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));

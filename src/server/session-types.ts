@@ -7,6 +7,7 @@ import type { EventLog } from '../core/log.js';
 import { findUnstorable } from '../protocol/text.js';
 import { TYPE_SCHEMA_MAX_BYTES, type SessionTypeRegistration } from '../protocol/schemas.js';
 import type { Db } from '../store/db.js';
+import type { Notifier } from '../store/notify.js';
 import {
   hasTypeRegistrations,
   typeSchemaByHash,
@@ -28,6 +29,12 @@ const MAX_VALIDATORS = 1000;
 const REGISTERED_TTL_MS = 5 * 60_000;
 /** A runner found without a registration is asked to register again at most this often. */
 const ASK_AGAIN_MS = 30_000;
+/**
+ * How long a replica uses the schema hash it looked up for a type, while notifications are connected (a
+ * registration anywhere clears it at once; this bounds the wait for a runner that stopped or went quiet).
+ * Without notifications every enqueue looks.
+ */
+const RESOLVED_TTL_MS = 2000;
 
 /** Ajv instances for the two drafts runners send (zod 4 writes 2020-12); input is read, never changed. */
 const OPTIONS = {
@@ -104,14 +111,29 @@ export interface SessionTypesOptions {
   db: Db;
   windows: TypeWindows;
   log: EventLog;
+  /** Tells of registrations on any replica (`types`); absent: no caching of lookups. */
+  notifier?: Notifier | undefined;
 }
 
 export class SessionTypes {
   private readonly validators = new Map<string, ValidateFunction>();
   /** What this replica last saw of each runner's registration in the database, and when. */
-  private readonly registered = new Map<string, { at: number; found: boolean }>();
+  private readonly seen = new Map<string, { at: number; found: boolean }>();
 
-  constructor(private readonly opts: SessionTypesOptions) {}
+  /** Each type's schema hash as last looked up (undefined: no runner registered it), and when. */
+  private readonly resolved = new Map<string, { hash: string | null | undefined; at: number }>();
+  /** Counts registrations heard of: a lookup begun before one is not kept. */
+  invalidations = 0;
+
+  constructor(private readonly opts: SessionTypesOptions) {
+    opts.notifier?.on('types', () => this.invalidate());
+  }
+
+  /** Registrations changed (here, or on another replica as NOTIFY tells): look the types up again. */
+  invalidate(): void {
+    this.resolved.clear();
+    this.invalidations++;
+  }
 
   get windows(): TypeWindows {
     return this.opts.windows;
@@ -165,7 +187,7 @@ export class SessionTypes {
   ): Promise<string[]> {
     const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];
     if (names.length === 0) return [];
-    const hashes = await typeSchemaHashes(this.opts.db, names, this.opts.windows);
+    const hashes = await this.hashesOf(names);
     const validators = new Map<string, ValidateFunction | undefined>();
     for (const hash of new Set(hashes.values())) {
       if (hash !== null) validators.set(hash, await this.validatorByHash(hash));
@@ -184,7 +206,7 @@ export class SessionTypes {
    */
   async needsRegistration(runnerId: string): Promise<boolean> {
     const now = Date.now();
-    const known = this.registered.get(runnerId);
+    const known = this.seen.get(runnerId);
     if (known !== undefined && now - known.at < (known.found ? REGISTERED_TTL_MS : ASK_AGAIN_MS))
       return false;
     const found = await hasTypeRegistrations(this.opts.db, runnerId);
@@ -192,16 +214,42 @@ export class SessionTypes {
     return !found;
   }
 
-  noteRegistered(runnerId: string): void {
+  /** A runner's registration committed through this replica. */
+  registered(runnerId: string): void {
     this.remember(runnerId, true);
+    this.invalidate();
+  }
+
+  /** The schema hash of each registered type by the store's rule (null: registered without one). */
+  private async hashesOf(names: string[]): Promise<Map<string, string | null>> {
+    const ttl = this.opts.notifier?.connected ? RESOLVED_TTL_MS : 0;
+    const now = Date.now();
+    const out = new Map<string, string | null>();
+    const missing: string[] = [];
+    for (const name of names) {
+      const known = this.resolved.get(name);
+      if (known === undefined || now - known.at >= ttl) missing.push(name);
+      else if (known.hash !== undefined) out.set(name, known.hash);
+    }
+    if (missing.length === 0) return out;
+    const before = this.invalidations;
+    const found = await typeSchemaHashes(this.opts.db, missing, this.opts.windows);
+    const keep = ttl > 0 && before === this.invalidations;
+    if (keep && this.resolved.size > 10_000) this.resolved.clear();
+    for (const name of missing) {
+      const hash = found.has(name) ? (found.get(name) ?? null) : undefined;
+      if (hash !== undefined) out.set(name, hash);
+      if (keep) this.resolved.set(name, { hash, at: now });
+    }
+    return out;
   }
 
   private remember(runnerId: string, found: boolean): void {
-    this.registered.delete(runnerId);
-    this.registered.set(runnerId, { at: Date.now(), found });
-    if (this.registered.size > 100_000) {
-      const oldest = this.registered.keys().next().value;
-      if (oldest !== undefined) this.registered.delete(oldest);
+    this.seen.delete(runnerId);
+    this.seen.set(runnerId, { at: Date.now(), found });
+    if (this.seen.size > 100_000) {
+      const oldest = this.seen.keys().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
     }
   }
 

@@ -2,10 +2,12 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DONE_CHANNEL, SESSIONS_CHANNEL } from './sessions.js';
 import { WEBHOOKS_CHANNEL } from './webhooks.js';
+import { TYPES_CHANNEL } from './types.js';
 
 /**
  * One LISTEN connection per API process. Emits `sessions` when work is enqueued, `done` (with the
- * session id, once per session) when a session ends and `webhooks` when deliveries are due. Reconnects with backoff after a database restart; while it is down,
+ * session id, once per session) when a session ends, `webhooks` when deliveries are due and `types` when a
+ * runner registered its session types. Reconnects with backoff after a database restart; while it is down,
  * waiters fall back on polling, so nothing depends on a notification arriving.
  */
 export class Notifier extends EventEmitter {
@@ -38,10 +40,13 @@ export class Notifier extends EventEmitter {
       else if (msg.channel === DONE_CHANNEL)
         for (const id of (msg.payload ?? '').split(',')) this.emit('done', id);
       else if (msg.channel === WEBHOOKS_CHANNEL) this.emit('webhooks');
+      else if (msg.channel === TYPES_CHANNEL) this.emit('types');
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}; LISTEN ${WEBHOOKS_CHANNEL}`);
+      await client.query(
+        `LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}; LISTEN ${WEBHOOKS_CHANNEL}; LISTEN ${TYPES_CHANNEL}`,
+      );
     } catch (err) {
       await client.end().catch(() => {});
       throw err;
@@ -56,6 +61,8 @@ export class Notifier extends EventEmitter {
     // Work may have arrived while we were not listening.
     this.emit('sessions');
     this.emit('webhooks');
+    // A registration may have committed while we were not listening.
+    this.emit('types');
   }
 
   private lost(client: pg.Client): void {

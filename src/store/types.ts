@@ -8,6 +8,9 @@ import { withTransaction, type Db, type Queryable } from './db.js';
  * newest one of all, so a type whose runners are gone keeps being checked.
  */
 
+/** Sent when a registration commits: every API replica forgets the type schemas it looked up. */
+export const TYPES_CHANNEL = 'sfw_types';
+
 export interface TypeRegistration {
   name: string;
   schema: Record<string, unknown> | null;
@@ -94,6 +97,7 @@ export async function registerSessionTypes(
                         WHERE l.type = g.type AND l.runner_id = g.runner_id FOR UPDATE SKIP LOCKED)`,
       [windows.liveMs, windows.retentionMs, runnerId],
     );
+    await tx.query(`SELECT pg_notify('${TYPES_CHANNEL}', '')`);
     return rows;
   });
 }

@@ -155,6 +155,8 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
       const requeued = await requeueSessions(db, req.params.runnerId, req.body?.requeue ?? []);
       app.claims.forgetRunner(req.params.runnerId);
       await markRunnerStopped(db, req.params.runnerId);
+      // Its types' schemas may now be another runner's (other replicas see it within seconds).
+      app.sessionTypes.invalidate();
       return { requeued };
     },
   );

@@ -25,7 +25,7 @@ export async function typeRoutes(fastify: FastifyInstance): Promise<void> {
     async (req) => {
       const types = app.sessionTypes.prepare(req.body.types);
       const rows = await registerSessionTypes(db, req.params.runnerId, types, app.sessionTypes.windows);
-      app.sessionTypes.noteRegistered(req.params.runnerId);
+      app.sessionTypes.registered(req.params.runnerId);
       return { types: rows.map((r) => ({ name: r.type, schemaHash: r.schema_hash })) };
     },
   );
