@@ -5,7 +5,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { chromium } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ApiError,
   verifyWebhook,
@@ -21,6 +21,10 @@ import { reapSessions } from '../../src/store/sessions.js';
 import { claimDeliveries } from '../../src/store/webhooks.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
+import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
+import { createDb } from '../../src/store/db.js';
+import { ensureDatabase } from '../../src/store/embedded.js';
+import { migrate } from '../../src/store/migrate.js';
 import { freePort } from '../helpers/ports.js';
 import { requireChromium } from '../helpers/chromium.js';
 import { waitFor } from '../helpers/wait.js';
@@ -423,6 +427,43 @@ describe('webhooks', () => {
       await db.db.end();
     }
   });
+
+  it.skipIf(!pgbouncerBinary() && !process.env.REQUIRE_PGBOUNCER)(
+    'delivers through PgBouncer in transaction mode from two poll-only replicas, each once',
+    async () => {
+      const bouncer = await startPgBouncer(inject('pgAdminUrl'), { poolSize: 4 });
+      const name = `t_webhooks_bouncer_${process.pid}_${Date.now().toString(36)}`;
+      const direct = createDb({ connectionString: await ensureDatabase(inject('pgAdminUrl'), name), max: 2 });
+      await migrate(direct);
+      await direct.end();
+      const url = bouncer.urlFor(name);
+      const dbs = [createDb({ connectionString: url, max: 8 }), createDb({ connectionString: url, max: 8 })];
+      const apis: TestApi[] = [];
+      try {
+        for (const [i, db] of dbs.entries())
+          apis.push(
+            await startTestApi(`webhooks-bouncer-${i}`, {
+              pollOnly: true,
+              db: { db, url },
+              deps: { webhooks: WEBHOOKS },
+            }),
+          );
+        const [a, b] = apis as [TestApi, TestApi];
+        const r = await receiver();
+        await hook(a.client, r);
+        const ids: string[] = [];
+        for (let i = 0; i < 10; i++) ids.push(await finish(i % 2 ? a : b, 'wh-bouncer'));
+        await waitFor(() => ids.every((id) => r.of(id).length >= 1), { what: 'ten deliveries' });
+        await new Promise((res) => setTimeout(res, 500));
+        expect(ids.map((id) => r.of(id).length)).toEqual(ids.map(() => 1));
+        expect(r.got.every((g) => g.verified)).toBe(true);
+      } finally {
+        for (const api of apis) await api.stop();
+        await Promise.all(dbs.map((d) => d.end()));
+        await bouncer.stop();
+      }
+    },
+  );
 
   it('writes no delivery while a webhook is disabled, and none after it is deleted', async () => {
     const r = await receiver();
