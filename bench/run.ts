@@ -11,6 +11,7 @@ import { runMemory } from './parts/memory.js';
 import { runFleet } from './parts/fleet.js';
 import { runServers } from './parts/servers.js';
 import { runBuilds } from './parts/builds.js';
+import { runSchedules } from './parts/schedules.js';
 import { runWebhooks } from './parts/webhooks.js';
 
 /**
@@ -27,6 +28,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   fleet: runFleet,
   servers: runServers,
   builds: runBuilds,
+  schedules: runSchedules,
   webhooks: runWebhooks,
 };
 

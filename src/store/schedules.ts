@@ -266,48 +266,36 @@ export async function fireDueSchedules(
          RETURNING s.id
        ), wake AS (
          SELECT pg_notify('${SESSIONS_CHANNEL}', '') FROM (SELECT 1 FROM ins LIMIT 1) q
+       ), made AS (
+         SELECT ins.*, greatest(extract(epoch FROM ins.created_at - ins.scheduled_for)::float8, 0) AS lag_s FROM ins
+       ), ev AS (
+         -- The lag's bucket as Prometheus counts it: the index of the first bound >= the lag.
+         SELECT 'lag' AS kind, (SELECT count(*) FROM unnest($3::float8[]) b WHERE b < made.lag_s)::smallint AS bucket,
+                1::bigint AS n, made.lag_s AS v FROM made
+         UNION ALL SELECT 'created', 0::smallint, count(*), 0 FROM ins HAVING count(*) > 0
+         UNION ALL SELECT 'skipped', 0::smallint, $4::bigint, 0 WHERE $4::bigint > 0
+       ), counted AS (
+         -- Only firing passes write these rows, keys in sorted order (two passes sharing a shard lock
+         -- alike); so taking them before the statistics the triggers write at the statement's end orders
+         -- this against no other writer.
+         INSERT INTO schedule_stats AS t (kind, bucket, shard, count, sum)
+         SELECT kind, bucket, (pg_backend_pid() % 8)::smallint, sum(n), sum(v) FROM ev
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+         ON CONFLICT (kind, bucket, shard) DO UPDATE SET count = t.count + excluded.count, sum = t.sum + excluded.sum
+         RETURNING 1
        )
-       SELECT ins.id, ins.schedule_id, ins.scheduled_for,
-              extract(epoch FROM ins.created_at - ins.scheduled_for)::float8 AS lag_s
-       FROM ins, (SELECT count(*) FROM adv) a, (SELECT count(*) FROM wake) w`,
-      [JSON.stringify(sessions), JSON.stringify(advance)],
+       SELECT made.id, made.schedule_id, made.scheduled_for, made.lag_s
+       FROM made, (SELECT count(*) FROM adv) a, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM counted) c`,
+      [JSON.stringify(sessions), JSON.stringify(advance), SCHEDULE_LAG_BOUNDS, out.skipped],
     );
     out.created = made.map((m) => ({
       scheduleId: m.schedule_id,
       sessionId: m.id,
       scheduledFor: m.scheduled_for,
-      lagSeconds: Math.max(0, m.lag_s),
+      lagSeconds: m.lag_s,
     }));
-    await countFires(client, out);
     return out;
   });
-}
-
-/** Adds a pass's numbers to schedule_stats (after the sessions and their statistics: the lock order). */
-async function countFires(db: Queryable, out: FireOutcome): Promise<void> {
-  const events: { kind: string; bucket: number; n: number; v: number }[] = out.created.map((c) => ({
-    kind: 'lag',
-    bucket: lagBucket(c.lagSeconds),
-    n: 1,
-    v: c.lagSeconds,
-  }));
-  if (out.created.length > 0) events.push({ kind: 'created', bucket: 0, n: out.created.length, v: 0 });
-  if (out.skipped > 0) events.push({ kind: 'skipped', bucket: 0, n: out.skipped, v: 0 });
-  if (events.length === 0) return;
-  await db.query(
-    `INSERT INTO schedule_stats AS t (kind, bucket, shard, count, sum)
-     SELECT e.kind, e.bucket, (pg_backend_pid() % 8)::smallint, sum(e.n), sum(e.v)
-     FROM jsonb_to_recordset($1::jsonb) AS e(kind text, bucket smallint, n bigint, v float8)
-     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-     ON CONFLICT (kind, bucket, shard) DO UPDATE SET count = t.count + excluded.count, sum = t.sum + excluded.sum`,
-    [JSON.stringify(events)],
-  );
-}
-
-/** The histogram bucket of a lag as Prometheus counts it: the index of the first bound >= it. */
-export function lagBucket(seconds: number): number {
-  const i = SCHEDULE_LAG_BOUNDS.findIndex((b) => seconds <= b);
-  return i === -1 ? SCHEDULE_LAG_BOUNDS.length : i;
 }
 
 /** Milliseconds until the earliest enabled schedule is due, by the database's clock (null: none is). */
