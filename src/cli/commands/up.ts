@@ -7,9 +7,16 @@ import { defineCommand } from '../command.js';
 import { untilSignal } from '../signals.js';
 import { unpackProgress } from '../unpack-progress.js';
 
-/** The runner settings `up` takes besides the API's (the runner talks to this API with its token). */
+/**
+ * The runner settings `up` takes besides the API's (the runner talks to this API with its token); the ones
+ * both read (the target policy) are listed once.
+ */
 const UP_RUNNER_KEYS = RUNNER_CONFIG_KEYS.filter(
-  (k) => k !== 'apiBaseUrl' && k !== 'runnerToken' && k !== 'logLevel',
+  (k) =>
+    k !== 'apiBaseUrl' &&
+    k !== 'runnerToken' &&
+    k !== 'logLevel' &&
+    !(API_CONFIG_KEYS as readonly string[]).includes(k),
 );
 
 export default defineCommand({
@@ -34,7 +41,14 @@ export default defineCommand({
     const api = await startApi(cfg);
     try {
       runner = await startRunner(
-        { ...runnerCfg, apiBaseUrl: api.url, runnerToken: cfg.runnerToken, logLevel: cfg.logLevel },
+        {
+          ...runnerCfg,
+          apiBaseUrl: api.url,
+          runnerToken: cfg.runnerToken,
+          logLevel: cfg.logLevel,
+          allowedTargets: cfg.allowedTargets,
+          allowPrivateTargets: cfg.allowPrivateTargets,
+        },
         {
           fixedPollInterval: flags['poll-interval-ms'] !== undefined || Boolean(ctx.env.POLL_INTERVAL_MS),
           onChromiumUnpack: unpackProgress(ctx, 'up'),
