@@ -36,37 +36,45 @@ const ASK_AGAIN_MS = 30_000;
  */
 const RESOLVED_TTL_MS = 2000;
 
-/** Ajv instances for the two drafts runners send (zod 4 writes 2020-12); input is read, never changed. */
+/**
+ * Ajv instances for the two drafts runners send (zod 4 writes 2020-12), with and without defaults: a schema
+ * with `default`s is checked as the runner checks it (defaults filled in first, which a `required` field with
+ * a default needs), on a copy, so the input stored is the one sent.
+ */
 const OPTIONS = {
   allErrors: false,
   strict: false,
-  useDefaults: false,
   coerceTypes: false,
-  // Schemas are not kept by $id: two runners may register different schemas under one $id.
-  addUsedSchema: false,
   logger: false,
 } as const;
-let draft07: Ajv | undefined;
-let draft2020: Ajv2020 | undefined;
+const instances = new Map<string, Ajv | Ajv2020>();
 
-function ajvFor(schema: Record<string, unknown>): Ajv | Ajv2020 {
+function ajvFor(schema: Record<string, unknown>, useDefaults: boolean): Ajv | Ajv2020 {
   const version = schema.$schema;
-  if (typeof version === 'string' && version.includes('2020-12')) {
-    if (!draft2020) {
-      draft2020 = new Ajv2020(OPTIONS);
-      addFormats.default(draft2020);
-    }
-    return draft2020;
-  }
-  if (version !== undefined && !(typeof version === 'string' && /draft-07/.test(version)))
+  const draft = typeof version === 'string' && version.includes('2020-12') ? '2020-12' : 'draft-07';
+  if (
+    draft === 'draft-07' &&
+    version !== undefined &&
+    !(typeof version === 'string' && /draft-07/.test(version))
+  )
     throw new Error(
       `$schema ${JSON.stringify(version).slice(0, 80)} is not supported: use JSON Schema draft 2020-12 or draft-07`,
     );
-  if (!draft07) {
-    draft07 = new Ajv(OPTIONS);
-    addFormats.default(draft07);
+  const key = `${draft}:${useDefaults}`;
+  let ajv = instances.get(key);
+  if (!ajv) {
+    ajv =
+      draft === '2020-12' ? new Ajv2020({ ...OPTIONS, useDefaults }) : new Ajv({ ...OPTIONS, useDefaults });
+    addFormats.default(ajv);
+    instances.set(key, ajv);
   }
-  return draft07;
+  return ajv;
+}
+
+/** A compiled schema; `copy`: it fills in defaults, so it validates a copy of the input. */
+interface InputCheck {
+  validate: ValidateFunction;
+  copy: boolean;
 }
 
 /** Canonical JSON (keys sorted at every level): the same schema hashes the same whatever its key order. */
@@ -88,7 +96,7 @@ export function schemaHash(schema: Record<string, unknown>): string {
 }
 
 /** The first problem of a validation, as a dotted path under `at` (e.g. body.input.url) and a message. */
-function firstProblem(validate: ValidateFunction, at: string): ValidationError {
+function firstProblem({ validate }: InputCheck, at: string): ValidationError {
   const err = validate.errors?.[0];
   if (!err) return new ValidationError(at, 'is invalid');
   const parts = err.instancePath
@@ -116,7 +124,7 @@ export interface SessionTypesOptions {
 }
 
 export class SessionTypes {
-  private readonly validators = new Map<string, ValidateFunction>();
+  private readonly validators = new Map<string, InputCheck>();
   /** What this replica last saw of each runner's registration in the database, and when. */
   private readonly seen = new Map<string, { at: number; found: boolean }>();
 
@@ -188,14 +196,16 @@ export class SessionTypes {
     const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];
     if (names.length === 0) return [];
     const hashes = await this.hashesOf(names);
-    const validators = new Map<string, ValidateFunction | undefined>();
+    const validators = new Map<string, InputCheck | undefined>();
     for (const hash of new Set(hashes.values())) {
       if (hash !== null) validators.set(hash, await this.validatorByHash(hash));
     }
     sessions.forEach((s, i) => {
       const hash = hashes.get(s.type);
-      const validate = hash ? validators.get(hash) : undefined;
-      if (validate && !validate(s.input)) throw firstProblem(validate, `${at(i)}.input`);
+      const check = hash ? validators.get(hash) : undefined;
+      if (!check) return;
+      const input = check.copy && s.input !== undefined ? structuredClone(s.input) : s.input;
+      if (!check.validate(input)) throw firstProblem(check, `${at(i)}.input`);
     });
     return names.filter((n) => !hashes.has(n)).map((n) => `no runner has registered type "${n}"`);
   }
@@ -254,7 +264,7 @@ export class SessionTypes {
   }
 
   /** The compiled validator of a schema hash; undefined when it cannot be compiled here (logged). */
-  private async validatorByHash(hash: string): Promise<ValidateFunction | undefined> {
+  private async validatorByHash(hash: string): Promise<InputCheck | undefined> {
     const cached = this.validators.get(hash);
     if (cached) return cached;
     const schema = await typeSchemaByHash(this.opts.db, hash);
@@ -268,18 +278,24 @@ export class SessionTypes {
     }
   }
 
-  private validator(hash: string, schema: Record<string, unknown>): ValidateFunction {
+  private validator(hash: string, schema: Record<string, unknown>): InputCheck {
     const cached = this.validators.get(hash);
     if (cached) return cached;
-    const ajv = ajvFor(schema);
-    const validate = ajv.compile(schema);
-    // Compiled once per hash; ajv's own cache would keep every schema ever compiled.
-    ajv.removeSchema(schema);
-    this.validators.set(hash, validate);
+    const copy = JSON.stringify(schema).includes('"default":');
+    const ajv = ajvFor(schema, copy);
+    let check: InputCheck;
+    try {
+      check = { validate: ajv.compile(schema), copy };
+    } finally {
+      // Compiled once per hash: out of ajv's registry, which would keep every schema ever compiled and
+      // refuse a second schema under the same $id (two runners, two versions).
+      ajv.removeSchema(schema);
+    }
+    this.validators.set(hash, check);
     if (this.validators.size > MAX_VALIDATORS) {
       const oldest = this.validators.keys().next().value;
       if (oldest !== undefined) this.validators.delete(oldest);
     }
-    return validate;
+    return check;
   }
 }

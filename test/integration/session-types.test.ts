@@ -212,6 +212,55 @@ describe('registrations', () => {
     expect(rows).toHaveLength(0);
   });
 
+  it('take schemas with $id (a refused one does not hold it), recursive ones and defaults', async () => {
+    const $id = 'https://schemas.test/tree';
+    await expect(
+      api.runnerClient.registerTypes('typed-ids', {
+        types: [{ name: 'tree', schema: { $id, type: 'nonsense' } }],
+      }),
+    ).rejects.toMatchObject({ status: 400, path: 'body.types.0.schema' });
+    // A tree as zod 4 writes z.lazy recursion: the root referred to as #.
+    const tree = {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      $id,
+      type: 'object',
+      properties: { n: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#' } } },
+      required: ['n'],
+    };
+    await api.runnerClient.heartbeat('typed-ids', { activeSessions: 0, maxConcurrency: 1, sessions: [] });
+    await api.runnerClient.registerTypes('typed-ids', { types: [{ name: 'tree', schema: tree }] });
+    await expect(
+      api.client.createSession({
+        type: 'tree',
+        input: { n: 1, kids: [{ n: 2 }, { n: 3, kids: [{ n: 'x' }] }] },
+      }),
+    ).rejects.toMatchObject({ status: 400, path: 'body.input.kids.1.kids.0.n' });
+    // Another schema under the same $id (another version) compiles beside it.
+    await api.runnerClient.registerTypes('typed-ids', {
+      types: [{ name: 'tree', schema: { ...tree, required: ['n', 'label'] } }],
+    });
+    await expect(api.client.createSession({ type: 'tree', input: { n: 1 } })).rejects.toMatchObject({
+      status: 400,
+      path: 'body.input.label',
+    });
+    // A required field with a default is filled in as the runner does, on a copy: the input is stored as sent.
+    await api.runnerClient.registerTypes('typed-ids', {
+      types: [
+        {
+          name: 'defaults',
+          schema: { type: 'object', properties: { n: { type: 'integer', default: 1 } }, required: ['n'] },
+        },
+      ],
+    });
+    const created = await api.client.createSession({ type: 'defaults', input: {} });
+    expect(created).toMatchObject({ input: {} });
+    expect(created.warnings).toBeUndefined();
+    await expect(api.client.createSession({ type: 'defaults', input: { n: 'x' } })).rejects.toMatchObject({
+      path: 'body.input.n',
+    });
+    await api.runnerClient.stopRunner('typed-ids');
+  });
+
   it('a schema the API refuses is registered by the runner without one, with the reason', async () => {
     const r = await startInProcessRunner(api, {
       runnerId: 'typed-old-draft',
