@@ -117,7 +117,9 @@ export async function postWebhook(opts: {
     if (opts.signal?.aborted) onAbort();
     else opts.signal?.addEventListener('abort', onAbort, { once: true });
     req.on('error', (err: NodeJS.ErrnoException) => {
-      const detail = err.code === 'EPOLICY' ? err.message : [err.code, err.message].filter(Boolean).join(' ');
+      // Node's messages mostly name the code already (connect ECONNREFUSED 127.0.0.1:9).
+      const detail =
+        err.code === undefined || err.message.includes(err.code) ? err.message : `${err.code} ${err.message}`;
       finish({ ok: false, statusCode: null, error: detail.slice(0, 500), aborted: false });
     });
     req.end(opts.body);
