@@ -48,7 +48,10 @@ interface Received {
   error: string | null;
 }
 
-/** A receiver on 127.0.0.1 that verifies each delivery with the SDK and answers `status(n)` to the n-th. */
+/**
+ * A receiver on 127.0.0.1 that verifies each delivery with the SDK and answers `status(n)` to the n-th
+ * (0: no answer at all).
+ */
 class Receiver {
   readonly got: Received[] = [];
   private server: http.Server | null = null;
@@ -77,7 +80,10 @@ class Receiver {
           rec.error = (err as Error).message;
         }
         this.got.push(rec);
-        res.statusCode = rec.verified ? this.status(this.got.length) : 401;
+        const status = rec.verified ? this.status(this.got.length) : 401;
+        // 0: never answer (a receiver that hangs).
+        if (status === 0) return;
+        res.statusCode = status;
         res.end('ok');
       });
     });
@@ -98,7 +104,10 @@ class Receiver {
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    if (s) {
+      s.closeAllConnections();
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    }
   }
 }
 
@@ -320,6 +329,47 @@ describe('webhooks', () => {
     expect(again.status).toBe('pending');
     await waitFor(() => r.of(id).length > d!.attempts);
     expect(r.of(id).at(-1)!.id).toBe(d!.id);
+    await api.client.deleteWebhook(w.id);
+  });
+
+  it('counts a receiver that does not answer within the deadline as a failed try, and tries again', async () => {
+    const db = await freshDb('webhooks-timeout');
+    const a = await startTestApi('webhooks-timeout', {
+      db,
+      deps: { webhooks: { ...WEBHOOKS, timeoutMs: 300, backoffMs: 1500 } },
+    });
+    try {
+      const r = await receiver((n) => (n === 1 ? 0 : 200));
+      const w = await hook(a.client, r);
+      const id = await finish(a, 'wh-timeout');
+      const late = await waitFor(async () => {
+        const [d] = await deliveries(a, w.id);
+        return d?.lastError ? d : null;
+      });
+      expect(late).toMatchObject({ status: 'pending', attempts: 1, lastStatusCode: null });
+      expect(late.lastError).toBe('no answer within 300 ms');
+      const [d] = await waitFor(async () => {
+        const list = await deliveries(a, w.id);
+        return list[0]?.status === 'delivered' ? list : null;
+      });
+      expect(d).toMatchObject({ attempts: 2, lastStatusCode: 200, lastError: null });
+      expect(r.of(id)).toHaveLength(2);
+      expect(r.of(id)[0]!.id).toBe(r.of(id)[1]!.id);
+    } finally {
+      await a.stop();
+      await db.db.end();
+    }
+  });
+
+  it('leaves a result over 256 KiB out of the event and says so', async () => {
+    const r = await receiver();
+    const w = await hook(api.client, r, ['session.succeeded']);
+    const id = await finish(api, 'wh-big', 'succeeded', { blob: 'x'.repeat(300 * 1024) });
+    const [got] = await waitFor(() => (r.of(id).length > 0 ? r.of(id) : null));
+    expect(got!.verified).toBe(true);
+    expect(got!.event!.data.result).toBeUndefined();
+    expect(got!.event!.data.truncated).toEqual(['result']);
+    expect(got!.body.length).toBeLessThan(10_000);
     await api.client.deleteWebhook(w.id);
   });
 
