@@ -10,6 +10,8 @@ import { planFires } from './cron.js';
 
 /** Due schedules one pass takes; a full pass is followed at once by another. */
 const PASS_LIMIT = 100;
+/** The pause when every due schedule was held by another pass (another replica's, or a PATCH). */
+const HELD_RETRY_MS = 50;
 
 /**
  * The firing loop of schedules in the API server. Every replica runs it: a pass takes due schedules with
@@ -49,6 +51,7 @@ export class Scheduler {
       if (ms === null) return this.maxSleepMs;
       if (ms > 0) return Math.min(this.maxSleepMs, Math.ceil(ms));
       const out = await this.runOnce();
+      if (out.schedules === 0) return HELD_RETRY_MS;
       if (out.schedules < PASS_LIMIT || this.timer === null) return 0;
     }
   }
