@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   dev: () => import('./commands/dev.js'),
   sessions: () => import('./commands/sessions.js'),
   status: () => import('./commands/status.js'),
+  types: () => import('./commands/types.js'),
   cancel: () => import('./commands/cancel.js'),
   artifacts: () => import('./commands/artifacts.js'),
   schedules: () => import('./commands/schedules.js'),

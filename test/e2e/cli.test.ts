@@ -416,6 +416,16 @@ describe('sfw against a running `sfw api`', () => {
     expect(status.stdout).toMatch(/^flow\s+built in\s+\d+\s+\d+/m);
     expect(status.stdout).toMatch(/^cli-typed\s+[0-9a-f]{12}\s+1\s+1\s*$/m);
     expect(status.stdout).toMatch(/^cli-loose\s+none\s+1\s+1\s+no input schema: any input is accepted$/m);
+    const types = await sfw(['types'], client);
+    expect(types.code, types.stderr).toBe(0);
+    expect(types.stdout).toMatch(/^cli-typed\s+[0-9a-f]{12}\s+1\s+1\s*$/m);
+    const one = await sfw(['types', 'cli-typed'], client);
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/^cli-typed-runner\s+running\s+\S+\s+[0-9a-f]{12}$/m);
+    expect(one.stdout).toContain('"required": [\n    "url"\n  ]');
+    const none = await sfw(['types', 'cli-nobody'], client);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('no runner has registered type "cli-nobody"');
     const json = JSON.parse((await sfw(['status', '--json'], client)).stdout) as {
       types: { name: string; runners: { id: string }[] }[];
     };

@@ -1,7 +1,7 @@
 import { ApiError } from '@session-framework/sdk';
-import type { SessionTypeView } from '../../protocol/schemas.js';
 import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand, table } from '../command.js';
+import { typesTable } from './types.js';
 
 export default defineCommand({
   name: 'status',
@@ -60,18 +60,7 @@ export default defineCommand({
       if (types) {
         ctx.out('');
         ctx.out('TYPES');
-        ctx.out(
-          table(
-            ['TYPE', 'INPUT SCHEMA', 'RUNNERS', 'LIVE', 'NOTE'],
-            types.map((t) => [
-              t.name,
-              t.builtIn ? 'built in' : t.schemaHash ? t.schemaHash.slice(0, 12) : 'none',
-              t.runners.length,
-              t.runners.filter((r) => r.live).length,
-              typeNote(t),
-            ]),
-          ),
-        );
+        ctx.out(typesTable(types, 70));
       }
       ctx.out('');
       ctx.out('ALERTS');
@@ -88,9 +77,3 @@ export default defineCommand({
     }
   },
 });
-
-/** What to know about a type at a glance: a conflict first, else why it has no schema. */
-function typeNote(t: SessionTypeView): string {
-  const text = t.conflict ? t.conflict.message : t.builtIn ? '' : (t.note ?? '');
-  return text.length > 70 ? `${text.slice(0, 69)}…` : text;
-}
