@@ -18,7 +18,7 @@ import { parseTargetPolicy } from '../../src/protocol/targets.js';
 import type { WebhookOptions } from '../../src/server/webhooks.js';
 import { postWebhook } from '../../src/server/webhook-http.js';
 import { reapSessions } from '../../src/store/sessions.js';
-import { claimDeliveries } from '../../src/store/webhooks.js';
+import { claimDeliveries, recordDelivery } from '../../src/store/webhooks.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
 import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
@@ -435,9 +435,18 @@ describe('webhooks', () => {
       w = await hook(down.client, r);
       first = await finish(down, 'wh-crash');
       second = await finish(down, 'wh-crash');
-      // A replica claims the second one's try and dies before sending it.
+      // A replica claims a try whose lease lapses; another replica claims the next try; the first one's late
+      // result is not recorded. Then that replica dies before sending.
+      const [stale] = await claimDeliveries(db.db, { limit: 1, leaseMs: 60_000, retryMs: 60_000 });
+      expect(stale).toBeDefined();
+      await db.db.query(
+        `UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 hour' WHERE id = $1`,
+        [stale!.id],
+      );
       const taken = await claimDeliveries(db.db, { limit: 1, leaseMs: 1000, retryMs: 60_000 });
-      expect(taken).toHaveLength(1);
+      expect(taken.map((t) => [t.id, t.attempts])).toEqual([[stale!.id, 2]]);
+      const late = { id: stale!.id, body: '{}', ok: true, statusCode: 200, error: null, retryInMs: 0 };
+      expect(await recordDelivery(db.db, { ...late, leaseToken: stale!.lease_token })).toBeNull();
       expect((await deliveries(down, w.id)).map((d) => d.status)).toEqual(['pending', 'pending']);
     } finally {
       await down.stop();
@@ -450,7 +459,7 @@ describe('webhooks', () => {
         const l = await deliveries(up, w.id);
         return l.every((d) => d.status === 'delivered') ? l : null;
       });
-      expect(list.map((d) => d.attempts).sort()).toEqual([1, 2]);
+      expect(list.map((d) => d.attempts).sort()).toEqual([1, 3]);
     } finally {
       await up.stop();
       await db.db.end();
