@@ -208,6 +208,37 @@ describe('webhooks', () => {
     await api.client.deleteWebhook(w.id);
   });
 
+  it("names a scheduled session's schedule and fire time in its event", async () => {
+    const firing = await startTestApi('webhooks-schedules', {
+      db: { db: api.db, url: api.databaseUrl },
+      schedules: true,
+    });
+    try {
+      const r = await receiver();
+      const w = await hook(api.client, r, ['session.succeeded']);
+      const sched = await api.client.createSchedule({
+        name: 'wh-every-second',
+        cron: '* * * * * *',
+        session: { type: 'wh-scheduled' },
+      });
+      const { sessions } = await api.runnerClient.claim('runner-scheduled', {
+        slots: 1,
+        types: ['wh-scheduled'],
+        waitMs: 5000,
+      });
+      await api.client.deleteSchedule(sched.id);
+      const s = sessions[0]!;
+      await api.runnerClient.complete(s.id, { leaseToken: s.leaseToken, status: 'succeeded' });
+      const [got] = await waitFor(() => (r.of(s.id).length > 0 ? r.of(s.id) : null));
+      const view = await api.client.getSession(s.id);
+      expect(got!.event!.data).toMatchObject({ scheduleId: sched.id, scheduledFor: view.scheduledFor });
+      expect(view.scheduledFor).not.toBeNull();
+      await api.client.deleteWebhook(w.id);
+    } finally {
+      await firing.stop();
+    }
+  });
+
   it('sends each webhook only the events it asked for, from every path that ends a session', async () => {
     const failed = await receiver();
     const succeeded = await receiver();
