@@ -45,7 +45,7 @@ export default defineCommand({
   flags: {
     input: {
       type: 'string',
-      value: 'json|@file',
+      value: 'json',
       description:
         "A module's input, or the values of a flow's {{input.x}} placeholders: JSON, or @file to read it from a file",
     },
