@@ -66,6 +66,10 @@ function ajvFor(schema: Record<string, unknown>, useDefaults: boolean): Ajv | Aj
     ajv =
       draft === '2020-12' ? new Ajv2020({ ...OPTIONS, useDefaults }) : new Ajv({ ...OPTIONS, useDefaults });
     addFormats.default(ajv);
+    // zod's url() (written as format "uri", with no pattern) accepts what WHATWG URL parses, international
+    // hosts included, where ajv-formats' RFC 3986 check is ASCII-only: the API checks the looser rule, so it
+    // never refuses an input the runner's own schema accepts (the runner still checks its schema itself).
+    ajv.addFormat('uri', { type: 'string', validate: (s: string) => URL.canParse(s) });
     instances.set(key, ajv);
   }
   return ajv;

@@ -129,6 +129,16 @@ describe('enqueue checks input against the registered schema', () => {
     expect(await count('json-typed')).toBe(0);
   });
 
+  it('accepts every url the runner accepts: an international host is not refused by a stricter uri format', async () => {
+    // zod's url() parses with WHATWG URL; ajv-formats' "uri" would refuse the non-ASCII host.
+    const created = await api.client.createSession({
+      type: 'fetch-page',
+      input: { url: 'https://bücher.example/straße?q=ü' },
+    });
+    expect(created.warnings ?? []).toEqual([]);
+    await api.client.cancelSession(created.id);
+  });
+
   it('good input is 201 without warnings, and runs', async () => {
     for (const on of [api, replica]) {
       const created = await on.client.createSession({
