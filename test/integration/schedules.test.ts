@@ -322,6 +322,43 @@ describe('schedules across two API replicas', () => {
     await a.client.deleteSchedule(s.id);
   });
 
+  it('check a session template’s input against its type’s registered schema, as an enqueue does', async () => {
+    await a.runnerClient.registerTypes('schedules-typed-runner', {
+      types: [
+        {
+          name: 'price-check',
+          schema: {
+            type: 'object',
+            properties: { url: { type: 'string' }, maxPrice: { type: 'number' } },
+            required: ['url'],
+          },
+        },
+      ],
+    });
+    const base = { name: 'typed', cron: '0 * * * *' };
+    const bad = await refused(
+      a.client.createSchedule({
+        ...base,
+        session: { type: 'price-check', input: { url: 'x', maxPrice: 'cheap' } },
+      }),
+    );
+    expect(bad).toMatchObject({ status: 400, path: 'body.session.input.maxPrice' });
+    const missing = await refused(
+      a.client.createSchedule({ ...base, session: { type: 'price-check', input: {} } }),
+    );
+    expect(missing).toMatchObject({ status: 400, path: 'body.session.input.url' });
+    const s = await a.client.createSchedule({
+      ...base,
+      session: { type: 'price-check', input: { url: 'x' } },
+    });
+    const patched = await refused(
+      a.client.updateSchedule(s.id, { session: { type: 'price-check', input: { maxPrice: 3 } } }),
+    );
+    expect(patched).toMatchObject({ status: 400, path: 'body.session.input.url' });
+    expect((await a.client.getSchedule(s.id)).session).toEqual({ type: 'price-check', input: { url: 'x' } });
+    await a.client.deleteSchedule(s.id);
+  });
+
   it('compute the next fire time in the schedule’s time zone and move it when the cron changes', async () => {
     const s = await a.client.createSchedule({
       name: 'tz',

@@ -29,7 +29,10 @@ import { checkNewSession } from './sessions.js';
 const RECENT_ONE = 10;
 const RECENT_LIST = 5;
 
-/** A schedule's name and session template, checked as POST /v1/sessions checks a session. */
+/**
+ * A schedule's name and session template, checked as POST /v1/sessions checks a session (and, by the
+ * routes, its input against the type's registered schema).
+ */
 function checkParts(b: { name?: string; session?: ScheduleSessionTemplate }): void {
   if (b.name !== undefined) {
     const bad = findUnstorable(b.name, 'body.name');
@@ -66,6 +69,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const b = req.body;
       checkParts(b);
+      await app.sessionTypes.check([b.session], () => 'body.session');
       const fields = withNextRun(
         {
           name: b.name,
@@ -123,6 +127,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req) => {
       const b = req.body;
       checkParts(b);
+      if (b.session) await app.sessionTypes.check([b.session], () => 'body.session');
       const row = await updateSchedule(db, req.params.id, (cur) => {
         const next = {
           name: b.name ?? cur.name,
