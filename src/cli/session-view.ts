@@ -47,6 +47,7 @@ export function printSession(s: SessionView, out: (line: string) => void): void 
       ...(s.finishedAt ? [`finished ${s.finishedAt}`] : []),
     ].join(' · '),
   );
+  if (s.scheduleId) out(`made by schedule ${s.scheduleId} for ${s.scheduledFor ?? '?'}`);
   if (s.errorMessage) out(`error: ${s.errorMessage}`);
   const inputSteps = (s.input as { steps?: unknown } | null)?.steps;
   if (isFlowResult(s.result)) {

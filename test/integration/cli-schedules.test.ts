@@ -114,9 +114,13 @@ describe('sfw schedules', () => {
     expect(bad.stderr).toMatch(/400 body\.cron: must be five fields/);
 
     const sessions = await sfw(api, ['sessions', '--schedule', s.id, '--json']);
-    const page = JSON.parse(sessions.stdout) as { items: { scheduleId: string }[] };
+    const page = JSON.parse(sessions.stdout) as {
+      items: { id: string; scheduleId: string; scheduledFor: string }[];
+    };
     expect(page.items.length).toBeGreaterThanOrEqual(2);
     expect(page.items.every((i) => i.scheduleId === s.id)).toBe(true);
+    const one = await sfw(api, ['sessions', page.items[0]!.id]);
+    expect(one.stdout).toContain(`made by schedule ${s.id} for ${page.items[0]!.scheduledFor}`);
 
     const deleted = await sfw(api, ['schedules', 'delete', 'homepage']);
     expect(deleted.code).toBe(0);
