@@ -88,5 +88,11 @@ describe('dashboard schedules', () => {
     await waitFor(async () => (await sessionRows.count()) >= 3, { what: 'the schedule’s sessions' });
     const listed = await api.client.listSessions({ scheduleId: every.id, fields: [] });
     expect(await sessionRows.count()).toBe(listed.items.length);
+
+    // A scheduled session's own view names its schedule and fire time, linking back to its sessions.
+    await page.goto(`${api.url}/#/sessions/${first!.id}`);
+    const link = page.locator('dl.facts a', { hasText: 'fire time' });
+    await link.waitFor();
+    await expect(link.getAttribute('href')).resolves.toBe(`#/sessions?scheduleId=${every.id}`);
   });
 });

@@ -97,6 +97,18 @@ export function mount(el, params, ctx) {
           <dt>Runner</dt>
           <dd>${s.claimedBy ?? '—'}</dd>
           ${
+            s.scheduleId
+              ? html`<dt>Schedule</dt>
+                  <dd>
+                    <a
+                      href="#/sessions?scheduleId=${encodeURIComponent(s.scheduleId)}"
+                      title="Sessions of this schedule"
+                      >fire time ${time(s.scheduledFor)}</a
+                    >
+                  </dd>`
+              : ''
+          }
+          ${
             s.cancelRequested && !TERMINAL.includes(s.status)
               ? html`<dt>Cancel</dt>
                   <dd>requested; the runner stops it at its next heartbeat</dd>`
