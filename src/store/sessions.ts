@@ -51,6 +51,17 @@ export interface SessionRow {
   /** The schedule that made it, and the fire time it was made for. */
   schedule_id: string | null;
   scheduled_for: Date | null;
+  /** The session's named-state options (null: none). */
+  state_options: SessionStateOptions | null;
+  /** The key its per-key limits count it under (null: none). */
+  concurrency_key: string | null;
+}
+
+/** A session's named-state options as stored: the state it starts from and the one it saves. */
+export interface SessionStateOptions {
+  use?: string;
+  save?: string;
+  overwrite?: boolean;
 }
 
 export interface NewSession {
@@ -64,6 +75,8 @@ export interface NewSession {
   artifacts?: Partial<ArtifactOptions>;
   browser?: BrowserOptions;
   idempotencyKey?: string;
+  state?: SessionStateOptions;
+  concurrencyKey?: string;
 }
 
 export interface InsertOutcome {
@@ -117,6 +130,8 @@ export function newSessionRow(s: NewSession): NewRow {
     browser_options: s.browser ?? null,
     idempotency_key: s.idempotencyKey ?? null,
     request_hash: null as string | null,
+    state_options: s.state ?? null,
+    concurrency_key: s.concurrencyKey ?? null,
   };
   if (row.idempotency_key !== null) row.request_hash = requestHash(row);
   return row;
@@ -135,6 +150,8 @@ export interface NewRow {
   browser_options: BrowserOptions | null;
   idempotency_key: string | null;
   request_hash: string | null;
+  state_options: SessionStateOptions | null;
+  concurrency_key: string | null;
 }
 
 /**
@@ -153,6 +170,8 @@ function requestHash(r: NewRow): string {
     artifacts: r.artifact_options,
     // Left out when none, so the hash of a request without browser options is what it was.
     browser: r.browser_options ?? undefined,
+    state: r.state_options ?? undefined,
+    concurrencyKey: r.concurrency_key ?? undefined,
   };
   return createHash('sha256').update(canonicalJson(request)).digest('base64url');
 }
@@ -176,12 +195,13 @@ async function insertRows(db: Queryable, rows: NewRow[]): Promise<InsertOutcome[
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          id uuid, type text, input jsonb, priority integer, run_at timestamptz, timeout_ms integer,
          max_attempts integer, retry_on text[], artifact_options jsonb, browser_options jsonb, idempotency_key text,
-         request_hash text)
+         request_hash text, state_options jsonb, concurrency_key text)
      ), ins AS (
        INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
-                             artifact_options, browser_options, idempotency_key, request_hash)
+                             artifact_options, browser_options, idempotency_key, request_hash, state_options,
+                             concurrency_key)
        SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
-              artifact_options, browser_options, idempotency_key, request_hash
+              artifact_options, browser_options, idempotency_key, request_hash, state_options, concurrency_key
        FROM src
        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *
@@ -269,7 +289,8 @@ export async function listSessions(
             attempt, max_attempts, retry_on, timeout_ms, lease_expires_at, cancel_requested,
             CASE WHEN length(error_message) > $${params.length - 1}::int
                  THEN left(error_message, $${params.length - 1}::int - 1) || '…' ELSE error_message END AS error_message,
-            artifact_options, browser_options, idempotency_key, schedule_id, scheduled_for
+            artifact_options, browser_options, idempotency_key, schedule_id, scheduled_for, state_options,
+            concurrency_key
      FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
     params,
   );
