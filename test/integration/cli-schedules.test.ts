@@ -16,6 +16,8 @@ function sfw(api: TestApi, args: string[]): Promise<{ code: number | null; stdou
     const child = spawn(
       process.execPath,
       [
+        // The SDK from its sources too, so this needs no build.
+        '--conditions=@session-framework/source',
         '--import',
         'tsx',
         '--input-type=module',
