@@ -1,4 +1,7 @@
 import type { BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
+import { EGRESS_PROXY_HOST } from './chromium.js';
+import type { EgressRoute } from './egress.js';
+import { attachRoute } from './egress-page.js';
 import type { Instance } from './launch.js';
 
 export interface BrowserLease {
@@ -28,7 +31,9 @@ export interface ContextSource {
 
 /**
  * A new context and page on `inst`, counted against its allowance. `onClose` runs when the context
- * closes (the pool then closes a retired browser that has none left).
+ * closes (the pool then closes a retired browser that has none left). A context with a `proxy` on a
+ * browser behind the egress proxy gets a route there instead: it talks to the egress proxy with
+ * credentials of its own, and the egress proxy, after its checks, goes through the given proxy.
  */
 export async function openContext(
   inst: Instance,
@@ -36,9 +41,18 @@ export async function openContext(
   onClose: () => void,
 ): Promise<Ready> {
   inst.contextsCreated++;
-  const context = await Promise.race([inst.browser.newContext(options), inst.gone]);
+  const route = options?.proxy && inst.egress ? inst.egress.addRoute(options.proxy) : undefined;
+  let context: BrowserContext;
+  try {
+    context = await Promise.race([inst.browser.newContext(routed(options, route)), inst.gone]);
+  } catch (err) {
+    route?.close();
+    throw err;
+  }
+  if (route) attachRoute(context, route.id);
   inst.contexts.add(context);
   context.once('close', () => {
+    route?.close();
     inst.contexts.delete(context);
     onClose();
   });
@@ -75,5 +89,22 @@ export function leaseContext(ready: Ready, keep?: (pageCrashed: boolean) => Prom
       return inst.disconnected || pageCrashed;
     },
     release: () => (released ??= release()),
+  };
+}
+
+/** The context's options with its proxy replaced by its route on the egress proxy. */
+function routed(
+  options: BrowserContextOptions | undefined,
+  route: EgressRoute | undefined,
+): BrowserContextOptions | undefined {
+  if (!route) return options;
+  return {
+    ...options,
+    // Chromium resolves no name but the egress proxy's (egressArgs); Playwright answers its 407.
+    proxy: {
+      server: `http://${EGRESS_PROXY_HOST}:${route.port}`,
+      username: route.username,
+      password: route.password,
+    },
   };
 }

@@ -1,4 +1,4 @@
-import type { Browser, Page, Request, Response } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request, Response } from 'playwright-core';
 import { SfwError } from '../core/errors.js';
 import { EGRESS_ERROR_HEADER, EGRESS_REFUSED_HEADER, urlHostPort, type EgressProxy } from './egress.js';
 
@@ -9,10 +9,16 @@ import { EGRESS_ERROR_HEADER, EGRESS_REFUSED_HEADER, urlHostPort, type EgressPro
  */
 
 const proxies = new WeakMap<Browser, EgressProxy>();
+const routes = new WeakMap<BrowserContext, string>();
 
 /** Records that `browser` sends its connections through `proxy` (the pool does, at launch). */
 export function attachEgress(browser: Browser, proxy: EgressProxy): void {
   proxies.set(browser, proxy);
+}
+
+/** Records that `context` reaches the egress proxy by the route `routeId` (its own upstream proxy). */
+export function attachRoute(context: BrowserContext, routeId: string): void {
+  routes.set(context, routeId);
 }
 
 export interface NavigationFailures {
@@ -27,6 +33,7 @@ export interface NavigationFailures {
 export function watchNavigationFailures(page: Page): NavigationFailures {
   const browser = page.context().browser();
   const proxy = browser ? proxies.get(browser) : undefined;
+  const routeId = routes.get(page.context());
   const mainNavigation = (r: Request): boolean => {
     try {
       return r.isNavigationRequest() && r.frame() === page.mainFrame();
@@ -36,7 +43,7 @@ export function watchNavigationFailures(page: Page): NavigationFailures {
   };
   const explain = (url: string, fallback: string | undefined): Error | undefined => {
     const target = urlHostPort(url);
-    const failure = target && proxy?.recentFailure(target.host, target.port);
+    const failure = target && proxy?.recentFailure(target.host, target.port, routeId);
     if (failure?.refused) return new SfwError('FORBIDDEN', `navigation to ${url} refused: ${failure.reason}`);
     if (failure) return new SfwError('UNAVAILABLE', `navigation to ${url} failed: ${failure.reason}`);
     return fallback === undefined ? undefined : new Error(`navigation to ${url} failed: ${fallback}`);

@@ -33,6 +33,8 @@ export interface Instance {
   contexts: Set<BrowserContext>;
   retired: boolean;
   disconnected: boolean;
+  /** The egress proxy the browser connects through, if any (a context's own proxy is chained to it). */
+  egress: EgressProxy | undefined;
   /** Rejects when the browser disconnects: calls in flight then may never settle on their own. */
   gone: Promise<never>;
   closing: Promise<void> | undefined;
@@ -90,6 +92,7 @@ export async function launchBrowser(
     profileDir,
     contextsCreated: 0,
     contexts: new Set(),
+    egress: opts.egress,
     retired: false,
     disconnected: false,
     gone,

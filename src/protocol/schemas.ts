@@ -72,7 +72,12 @@ export const BrowserOptionsSchema = Type.Object(
     proxy: Type.Optional(
       Type.Object(
         {
-          server: Type.String({ maxLength: 2000, pattern: '^(https?|socks5)://[^\\s/?#]+(/[^\\s]*)?$' }),
+          // http(s)://host:port; what else the field holds is refused by checkNewSession, saying so.
+          server: Type.String({
+            minLength: 1,
+            maxLength: 2000,
+            description: 'http://host:port or https://host:port',
+          }),
           username: Type.Optional(Type.String({ maxLength: 1000 })),
           password: Type.Optional(Type.String({ maxLength: 1000 })),
         },

@@ -234,8 +234,8 @@ function acquireOptions(
 }
 
 /**
- * A session's browser options as Playwright's newContext options; undefined when it has none. A proxy is
- * never applied: enqueue refuses it (the runner's egress proxy is the browser's only way out).
+ * A session's browser options as Playwright's newContext options; undefined when it has none. A proxy
+ * is not given to Chromium as it is: the pool chains it behind the runner's egress proxy (contexts.ts).
  */
 export function contextOptions(b: BrowserOptions | undefined): BrowserContextOptions | undefined {
   if (!b) return undefined;
@@ -246,6 +246,11 @@ export function contextOptions(b: BrowserOptions | undefined): BrowserContextOpt
   if (b.userAgent !== undefined) out.userAgent = b.userAgent;
   if (b.extraHTTPHeaders) out.extraHTTPHeaders = { ...b.extraHTTPHeaders };
   if (b.javaScriptEnabled !== undefined) out.javaScriptEnabled = b.javaScriptEnabled;
+  if (b.proxy) {
+    out.proxy = { server: b.proxy.server };
+    if (b.proxy.username !== undefined) out.proxy.username = b.proxy.username;
+    if (b.proxy.password !== undefined) out.proxy.password = b.proxy.password;
+  }
   return Object.keys(out).length > 0 ? out : undefined;
 }
 

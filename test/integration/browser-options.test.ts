@@ -14,8 +14,8 @@ import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 
 /**
  * A session's browser options end to end (API, Postgres, a runner with Chromium, the fixture site): each
- * takes effect in the session's context, bad ones are refused at enqueue with their path, a proxy is
- * refused, and a proxy's password shows neither in GET nor in the logs.
+ * takes effect in the session's context, bad ones are refused at enqueue with their path, and a proxy's
+ * password shows neither in the answers nor in the logs (the proxy itself: browser-proxy.test.ts).
  */
 
 let api: TestApi;
@@ -156,25 +156,28 @@ describe('browser options of a session', () => {
     const batch = await api.client
       .createSessions([
         { type: 'browser-echo' },
-        { type: 'browser-echo', browser: { proxy: { server: 'http://proxy.example:3128' } } },
+        { type: 'browser-echo', browser: { proxy: { server: 'socks5://proxy.example:1080' } } },
       ])
       .catch((e: unknown) => e);
     expect(batch).toBeInstanceOf(ApiError);
-    expect((batch as ApiError).path).toBe('body.sessions.1.browser.proxy');
+    expect((batch as ApiError).path).toBe('body.sessions.1.browser.proxy.server');
+    expect((batch as ApiError).message).toMatch(/use http:\/\/host:port or https:\/\/host:port/);
   });
 
-  it('refuses a per-session proxy with the egress policy, never echoing its password', async () => {
-    const err = await refusal({
-      proxy: { server: 'http://proxy.example:3128', username: 'ada', password: 'hunter2-proxy' },
-    });
-    expect(err.path).toBe('body.browser.proxy');
-    expect(err.message).toMatch(/per-session proxies are not supported with the egress policy yet/);
+  it('accepts a per-session proxy and answers its password as [redacted], refusing a bad one without echoing it', async () => {
+    const proxy = { server: 'http://proxy.example:3128', username: 'ada', password: 'hunter2-proxy' };
+    // A type no runner serves: the session stays queued, only the answers are looked at.
+    const created = await api.client.createSession({ type: 'not-served', browser: { proxy } });
+    expect(created.browser?.proxy).toEqual({ ...proxy, password: '[redacted]' });
+    expect(JSON.stringify(created)).not.toContain('hunter2-proxy');
+    const err = await refusal({ proxy: { ...proxy, server: 'socks5://proxy.example:1080' } });
+    expect(err.path).toBe('body.browser.proxy.server');
+    expect(err.message).toMatch(/socks5:\/\/ proxies are not supported/);
     expect(JSON.stringify(err)).not.toContain('hunter2-proxy');
-    expect(err.message).not.toContain('hunter2-proxy');
   });
 
   it('a stored proxy password shows as [redacted] in GET, and logged options never carry it', async () => {
-    // Enqueue refuses a proxy; a row that has one (written by the store itself) is still shown redacted.
+    // A row written by the store itself, as enqueue stores it: shown redacted in GET and in lists.
     const [out] = await insertSessions(api.db, [
       {
         type: 'not-served',

@@ -55,14 +55,40 @@ export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
 
 /** What the schema cannot check of a session's browser options. */
 function checkBrowserOptions(b: BrowserOptions, at: string): void {
-  // The runner's egress proxy is the browser's only way out: a context's own proxy would go around it.
-  if (b.proxy !== undefined)
-    throw new ValidationError(
-      `${at}.proxy`,
-      'per-session proxies are not supported with the egress policy yet: leave browser.proxy out',
-    );
+  if (b.proxy !== undefined) checkProxy(b.proxy, `${at}.proxy`);
   if (b.timezoneId !== undefined && !isTimeZone(b.timezoneId))
     throw new ValidationError(`${at}.timezoneId`, 'must be an IANA time zone, e.g. Europe/Berlin');
+}
+
+/**
+ * A session's upstream proxy: http(s)://host[:port] and nothing else. The runner's egress proxy
+ * chains to it after the target policy (which the proxy's own address must pass too).
+ */
+function checkProxy(p: NonNullable<BrowserOptions['proxy']>, at: string): void {
+  const supported = 'use http://host:port or https://host:port';
+  let u: URL | undefined;
+  try {
+    u = new URL(p.server);
+  } catch {
+    u = undefined;
+  }
+  if (!u || u.hostname === '') throw new ValidationError(`${at}.server`, `is not a proxy URL: ${supported}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ValidationError(
+      `${at}.server`,
+      `${u.protocol.slice(0, 20)}// proxies are not supported: ${supported} (an HTTP proxy, which the runner reaches with CONNECT)`,
+    );
+  if (u.username !== '' || u.password !== '')
+    throw new ValidationError(
+      `${at}.server`,
+      'must not hold credentials: give browser.proxy.username and password',
+    );
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '')
+    throw new ValidationError(`${at}.server`, `must not have a path, query or fragment: ${supported}`);
+  if (p.username?.includes(':'))
+    throw new ValidationError(`${at}.username`, 'must not contain ":" (HTTP basic authentication)');
+  if (p.password !== undefined && p.username === undefined)
+    throw new ValidationError(`${at}.username`, 'is required with browser.proxy.password');
 }
 
 function isTimeZone(id: string): boolean {
