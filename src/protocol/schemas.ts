@@ -547,6 +547,7 @@ export const ScheduleView = Type.Object({
   createdAt: Type.String(),
   updatedAt: Type.String(),
   recent: Type.Array(ScheduleRun),
+  warnings: Warnings,
 });
 export type ScheduleView = wire.ScheduleView;
 export const ListSchedulesQuery = Type.Object(

@@ -351,11 +351,26 @@ describe('schedules across two API replicas', () => {
       ...base,
       session: { type: 'price-check', input: { url: 'x' } },
     });
+    expect(s.warnings).toBeUndefined();
     const patched = await refused(
       a.client.updateSchedule(s.id, { session: { type: 'price-check', input: { maxPrice: 3 } } }),
     );
     expect(patched).toMatchObject({ status: 400, path: 'body.session.input.url' });
     expect((await a.client.getSchedule(s.id)).session).toEqual({ type: 'price-check', input: { url: 'x' } });
+    await a.client.deleteSchedule(s.id);
+  });
+
+  it('warn, as an enqueue does, when no runner has registered the template’s type (and still save it)', async () => {
+    const s = await a.client.createSchedule({
+      name: 'unregistered',
+      cron: '0 * * * *',
+      session: { type: 'nobody-serves-this' },
+    });
+    expect(s.warnings).toEqual(['no runner has registered type "nobody-serves-this"']);
+    const patched = await a.client.updateSchedule(s.id, { session: { type: 'nor-this' } });
+    expect(patched.warnings).toEqual(['no runner has registered type "nor-this"']);
+    expect((await a.client.updateSchedule(s.id, { enabled: false })).warnings).toBeUndefined();
+    expect((await a.client.getSchedule(s.id)).session).toEqual({ type: 'nor-this' });
     await a.client.deleteSchedule(s.id);
   });
 

@@ -338,6 +338,8 @@ export type ScheduleView = {
   updatedAt: string;
   /** Its latest sessions, newest first. */
   recent: ScheduleRun[];
+  /** On create and change: e.g. that no runner has registered the template's type yet. */
+  warnings?: string[];
 };
 
 export type ListSchedulesQuery = {

@@ -152,7 +152,11 @@ export default defineCommand({
         `${action === undefined ? 'missing action' : `unknown action "${action}"`}: use ${ACTIONS.join(', ')}. Usage: sfw ${USAGE}`,
       );
     const client = clientFrom(ctx);
-    const show = (s: ScheduleView) => (ctx.flags.json ? ctx.out(JSON.stringify(s)) : printSchedule(ctx, s));
+    const show = (s: ScheduleView) => {
+      for (const w of s.warnings ?? []) ctx.err(`warning: ${w}`);
+      if (ctx.flags.json) ctx.out(JSON.stringify(s));
+      else printSchedule(ctx, s);
+    };
     try {
       const catchUp = choice<ScheduleCatchUp>(ctx, 'catch-up', SCHEDULE_CATCH_UPS);
       const overlap = choice<ScheduleOverlap>(ctx, 'overlap', SCHEDULE_OVERLAPS);

@@ -53,6 +53,8 @@ function withNextRun(
   return { ...f, timezone, nextRunAt: recompute ? nextFireTime(job, new Date()) : kept };
 }
 
+const withWarnings = (warnings: string[]) => (warnings.length > 0 ? { warnings } : {});
+
 const encodeCursor = (name: string) => Buffer.from(name).toString('base64url');
 const decodeCursor = (cursor: string) => Buffer.from(cursor, 'base64url').toString();
 
@@ -69,7 +71,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const b = req.body;
       checkParts(b);
-      await app.sessionTypes.check([b.session], () => 'body.session');
+      const warnings = await app.sessionTypes.check([b.session], () => 'body.session');
       const fields = withNextRun(
         {
           name: b.name,
@@ -84,7 +86,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
         null,
       );
       const row = await insertSchedule(db, fields);
-      return reply.status(201).send(scheduleView(row, []));
+      return reply.status(201).send({ ...scheduleView(row, []), ...withWarnings(warnings) });
     },
   );
 
@@ -127,7 +129,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req) => {
       const b = req.body;
       checkParts(b);
-      if (b.session) await app.sessionTypes.check([b.session], () => 'body.session');
+      const warnings = b.session ? await app.sessionTypes.check([b.session], () => 'body.session') : [];
       const row = await updateSchedule(db, req.params.id, (cur) => {
         const next = {
           name: b.name ?? cur.name,
@@ -143,7 +145,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
           next.cron !== cur.cron || next.timezone !== cur.timezone || (next.enabled && !cur.enabled);
         return withNextRun(next, recompute, cur.next_run_at);
       });
-      return view(row, RECENT_ONE);
+      return { ...(await view(row, RECENT_ONE)), ...withWarnings(warnings) };
     },
   );
 
