@@ -73,7 +73,7 @@ export interface FleetReport {
   network: Network;
   apiUrl: string;
   runnerIds: string[];
-  sessions: SessionView[];
+  sessions: ListedSession[];
   /** Session id → runner ids that executed it (from the sessions' own execution log). */
   executions: Map<string, string[]>;
   runners: RunnerView[];
@@ -288,8 +288,11 @@ function readExecutions(file: string): Map<string, string[]> {
   return out;
 }
 
-async function allSessions(client: SfwClient): Promise<SessionView[]> {
-  const items: SessionView[] = [];
+/** A session as the list answers it with every field (a list item has no state options). */
+type ListedSession = Omit<SessionView, 'state' | 'stateSave'>;
+
+async function allSessions(client: SfwClient): Promise<ListedSession[]> {
+  const items: ListedSession[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < 1000; page++) {
     const res = await client.listSessions({ type: SESSION_TYPE, limit: 1000, ...(cursor ? { cursor } : {}) });

@@ -11,7 +11,7 @@ import {
  * The one config schema. Each field binds an environment variable and a flag; precedence is
  * flag > env > default. Commands pick the fields they use; values are validated once at start and frozen.
  */
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'url' | 'level';
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'url' | 'level' | 'key32';
 
 interface FieldSpec {
   env: string;
@@ -300,6 +300,23 @@ export const CONFIG_FIELDS = {
     max: 1000,
     description: 'Webhook deliveries one API replica sends at once',
   },
+  stateEncryptionKey: {
+    env: 'STATE_ENCRYPTION_KEY',
+    flag: 'state-encryption-key',
+    kind: 'key32',
+    description:
+      'Key that encrypts named session states at rest (AES-256-GCM): 32 bytes as 64 hex digits or base64; unset: stored in clear',
+    secret: true,
+  },
+  stateTtlMs: {
+    env: 'STATE_TTL_MS',
+    flag: 'state-ttl-ms',
+    kind: 'int',
+    min: 1000,
+    max: 366 * 86_400_000,
+    description:
+      'How long a saved named state lives when the session gives no state.ttlMs; unset: until deleted',
+  },
   allowFlowEvaluate: {
     env: 'ALLOW_FLOW_EVALUATE',
     flag: 'allow-flow-evaluate',
@@ -389,7 +406,28 @@ function parseValue(spec: FieldSpec, raw: string, source: string): string | numb
     case 'string':
       if (raw.trim() === '') throw new ConfigError(`${source} must not be empty`);
       return raw;
+    case 'key32':
+      keyBytes(raw, source);
+      return raw;
   }
+}
+
+/**
+ * A 32-byte key given as 64 hex digits or as base64 (standard or URL-safe); throws a ConfigError naming
+ * `source` otherwise. (`openssl rand -base64 32` makes one.)
+ */
+export function keyBytes(raw: string, source: string): Buffer {
+  const text = raw.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(text)
+    ? Buffer.from(text, 'hex')
+    : /^[A-Za-z0-9+/_-]{43}=?$/.test(text)
+      ? Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
+      : undefined;
+  if (key?.length !== 32)
+    throw new ConfigError(
+      `${source} must be a 32-byte key: 64 hex digits or 44 characters of base64 (make one with: openssl rand -base64 32)`,
+    );
+  return key;
 }
 
 export interface ConfigSources {

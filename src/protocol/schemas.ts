@@ -91,6 +91,27 @@ export const BrowserOptionsSchema = Type.Object(
 
 export type BrowserOptions = wire.BrowserOptions;
 
+/** A named state's name: the rule of session type names. */
+export const StateName = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$',
+});
+/** The longest `state.ttlMs`: a year. */
+export const STATE_TTL_MAX_MS = 366 * 86_400_000;
+
+/** A session's named state: the one its context starts from, the one it is saved under (docs/state.md). */
+export const StateOptionsSchema = Type.Object(
+  {
+    use: Type.Optional(StateName),
+    save: Type.Optional(StateName),
+    overwrite: Type.Optional(Type.Boolean()),
+    ttlMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: STATE_TTL_MAX_MS })),
+  },
+  { additionalProperties: false },
+);
+export type StateOptions = wire.StateOptions;
+
 /**
  * A session's input: any JSON to the server's schema. A flow's is checked by checkFlowInput after it,
  * another type's by that type on the runner; `x-session-input` has /openapi.json describe it as the
@@ -114,6 +135,7 @@ export const CreateSessionBody = Type.Object(
     ),
     artifacts: Type.Optional(ArtifactOptionsSchema),
     browser: Type.Optional(BrowserOptionsSchema),
+    state: Type.Optional(StateOptionsSchema),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
@@ -173,6 +195,16 @@ const sessionFields = {
   scheduledFor: Nullable(Type.String()),
 };
 
+/** What became of a session's `state.save`. */
+export const StateSaveOutcomeSchema = Type.Object({
+  name: Type.String(),
+  saved: Type.Boolean(),
+  version: Type.Integer(),
+  message: Type.Optional(Type.String()),
+});
+
+export type StateSaveOutcome = wire.StateSaveOutcome;
+
 export const SessionView = Type.Object({
   ...sessionFields,
   input: Type.Unknown(),
@@ -180,6 +212,8 @@ export const SessionView = Type.Object({
   errorMessage: Nullable(Type.String()),
   artifacts: Type.Array(ArtifactInfoSchema),
   attempts: Type.Array(AttemptRecordSchema),
+  state: Nullable(StateOptionsSchema),
+  stateSave: Nullable(StateSaveOutcomeSchema),
 });
 export type SessionView = wire.SessionView;
 export const CreatedSession = Type.Object({ ...SessionView.properties, warnings: Warnings });
@@ -309,6 +343,8 @@ export const ClaimedSession = Type.Object({
   artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
   /** The session's browser options; null or absent: the runner's defaults. */
   browser: Type.Optional(Nullable(BrowserOptionsSchema)),
+  /** The session's named state options; null or absent: none. */
+  state: Type.Optional(Nullable(StateOptionsSchema)),
 });
 export type ClaimedSession = wire.ClaimedSession;
 export const ClaimReply = Type.Object({
@@ -576,6 +612,8 @@ type Agree<T extends Record<string, true>> = T;
  */
 type _WireAgreement = Agree<{
   BrowserOptions: Same<Static<typeof BrowserOptionsSchema>, wire.BrowserOptions>;
+  StateOptions: Same<Static<typeof StateOptionsSchema>, wire.StateOptions>;
+  StateSaveOutcome: Same<Static<typeof StateSaveOutcomeSchema>, wire.StateSaveOutcome>;
   CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
   BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
   SessionView: Same<Static<typeof SessionView>, wire.SessionView>;

@@ -4,6 +4,7 @@ import type { Outbox } from './outbox.js';
 import { completionBody } from './reports.js';
 import type { Executor, SessionOutcome, SessionRef } from './types.js';
 import { uploadArtifact, type ArtifactUploadDeps } from './artifacts-upload.js';
+import { sessionStateAccess, type StateAccessDeps } from './state-access.js';
 
 /**
  * The sessions a runner holds: each claimed session runs in the executor (abandoned as `error` when it
@@ -26,6 +27,8 @@ export interface ExecutionsDeps {
   executor: Executor;
   outbox: Outbox;
   uploads: ArtifactUploadDeps;
+  /** Named states through the API (state.use, state.save). */
+  states: StateAccessDeps;
   log: Logger;
   /** Session types that take a browser context (and so count against memory-aware admission). */
   browserTypes: ReadonlySet<string>;
@@ -139,6 +142,7 @@ export class Executions {
           signal: entry.controller.signal,
           abort: (reason) => entry.controller.abort(reason),
           upload,
+          state: sessionStateAccess(this.deps.states, s, log),
           log,
         }),
         hard,

@@ -199,6 +199,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
         signal: ctx.signal,
         abort: (reason) => ctx.abort(reason),
         upload: (name, data, contentType) => ctx.upload(name, data, contentType),
+        state: ctx.state,
         log: ctx.log,
         flow: { allowEvaluate: cfg.allowFlowEvaluate, checkUrl },
       });

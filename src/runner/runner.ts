@@ -87,6 +87,12 @@ export class Runner {
       executor: opts.executor,
       outbox: this.outbox,
       uploads: { client: this.client, retry: this.retry, forced: this.forceAbort.signal },
+      states: {
+        runnerId: this.runnerId,
+        client: this.client,
+        retry: this.retry,
+        forced: this.forceAbort.signal,
+      },
       log: this.log,
       browserTypes,
       hardGraceMs: opts.hardTimeoutGraceMs ?? 30_000,

@@ -2,6 +2,7 @@ import type { EventLog, Logger } from '../core/log.js';
 import type { CompletionStatus } from '../core/types.js';
 import type { SfwClient } from '../sdk/client.js';
 import type { ClaimedSession, SessionTypeRegistration } from '../protocol/schemas.js';
+import type { SessionStateAccess } from '../protocol/states.js';
 
 /**
  * What the runner is given: the API client, the executor, the browser pool, its settings. All of its I/O is
@@ -26,6 +27,8 @@ export interface ExecuteContext {
   abort(reason: Error): void;
   /** Uploads an artifact under the session's lease; resolves when stored or given up (never rejects). */
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
+  /** The session's named state (`state.use`, `state.save`) through the API, under its lease. */
+  state: SessionStateAccess;
   log: EventLog;
 }
 
@@ -52,7 +55,7 @@ export type RunnerApi = Pick<
   SfwClient,
   'claim' | 'heartbeat' | 'completeMany' | 'uploadArtifact' | 'stopRunner'
 > &
-  Partial<Pick<SfwClient, 'registerTypes'>>;
+  Partial<Pick<SfwClient, 'registerTypes' | 'getSessionState' | 'saveSessionState'>>;
 
 /** One attempt of a session, as every write about it names it (fencing). */
 export interface SessionRef {

@@ -33,6 +33,7 @@ import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import { Waiters } from './waiters.js';
 import { ClaimHub } from './claims.js';
@@ -72,6 +73,8 @@ export interface AppDeps {
   fallbackPollMs?: number | undefined;
   /** Webhook settings; with them the app runs a webhook sender while it is up (every replica does). */
   webhooks?: WebhookOptions | undefined;
+  /** Named states: STATE_ENCRYPTION_KEY and STATE_TTL_MS (absent: stored in clear, kept until deleted). */
+  states?: StateOptionsDeps | undefined;
 }
 
 declare module 'fastify' {
@@ -448,6 +451,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(scheduleRoutes);
   await app.register(opsRoutes);
   await app.register(webhookRoutes);
+  await app.register(stateRoutes);
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
     : undefined;

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError } from '../core/errors.js';
-import { isLoopbackAddress, type Config } from '../core/config.js';
+import { isLoopbackAddress, keyBytes, type Config } from '../core/config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { VERSION } from '../core/version.js';
 import { createDb, type Db } from '../store/db.js';
@@ -46,6 +46,8 @@ export const API_CONFIG_KEYS = [
   'webhookBackoffMs',
   'webhookTimeoutMs',
   'webhookConcurrency',
+  'stateEncryptionKey',
+  'stateTtlMs',
 ] as const;
 
 export type ApiConfig = Config<(typeof API_CONFIG_KEYS)[number]>;
@@ -183,6 +185,13 @@ export async function startApi(
         backoffMs: cfg.webhookBackoffMs,
         timeoutMs: cfg.webhookTimeoutMs,
         concurrency: cfg.webhookConcurrency,
+      },
+      states: {
+        encryptionKey:
+          cfg.stateEncryptionKey === undefined
+            ? undefined
+            : keyBytes(cfg.stateEncryptionKey, 'STATE_ENCRYPTION_KEY'),
+        defaultTtlMs: cfg.stateTtlMs,
       },
     });
     await app.listen({ port: cfg.port, host: cfg.host });

@@ -1,7 +1,7 @@
 import type { ListColumn, SessionRow, SessionSummaryRow } from '../store/sessions.js';
 import type { RunnerRow } from '../store/runners.js';
-import type { TypeRegistrationRow } from '../store/types.js';
 import type { ScheduleRow, ScheduleRunRow } from '../store/schedules.js';
+import type { TypeRegistrationRow } from '../store/types.js';
 import type {
   BrowserOptions,
   RunnerView,
@@ -12,6 +12,8 @@ import type {
   SessionView,
 } from '../protocol/schemas.js';
 import type { AttemptRecord, StoredArtifact } from '../core/types.js';
+import type { StateVersionRow } from '../store/states.js';
+import type { StateDetail, StateView } from '@session-framework/sdk';
 
 /** Table rows → wire shapes (camelCase, ISO timestamps). */
 
@@ -72,6 +74,36 @@ export function sessionView(r: SessionRow): SessionView {
     result: r.result ?? null,
     artifacts: artifactViews(r.artifacts),
     attempts: attemptViews(r.attempts),
+    state: r.state_options ?? null,
+    stateSave: r.state_saved ?? null,
+  };
+}
+
+/** A named state's version as listed: never its data. */
+export function stateView(r: StateVersionRow): StateView {
+  return {
+    name: r.name,
+    version: r.version,
+    size: r.size,
+    updatedAt: r.saved_at.toISOString(),
+    savedBySession: r.saved_by_session,
+    encrypted: r.encrypted,
+    expiresAt: iso(r.expires_at),
+  };
+}
+
+/** A named state with its kept versions (rows newest first, at least one). */
+export function stateDetailView(rows: StateVersionRow[]): StateDetail {
+  return {
+    ...stateView(rows[0]!),
+    versions: rows.map((r) => ({
+      version: r.version,
+      size: r.size,
+      encrypted: r.encrypted,
+      savedAt: r.saved_at.toISOString(),
+      savedBySession: r.saved_by_session,
+      expiresAt: iso(r.expires_at),
+    })),
   };
 }
 

@@ -11,6 +11,7 @@ import type { BrowserLease, BrowserPool } from '../browser/pool.js';
 import { FlowStepError, runFlow, type FlowOptions } from './flow.js';
 import { createRedactor, redactJson, type Redact } from './redact.js';
 import type { SessionType } from './registry.js';
+import type { SessionStateAccess, StorageState } from '../protocol/states.js';
 
 export type ExecutionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
 
@@ -33,6 +34,8 @@ export interface ExecuteOptions {
   /** Aborts `signal` for the session's timeout, which does not count as the runner's abort. */
   abort(reason: Error): void;
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
+  /** The session's named state through the API (needed when the session has `state`). */
+  state?: SessionStateAccess;
   log?: LogSink;
   flow?: {
     allowEvaluate?: boolean;
@@ -189,6 +192,12 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
     }
   };
 
+  const start = await startingState(opts, log);
+  if ('outcome' in start) {
+    clearTimeout(timer);
+    return start.outcome;
+  }
+
   let lease: BrowserLease | undefined;
   try {
     if (type.browser) {
@@ -196,7 +205,10 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
         return { status: 'error', errorMessage: 'this runner has no browser for this session type' };
       const aborted = rejectOnAbort(signal);
       try {
-        lease = await Promise.race([opts.pool.acquire(acquireOptions(session, type)), aborted.promise]);
+        lease = await Promise.race([
+          opts.pool.acquire(acquireOptions(session, type, start.storageState)),
+          aborted.promise,
+        ]);
       } catch (err) {
         if (runnerAborted()) return { status: 'cancelled', errorMessage: messageOf(signal.reason) };
         if (timeout.aborted) return { status: 'failed', errorMessage: messageOf(timeout.reason) };
@@ -205,7 +217,17 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
         aborted.dispose();
       }
     }
-    return await runWithLease({ opts, input, lease, timeout, consoleLines, upload, log, redact });
+    return await runWithLease({
+      opts,
+      input,
+      lease,
+      timeout,
+      consoleLines,
+      upload,
+      log,
+      redact,
+      seenVersion: start.seenVersion,
+    });
   } finally {
     clearTimeout(timer);
     // A session the runner aborted is cancelled or handed back: its artifacts would only delay that.
@@ -227,8 +249,14 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
 function acquireOptions(
   session: ClaimedSession,
   type: SessionType,
+  storageState?: StorageState,
 ): { reuseContext?: string; contextOptions?: BrowserContextOptions } {
   const options = contextOptions(session.browser ?? undefined);
+  // A named state starts a fresh context (never a kept or pre-warmed one, which has its own cookies).
+  if (storageState)
+    return {
+      contextOptions: { ...options, storageState: storageState as BrowserContextOptions['storageState'] },
+    };
   if (options) return { contextOptions: options };
   return type.reuseContext ? { reuseContext: type.name } : {};
 }
@@ -264,6 +292,8 @@ interface LeasedRun {
   upload: Upload;
   log: LogFn;
   redact: Redact;
+  /** The version of `state.save`'s name this session started from, if it used that name. */
+  seenVersion: number | undefined;
 }
 
 async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
@@ -327,6 +357,9 @@ async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
     detach();
   }
 
+  if (outcome.status === 'succeeded' && session.state?.save !== undefined && context && !lease?.crashed)
+    outcome = await saveState(opts, context, outcome, run.seenVersion, type.kind === 'flow');
+
   if (page && context && outcome.status !== 'cancelled' && !lease?.crashed) {
     const failed = outcome.status !== 'succeeded';
     if (wants(session.artifactOptions.screenshot, failed)) {
@@ -339,6 +372,87 @@ async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
     if (tracing) await finishTrace(context, wants(traceMode, failed), upload, log, session.id);
   }
   return outcome;
+}
+
+/**
+ * The storage state the session's context starts from (`state.use`), or the outcome that ends the session
+ * before it starts: a state that is missing fails it, unless the session saves the same name (its first
+ * run, which logs in); a state the API cannot give (a wrong STATE_ENCRYPTION_KEY, the API unreachable) is
+ * an `error`. `state` on a type without a browser fails the session.
+ */
+async function startingState(
+  opts: ExecuteOptions,
+  log: LogFn,
+): Promise<{ storageState?: StorageState; seenVersion?: number } | { outcome: ExecutionOutcome }> {
+  const { session, type } = opts;
+  const state = session.state ?? undefined;
+  if (!state) return {};
+  if (!type.browser)
+    return {
+      outcome: {
+        status: 'failed',
+        errorMessage: `state (named states) needs a browser context: session type ${type.name} runs without a browser`,
+      },
+    };
+  if (state.use === undefined) return {};
+  if (!opts.state)
+    return { outcome: { status: 'error', errorMessage: 'this runner cannot read named states' } };
+  try {
+    const loaded = await opts.state.load();
+    if (loaded.outcome === 'found')
+      return {
+        storageState: loaded.storageState,
+        ...(state.save === state.use ? { seenVersion: loaded.version } : {}),
+      };
+    if (loaded.outcome === 'lease-lost')
+      return { outcome: { status: 'error', errorMessage: 'lease lost before the session started' } };
+    if (state.save === state.use) {
+      log(`state "${state.use}" does not exist yet: starting empty`, { sessionId: session.id });
+      return {};
+    }
+    return { outcome: { status: 'failed', errorMessage: loaded.message } };
+  } catch (err) {
+    return {
+      outcome: { status: 'error', errorMessage: `state "${state.use}" not loaded: ${messageOf(err)}` },
+    };
+  }
+}
+
+/**
+ * Saves the context's storage state under `state.save` once the session succeeded. A save skipped for a
+ * newer version keeps the session succeeded (a flow's result says so in `warnings`); a save that fails
+ * makes it an `error` (the result stays), so the next session never starts from a state older than the
+ * caller believes. A lost lease changes nothing: the completion is refused as well.
+ */
+async function saveState(
+  opts: ExecuteOptions,
+  context: BrowserContext,
+  outcome: ExecutionOutcome,
+  seenVersion: number | undefined,
+  flow: boolean,
+): Promise<ExecutionOutcome> {
+  const name = opts.session.state?.save ?? '';
+  const failed = (why: string): ExecutionOutcome => ({
+    ...outcome,
+    status: 'error',
+    errorMessage: `state "${name}" not saved: ${why}`,
+  });
+  if (!opts.state) return failed('this runner cannot save named states');
+  try {
+    const storageState = (await bounded(context.storageState(), ARTIFACT_STEP_TIMEOUT_MS)) as
+      StorageState | undefined;
+    if (!storageState) return failed('the browser did not give its storage state in time');
+    const saved = await opts.state.save(storageState, seenVersion);
+    if (saved.outcome !== 'skipped' || !flow) return outcome;
+    const result = outcome.result as FlowResult | null;
+    if (!result || typeof result !== 'object') return outcome;
+    return {
+      ...outcome,
+      result: { ...result, warnings: [...(result.warnings ?? []), saved.save.message ?? ''] },
+    };
+  } catch (err) {
+    return failed(messageOf(err));
+  }
 }
 
 function classify(

@@ -11,7 +11,13 @@ import {
   type StoredArtifact,
   type SessionStatus,
 } from '../core/types.js';
-import type { BrowserOptions, ClaimedSession, CompleteBody, CompleteItem } from '../protocol/schemas.js';
+import type {
+  BrowserOptions,
+  ClaimedSession,
+  CompleteBody,
+  CompleteItem,
+  StateSaveOutcome,
+} from '../protocol/schemas.js';
 import { withTransaction, type Db, type Queryable } from './db.js';
 
 /** Queries about sessions: enqueue, read, list, claim, lease renewal, completion, cancellation. */
@@ -55,6 +61,8 @@ export interface SessionRow {
   state_options: SessionStateOptions | null;
   /** The key its per-key limits count it under (null: none). */
   concurrency_key: string | null;
+  /** What became of its state.save (migration 0007; null: not saved yet, or nothing to save). */
+  state_saved: StateSaveOutcome | null;
 }
 
 /** A session's named-state options as stored: the state it starts from and the one it saves. */

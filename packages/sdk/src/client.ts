@@ -36,6 +36,13 @@ import {
   type UpdateScheduleBody,
 } from './wire.js';
 import type {
+  SaveSessionStateBody,
+  SessionStateReply,
+  StateDetail,
+  StateList,
+  StateSaveOutcome,
+} from './states.js';
+import type {
   CreateWebhookBody,
   ListDeliveriesQuery,
   ListWebhooksQuery,
@@ -386,6 +393,48 @@ export class SfwClient {
       `/v1/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/retry`,
       { idempotent: true },
     );
+  }
+
+  // ---- named states --------------------------------------------------------------------------------
+
+  /** Each named state's newest version: name, version, size, when and by which session (never its contents). */
+  listStates(): Promise<StateList> {
+    return this.call('GET', '/v1/states', { idempotent: true });
+  }
+
+  /** A named state and its kept versions, newest first. */
+  getState(name: string): Promise<StateDetail> {
+    return this.call('GET', `/v1/states/${encodeURIComponent(name)}`, { idempotent: true });
+  }
+
+  /** Deletes every version of a named state. */
+  async deleteState(name: string): Promise<void> {
+    await this.call('DELETE', `/v1/states/${encodeURIComponent(name)}`, { idempotent: true });
+  }
+
+  /** Runner: the storage state its session uses (`state.use`), under the session's lease. */
+  getSessionState(runnerId: string, sessionId: string, leaseToken: string): Promise<SessionStateReply> {
+    return this.call('GET', this.sessionStatePath(runnerId, sessionId), {
+      headers: { 'x-lease-token': leaseToken },
+      idempotent: true,
+    });
+  }
+
+  /**
+   * Runner: saves its session's storage state under `state.save`, fenced by the lease (409 LEASE_LOST
+   * when it was lost). The answer says whether it was saved or a newer version kept.
+   */
+  saveSessionState(
+    runnerId: string,
+    sessionId: string,
+    body: SaveSessionStateBody,
+  ): Promise<StateSaveOutcome> {
+    // A repeat after a lost answer saves once more as a new version: harmless, so it may be retried.
+    return this.call('PUT', this.sessionStatePath(runnerId, sessionId), { body, idempotent: true });
+  }
+
+  private sessionStatePath(runnerId: string, sessionId: string): string {
+    return `/v1/runners/${encodeURIComponent(runnerId)}/sessions/${encodeURIComponent(sessionId)}/state`;
   }
 
   // ---- transport -----------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   /** A webhook delivery whose signature or timestamp does not check out (verifyWebhook); a receiver answers 401. */
   WEBHOOK_SIGNATURE: { status: 401, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
+  /** A named state encrypted under another STATE_ENCRYPTION_KEY than the API's (or the API has none). */
+  STATE_KEY: { status: 500, retryable: false },
   INTERNAL: { status: 500, retryable: true },
   CONFIG: { status: 0, retryable: false },
 } as const;

@@ -5,3 +5,4 @@ export { backoff, sleep } from './retry.js';
 export * from './wire.js';
 export type * from './flow.js';
 export * from './webhooks.js';
+export type * from './states.js';

@@ -14,6 +14,8 @@
  * aliases, not interfaces, so that like the JSON they describe they are assignable to Record<string, unknown>.
  */
 
+import type { StateOptions, StateSaveOutcome } from './states.js';
+
 export type SessionStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'error' | 'cancelled';
 /** Statuses a runner may report when completing a session. */
 export type CompletionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
@@ -74,6 +76,8 @@ export type CreateSessionBody = {
   artifacts?: { screenshot?: ArtifactMode; trace?: ArtifactMode };
   /** Options of a browser session's context. */
   browser?: BrowserOptions;
+  /** The named state the session's context starts from and/or is saved under (browser sessions). */
+  state?: StateOptions;
   /** A repeat with the same key answers the same session. */
   /** Repeat-safe key: the same request under it answers the same session; a different one is 409 CONFLICT. */
   idempotencyKey?: string;
@@ -122,6 +126,10 @@ export type SessionView = {
   scheduleId: string | null;
   /** The fire time of the schedule it was made for. */
   scheduledFor: string | null;
+  /** The session's named state options, null when it has none. */
+  state: StateOptions | null;
+  /** What became of its `state.save` (null: not saved yet, or nothing to save). */
+  stateSave: StateSaveOutcome | null;
 };
 
 /** Fields a session list leaves out unless `fields=` asks for them: the ones that can be megabytes. */
@@ -145,7 +153,7 @@ export type ListSessionsQuery = {
  * which `fields=` adds. A field asked for but over 64 KiB is left out and named in `truncated`.
  */
 export type SessionSummary = Flat<
-  Omit<SessionView, SessionListField> & {
+  Omit<SessionView, SessionListField | 'state' | 'stateSave'> & {
     errorMessage: string | null;
     input?: unknown;
     result?: unknown;
@@ -416,6 +424,8 @@ export type ClaimedSession = {
   artifactOptions: ArtifactOptions;
   /** The session's browser options; null or absent: the runner's defaults. */
   browser?: BrowserOptions | null;
+  /** The session's named state options; null or absent: none. */
+  state?: StateOptions | null;
 };
 
 export type ClaimReply = {

@@ -22,6 +22,7 @@ import {
   SessionList,
   type SessionListField,
   SessionView,
+  type StateOptions,
   WaitQuery,
 } from '../../protocol/schemas.js';
 import {
@@ -50,7 +51,19 @@ export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
   if (s.runAt !== undefined && Number.isNaN(Date.parse(s.runAt)))
     throw new ValidationError(`${at}.runAt`, 'must be a date-time');
   if (s.browser) checkBrowserOptions(s.browser, `${at}.browser`);
+  if (s.state) checkStateOptions(s.state, `${at}.state`);
   return s;
+}
+
+/** What the schema cannot check of a session's named state options (docs/state.md). */
+function checkStateOptions(o: StateOptions, at: string): void {
+  if (o.use === undefined && o.save === undefined)
+    throw new ValidationError(at, 'must name a state to use or to save (state.use, state.save)');
+  if (o.save === undefined && (o.overwrite !== undefined || o.ttlMs !== undefined))
+    throw new ValidationError(
+      `${at}.${o.overwrite !== undefined ? 'overwrite' : 'ttlMs'}`,
+      'applies to a save: give state.save too',
+    );
 }
 
 /** What the schema cannot check of a session's browser options. */
