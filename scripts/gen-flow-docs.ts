@@ -228,7 +228,7 @@ function limitsSection(): string {
     `| A \`repeat\`'s \`max\` passes | 1 to ${n(MAX_REPEAT_PASSES)} | at enqueue |`,
     `| Steps one session executes in all (each pass of a \`repeat\` counts its steps again; \`repeat\`, \`if\` and \`break\` count too) | ${n(MAX_FLOW_EXECUTED_STEPS)} | when it runs: the step going over fails |`,
     `| A step's \`timeoutMs\` | ${limitsOf(timeout)} ms, default ${n(DEFAULT_STEP_TIMEOUT_MS)} | at enqueue |`,
-    `| The whole session | the session's \`timeoutMs\` (default ${n(DEFAULT_SESSION_TIMEOUT_MS)} ms): it bounds every step, including those \`timeoutMs\` does not apply to (\`waitFor\` \`ms\`, \`press\` without a selector, \`evaluate\`) | when it runs |`,
+    `| The whole session | the session's \`timeoutMs\` (default ${n(DEFAULT_SESSION_TIMEOUT_MS)} ms): it bounds every step, including a \`waitFor\` \`ms\` pause, which \`timeoutMs\` does not apply to. At it the session fails (\`timed out after N ms\`), a script an \`evaluate\` or a \`press\` left the page stuck in is stopped, and the browser context is closed | when it runs |`,
     '',
     `Names (\`as\`) may not be ${[...RESERVED_NAMES].map(code).join(', ')}; two steps may share an \`as\` only when both have \`append: true\` (else the second is refused with its path, e.g. \`body.input.steps.2.steps.0.as\`). \`break\` is refused outside a \`repeat\`. Text Postgres cannot store (NUL, half of a UTF-16 pair) is refused in the input at enqueue, and replaced with U+FFFD in extracted values (see Results).`,
   ].join('\n');
@@ -269,7 +269,7 @@ function resultsSection(): string {
     formatJson(example),
     '```',
     '',
-    "A step that fails ends the session as `failed`, with `errorMessage` `step N (action): why` (N counts the top-level steps from 1; a failure inside a `repeat` or an `if` is reported at the step holding it) and the result so far, the failing step last with `ok: false`. Screenshots are artifacts: `screenshot` `name` becomes `<name>.png`, listed in the session's `artifacts`.",
+    "A step that fails ends the session as `failed`, with `errorMessage` `step N (action): why` (N counts the top-level steps from 1); a step inside a `repeat` or an `if` is named by its path in the input and the pass of each `repeat` holding it, innermost first: `step input.steps.2.steps.0 (click) failed in pass 3: why`, `step input.steps.1.then.0 (assert) failed: why`, `step input.steps.1.steps.1.steps.0 (evaluate) failed in pass 3 of input.steps.1.steps.1, pass 2 of input.steps.1: why`. With it comes the result so far, the failing step last with `ok: false`. Screenshots are artifacts: `screenshot` `name` becomes `<name>.png`, listed in the session's `artifacts`.",
   ].join('\n');
 }
 

@@ -101,7 +101,7 @@ export const FLOW_STEP_SCHEMAS = {
         ),
       ),
       timeoutMs: StepTimeout(
-        'waiting for the element and the key press (a press without selector has no deadline of its own)',
+        'waiting for the element and the key press (without selector, the key press alone: past it, a page stuck in its key handler has that script stopped)',
       ),
     },
     Step('Presses a key, on the first element matching `selector` or on whatever has focus.', {
@@ -333,7 +333,7 @@ export const FLOW_STEP_SCHEMAS = {
         ),
       ),
       timeoutMs: StepTimeout(
-        "nothing: page.evaluate has no deadline, the session's timeout bounds the expression",
+        'the expression and the promise it returns: past it the step fails with `evaluate timed out after N ms`, and a page still running the script (`while (true) {}`) has it stopped, so the page stays usable',
       ),
     },
     Step(

@@ -1,4 +1,4 @@
-import type { Locator, Page } from 'playwright-core';
+import type { CDPSession, Locator, Page } from 'playwright-core';
 import { watchNavigationFailures, type NavigationFailures } from '../browser/egress-page.js';
 import {
   CONDITION_TIMEOUT_MS,
@@ -41,22 +41,59 @@ export type FlowStepEvent =
   | { kind: 'pass'; step: FlowStep; depth: number; pass: number }
   | { kind: 'end'; step: FlowStep; depth: number; result: FlowStepResult };
 
-/** A flow step failed: which one, why (Playwright's message), and what the steps before it produced. */
+/** A pass of a `repeat` a failed step ran in: the repeat's path and the pass, 1-based. */
+export interface FlowPass {
+  path: string;
+  pass: number;
+}
+
+/** Where a step failed: its path in the input (`input.steps.2.steps.0`), action, and enclosing passes. */
+export interface FlowStepPlace {
+  path: string;
+  action: FlowAction;
+  /** The passes of the repeats holding the step, outermost first ([]: in none). */
+  passes: FlowPass[];
+}
+
+/**
+ * A flow step failed: which one, why (Playwright's message), and what the steps before it produced. A
+ * top-level step is named by its number (`step 3 (click): …`); a nested one by its path and the pass it
+ * failed in (`step input.steps.2.steps.0 (click) failed in pass 3: …`).
+ */
 export class FlowStepError extends Error {
   override readonly name = 'FlowStepError';
-  /** 0-based, as in `input.steps.N`. */
+  /** The top-level step holding the failed one, 0-based, as in `input.steps.N`. */
   readonly index: number;
+  /** The failed step's action (a nested step's own, not its repeat's or if's). */
   readonly action: FlowAction;
+  /** The failed step's path in the input, e.g. `input.steps.2.steps.0`. */
+  readonly path: string;
+  readonly passes: FlowPass[];
   readonly reason: string;
   readonly result: FlowResult;
 
-  constructor(index: number, action: FlowAction, reason: string, result: FlowResult) {
-    super(`step ${index + 1} (${action}): ${reason}`);
+  constructor(index: number, place: FlowStepPlace, reason: string, result: FlowResult) {
+    super(`${describePlace(index, place)}: ${reason}`);
     this.index = index;
-    this.action = action;
+    this.action = place.action;
+    this.path = place.path;
+    this.passes = place.passes;
     this.reason = reason;
     this.result = result;
   }
+}
+
+/** `step 3 (click)` for a top-level step; `step input.steps.2.steps.0 (click) failed in pass 3` nested. */
+function describePlace(index: number, { path, action, passes }: FlowStepPlace): string {
+  if (path === `input.steps.${index}`) return `step ${index + 1} (${action})`;
+  const inner = [...passes].reverse();
+  const when =
+    inner.length === 0
+      ? ''
+      : inner.length === 1
+        ? ` in pass ${inner[0]?.pass}`
+        : ` in ${inner.map((p) => `pass ${p.pass} of ${p.path}`).join(', ')}`;
+  return `step ${path} (${action}) failed${when}`;
 }
 
 function filled(result: Filled): string {
@@ -119,6 +156,77 @@ function abortReason(signal: AbortSignal): Error {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return abortable(new Promise<void>((r) => setTimeout(r, ms)), signal);
+}
+
+/** How long a page whose step timed out has to answer before it is taken to be stuck in a script. */
+const PAGE_ANSWER_MS = 250;
+
+/**
+ * Runs page work that Playwright gives no deadline of its own (page JavaScript, a key press to the focused
+ * element) within `timeout` ms: past it the step fails with `<what> timed out after N ms`. Then, and when
+ * the session is aborted meanwhile, a page whose main thread does not answer is stuck in a script (such
+ * as `while (true) {}`): that script is stopped (CDP Runtime.terminateExecution, which Chromium runs even
+ * while the page's thread is busy), so what comes next (the failure screenshot, the next session of a
+ * reused context, closing the context) finds a usable page. The CDP session is opened first: a stuck
+ * page cannot be attached to.
+ */
+async function withDeadline<T>(
+  page: Page,
+  what: string,
+  timeout: number,
+  signal: AbortSignal,
+  work: () => Promise<T>,
+): Promise<T> {
+  const cdp = await page.context().newCDPSession(page);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => {};
+  let expired = false;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      expired = true;
+      reject(new Error(`${what} timed out after ${timeout} ms`));
+    }, timeout);
+    onAbort = () => {
+      expired = true;
+      reject(abortReason(signal));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const running = work();
+  running.catch(() => {});
+  try {
+    return await Promise.race([running, deadline]);
+  } catch (err) {
+    if (!expired) throw err;
+    const stopped = await stopStuckScript(cdp);
+    if (signal.aborted || !stopped || !(err instanceof Error)) throw err;
+    throw new Error(`${err.message}: the page was still running JavaScript, which was stopped`);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    void cdp.detach().catch(() => {});
+  }
+}
+
+/** Stops the script a page is stuck in, if it does not answer; says whether it did. */
+async function stopStuckScript(cdp: CDPSession): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const answered = await Promise.race([
+    cdp.send('Runtime.evaluate', { expression: '0' }).then(
+      () => true,
+      () => true, // gone (closed, navigated): nothing to stop
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), PAGE_ANSWER_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (answered) return false;
+  return cdp.send('Runtime.terminateExecution').then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Retries `check` until it returns null (the condition holds) or the timeout passes. */
@@ -281,7 +389,8 @@ async function runStep(
       await at(step.selector).fill(step.value, { timeout });
       return;
     case 'press':
-      if (step.selector === undefined) await page.keyboard.press(step.key);
+      if (step.selector === undefined)
+        await withDeadline(page, 'press', timeout, opts.signal, () => page.keyboard.press(step.key));
       else await at(step.selector).press(step.key, { timeout });
       return;
     case 'select':
@@ -356,7 +465,10 @@ async function runStep(
           'evaluate steps are disabled on this runner: start it with ALLOW_FLOW_EVALUATE=true (or --allow-flow-evaluate) to allow them',
         );
       }
-      const value: unknown = await page.evaluate(step.expression);
+      const expression = step.expression;
+      const value: unknown = await withDeadline(page, 'evaluate', timeout, opts.signal, () =>
+        page.evaluate(expression),
+      );
       if (step.as !== undefined) return extracted.set(step.as, value);
       return;
     }
@@ -377,9 +489,15 @@ export async function runFlow(page: Page, input: FlowSessionInput, opts: FlowOpt
   }
 }
 
-/** A step failed; its result (with the error) is already in the result tree. */
+/**
+ * A step failed; its result (with the error) is already in the result tree. `place`: where (absent: the
+ * flow as a whole stopped, as at the step limit, told at the top-level step).
+ */
 class StepFailed extends Error {
-  constructor(readonly reason: string) {
+  constructor(
+    readonly reason: string,
+    readonly place?: FlowStepPlace,
+  ) {
     super(reason);
   }
 }
@@ -394,6 +512,8 @@ interface Run {
   executed: number;
   /** Nesting of the step running now (0: the flow's own steps). */
   depth: number;
+  /** The passes of the repeats running now, outermost first. */
+  passes: FlowPass[];
 }
 
 function tell(run: Run, event: FlowStepEvent): void {
@@ -425,26 +545,38 @@ async function runSteps(
     defaultTimeout: opts.defaultStepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
     executed: 0,
     depth: 0,
+    passes: [],
   };
   const steps: FlowStepResult[] = [];
   for (const [index, raw] of input.steps.entries()) {
+    const path = `input.steps.${index}`;
     try {
-      await runOne(run, raw, steps);
+      await runOne(run, raw, steps, path);
     } catch (err) {
       if (err instanceof StepFailed)
-        throw new FlowStepError(index, raw.action, err.reason, run.extracted.result(steps));
+        throw new FlowStepError(
+          index,
+          err.place ?? { path, action: raw.action, passes: [] },
+          err.reason,
+          run.extracted.result(steps),
+        );
       throw err;
     }
   }
   return run.extracted.result(steps);
 }
 
-/** Runs a list of nested steps into `out`; says `break` when a `break` left it. */
-async function runList(run: Run, steps: FlowStep[], out: FlowStepResult[]): Promise<'break' | undefined> {
+/** Runs a list of nested steps (at `path`, e.g. `input.steps.2.steps`) into `out`; says `break` when a `break` left it. */
+async function runList(
+  run: Run,
+  steps: FlowStep[],
+  out: FlowStepResult[],
+  path: string,
+): Promise<'break' | undefined> {
   run.depth++;
   try {
-    for (const step of steps) {
-      if ((await runOne(run, step, out)) === 'break') return 'break';
+    for (const [i, step] of steps.entries()) {
+      if ((await runOne(run, step, out, `${path}.${i}`)) === 'break') return 'break';
     }
     return undefined;
   } finally {
@@ -452,7 +584,12 @@ async function runList(run: Run, steps: FlowStep[], out: FlowStepResult[]): Prom
   }
 }
 
-async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'break' | undefined> {
+async function runOne(
+  run: Run,
+  raw: FlowStep,
+  out: FlowStepResult[],
+  path: string,
+): Promise<'break' | undefined> {
   const { opts } = run;
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
@@ -480,7 +617,12 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
           const results: FlowStepResult[] = [];
           passes.push(results);
           tell(run, { kind: 'pass', step: raw, depth: run.depth, pass: pass + 1 });
-          if ((await runList(run, raw.steps, results)) === 'break') break;
+          run.passes.push({ path, pass: pass + 1 });
+          try {
+            if ((await runList(run, raw.steps, results, `${path}.steps`)) === 'break') break;
+          } finally {
+            run.passes.pop();
+          }
           if (raw.until && (await holds(raw.until))) break;
         }
       } else {
@@ -490,7 +632,7 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
         result.steps = results;
         tell(run, { kind: 'start', step: raw, depth: run.depth, branch });
         const taken = branch === 'then' ? raw.then : (raw.else ?? []);
-        const left = await runList(run, taken, results);
+        const left = await runList(run, taken, results, `${path}.${branch}`);
         result.ms = elapsed();
         tell(run, { kind: 'end', step: raw, depth: run.depth, result });
         return left;
@@ -502,7 +644,7 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
       result.ms = elapsed();
       result.error = reason;
       tell(run, { kind: 'end', step: raw, depth: run.depth, result });
-      throw err instanceof StepFailed ? err : new StepFailed(reason);
+      throw err instanceof StepFailed ? err : new StepFailed(reason, place(run, raw, path));
     }
     result.ms = elapsed();
     tell(run, { kind: 'end', step: raw, depth: run.depth, result });
@@ -522,7 +664,11 @@ async function runOne(run: Run, raw: FlowStep, out: FlowStepResult[]): Promise<'
     if (opts.signal.aborted) throw abortReason(opts.signal);
     const reason = describeError(run.navigation.take() ?? err);
     done(run, raw, out, { action: raw.action, ok: false, ms: elapsed(), error: reason });
-    throw new StepFailed(reason);
+    throw new StepFailed(reason, place(run, raw, path));
   }
   return undefined;
+}
+
+function place(run: Run, raw: FlowStep, path: string): FlowStepPlace {
+  return { path, action: raw.action, passes: [...run.passes] };
 }

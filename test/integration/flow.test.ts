@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { BrowserLease } from '../../src/browser/pool.js';
+import type { Page } from 'playwright-core';
+import type { BrowserLease, BrowserPool } from '../../src/browser/pool.js';
+import { uuidv7 } from '../../src/core/ids.js';
+import { executeSession } from '../../src/sessions/execute.js';
 import { FlowStepError, fillPlaceholders, runFlow, type FlowOptions } from '../../src/sessions/flow.js';
+import { flowSessionType } from '../../src/sessions/registry.js';
 import { checkFlowInput } from '../../src/protocol/flow.js';
 import type { FlowSessionInput, FlowStep } from '../../src/protocol/flow.js';
 import { useFixturePool } from '../helpers/chromium.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = useFixturePool();
 
@@ -212,6 +217,142 @@ describe('flow steps', () => {
     setTimeout(() => ac.abort(new Error('cancelled by the runner')), 200);
     await expect(run).rejects.toThrow('cancelled by the runner');
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('evaluate and press without a selector: bounded by the step timeout', () => {
+  const simple = () => `${fixture.site.url}/pages/simple.html`;
+  const allowed = () => options({ allowEvaluate: true });
+  const failing = (page: Page, steps: FlowStep[], opts = allowed()) =>
+    runFlow(page, flow(steps), opts).catch((e: unknown) => e) as Promise<FlowStepError>;
+  /** The page still works: Playwright reads it and runs page JavaScript at once. */
+  async function usable(page: Page): Promise<void> {
+    const started = Date.now();
+    const after = await runFlow(
+      page,
+      flow([
+        { action: 'extract', selector: 'h1', as: 'h1', timeoutMs: 2000 },
+        { action: 'evaluate', expression: 'document.title', as: 'title', timeoutMs: 2000 },
+      ]),
+      allowed(),
+    );
+    expect(after.extracted).toEqual({ h1: 'Hello', title: 'Simple fixture' });
+    const png = await page.screenshot({ timeout: 2000 });
+    expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+    expect(Date.now() - started).toBeLessThan(3000);
+  }
+
+  it('an evaluate that never settles fails at its timeoutMs, else at the default step timeout', async () => {
+    await withPage(async ({ page }) => {
+      const started = Date.now();
+      const err = await failing(page, [
+        { action: 'goto', url: simple() },
+        { action: 'evaluate', expression: 'new Promise(() => {})', timeoutMs: 300 },
+      ]);
+      expect(err).toBeInstanceOf(FlowStepError);
+      // The page was not stuck (only the promise never settled): nothing to stop.
+      expect(err.message).toBe('step 2 (evaluate): evaluate timed out after 300 ms');
+      expect(err.result.steps[1]).toMatchObject({ action: 'evaluate', ok: false });
+      expect(Date.now() - started).toBeLessThan(3000);
+      await usable(page);
+      // Without timeoutMs the flow's default step timeout applies.
+      const byDefault = await failing(
+        page,
+        [{ action: 'evaluate', expression: 'new Promise(() => {})' }],
+        options({ allowEvaluate: true, defaultStepTimeoutMs: 400 }),
+      );
+      expect(byDefault.message).toBe('step 1 (evaluate): evaluate timed out after 400 ms');
+    });
+  });
+
+  it('an evaluate stuck in a loop times out, and its script is stopped: the page is usable for what comes next', async () => {
+    await withPage(async ({ page }) => {
+      const started = Date.now();
+      const err = await failing(page, [
+        { action: 'goto', url: simple() },
+        { action: 'evaluate', expression: 'while (true) {}', timeoutMs: 300 },
+      ]);
+      expect(err.message).toBe(
+        'step 2 (evaluate): evaluate timed out after 300 ms: the page was still running JavaScript, which was stopped',
+      );
+      expect(Date.now() - started).toBeLessThan(3000);
+      await usable(page);
+    });
+  });
+
+  it('a press without a selector times out on a page stuck in its key handler, which is stopped', async () => {
+    await withPage(async ({ page }) => {
+      const err = await failing(page, [
+        { action: 'goto', url: simple() },
+        {
+          action: 'evaluate',
+          expression: "document.addEventListener('keydown', () => { while (true) {} }, { once: true })",
+        },
+        { action: 'press', key: 'a', timeoutMs: 300 },
+      ]);
+      expect(err.message).toBe(
+        'step 3 (press): press timed out after 300 ms: the page was still running JavaScript, which was stopped',
+      );
+      await usable(page);
+      // A press that is not stuck is not held up.
+      await runFlow(page, flow([{ action: 'press', key: 'Tab', timeoutMs: 300 }]), options());
+    });
+  });
+
+  it('a page stuck past the session timeout: the session ends at its own timeout and its context closes', async () => {
+    const leases: BrowserLease[] = [];
+    const pool = {
+      acquire: async (...args: Parameters<BrowserPool['acquire']>) => {
+        const lease = await fixture.pool.acquire(...args);
+        leases.push(lease);
+        return lease;
+      },
+    } as unknown as BrowserPool;
+    const controller = new AbortController();
+    const now = new Date().toISOString();
+    const artifacts: string[] = [];
+    const started = Date.now();
+    const outcome = await executeSession({
+      session: {
+        id: uuidv7(),
+        type: 'flow',
+        input: {
+          steps: [
+            { action: 'goto', url: simple() },
+            // The step's own timeout (10 minutes) is past the session's: the session timeout ends it.
+            { action: 'evaluate', expression: 'while (true) {}', timeoutMs: 600_000 },
+          ],
+        },
+        priority: 0,
+        attempt: 1,
+        maxAttempts: 1,
+        timeoutMs: 1500,
+        leaseToken: uuidv7(),
+        leaseExpiresAt: now,
+        createdAt: now,
+        artifactOptions: { screenshot: 'on-failure', trace: 'off' },
+      },
+      type: flowSessionType(),
+      pool,
+      signal: controller.signal,
+      abort: (reason) => controller.abort(reason),
+      upload: async (name) => {
+        artifacts.push(name);
+      },
+      flow: { allowEvaluate: true },
+    });
+    expect(outcome).toMatchObject({ status: 'failed', errorMessage: 'timed out after 1500 ms' });
+    // The stuck script was stopped when the session was aborted: the failure screenshot did not wait.
+    expect(artifacts).toContain('failure.png');
+    expect(Date.now() - started).toBeLessThan(5000);
+    const [lease] = leases;
+    if (!lease) throw new Error('no context was leased');
+    await waitFor(() => lease.page.isClosed(), { what: 'the context closed', timeoutMs: 5000 });
+    // The browser serves the next session.
+    await withPage(async ({ page }) => {
+      await runFlow(page, flow([{ action: 'goto', url: simple() }]), options());
+      await usable(page);
+    });
   });
 });
 
@@ -534,7 +675,7 @@ describe('repeat, if and break', () => {
     expect(err.result.steps[0]?.passes?.length).toBe(5);
   });
 
-  it('fails the step inside a repeat with the top-level index and the passes so far', async () => {
+  it('fails the step inside a repeat naming its path and pass, with the passes so far', async () => {
     const err = (await withPage(({ page }) =>
       runFlow(
         page,
@@ -555,14 +696,111 @@ describe('repeat, if and break', () => {
     )) as FlowStepError;
     expect(err).toBeInstanceOf(FlowStepError);
     expect(err.index).toBe(1);
-    expect(err.action).toBe('repeat');
-    expect(err.message).toMatch(/^step 2 \(repeat\): .*Timeout 2000ms exceeded/);
+    expect(err.action).toBe('click');
+    expect(err.path).toBe('input.steps.1.steps.1');
+    expect(err.passes).toEqual([{ path: 'input.steps.1', pass: 3 }]);
+    expect(err.message).toMatch(
+      /^step input\.steps\.1\.steps\.1 \(click\) failed in pass 3: .*Timeout 2000ms exceeded/,
+    );
     expect(err.result.extracted).toEqual({ seen: ['Page 1 of 3', 'Page 2 of 3', 'Page 3 of 3'] });
     expect(err.result.steps[1]?.passes).toHaveLength(3);
     expect(err.result.steps[1]?.passes?.[2]?.map((s) => [s.action, s.ok])).toEqual([
       ['extract', true],
       ['click', false],
     ]);
+  });
+});
+
+describe('a failing nested step is named by its path', () => {
+  const fail = (steps: FlowStep[], over: Partial<FlowOptions> = {}) =>
+    withPage(({ page }) =>
+      runFlow(page, flow(steps), options(over)).catch((e: unknown) => e),
+    ) as Promise<FlowStepError>;
+  const missing = { action: 'click', selector: '#missing', timeoutMs: 200 } as const;
+
+  it('in an if branch, in repeats within repeats (each pass named), and a condition that fails', async () => {
+    const simple = `${fixture.site.url}/pages/simple.html`;
+    const inIf = await fail([
+      { action: 'goto', url: simple },
+      { action: 'if', when: { url: '**/simple.html' }, then: [{ action: 'waitFor', ms: 1 }, missing] },
+    ]);
+    expect(inIf).toBeInstanceOf(FlowStepError);
+    expect(inIf.message).toMatch(/^step input\.steps\.1\.then\.1 \(click\) failed: .*Timeout 200ms exceeded/);
+    expect([inIf.index, inIf.action, inIf.passes]).toEqual([1, 'click', []]);
+
+    // The 6th evaluate throws: the outer repeat's 2nd pass, the inner one's 3rd.
+    const nested = await fail(
+      [
+        { action: 'goto', url: simple },
+        {
+          action: 'repeat',
+          max: 3,
+          steps: [
+            { action: 'waitFor', ms: 1 },
+            {
+              action: 'repeat',
+              max: 3,
+              steps: [
+                { action: 'assert', selector: 'body', count: 1 },
+                {
+                  action: 'evaluate',
+                  expression: "if ((window.n = (window.n ?? 0) + 1) === 6) throw new Error('sixth'); 1",
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      { allowEvaluate: true },
+    );
+    expect(nested.message).toMatch(
+      /^step input\.steps\.1\.steps\.1\.steps\.1 \(evaluate\) failed in pass 3 of input\.steps\.1\.steps\.1, pass 2 of input\.steps\.1: .*sixth/,
+    );
+    expect(nested.passes).toEqual([
+      { path: 'input.steps.1', pass: 2 },
+      { path: 'input.steps.1.steps.1', pass: 3 },
+    ]);
+    expect(nested.result.steps[1]).toMatchObject({ action: 'repeat', ok: false });
+    expect(nested.result.steps[1]?.passes).toHaveLength(2);
+
+    // A condition that cannot be checked fails its own step, named by the step's path.
+    const cond = await fail([
+      { action: 'goto', url: simple },
+      {
+        action: 'repeat',
+        max: 2,
+        steps: [
+          { action: 'waitFor', ms: 1 },
+          { action: 'if', when: { selector: 'xpath=//p[', state: 'attached' }, then: [] },
+        ],
+      },
+    ]);
+    expect(cond.message).toMatch(/^step input\.steps\.1\.steps\.1 \(if\) failed in pass 1: /);
+    expect(cond.action).toBe('if');
+  });
+
+  it('in a later pass: the pass it failed in, across real pages', async () => {
+    const err = await fail([
+      { action: 'goto', url: `${fixture.site.url}/pages/paged.html` },
+      {
+        action: 'repeat',
+        max: 5,
+        steps: [
+          { action: 'waitFor', selector: 'li.item' },
+          {
+            action: 'if',
+            when: { text: 'Page 3 of 3' },
+            then: [{ action: 'assert', selector: '#next', visible: false, timeoutMs: 200 }],
+          },
+          { action: 'click', selector: '#next' },
+        ],
+      },
+    ]);
+    expect(err.message).toMatch(
+      /^step input\.steps\.1\.steps\.1\.then\.0 \(assert\) failed in pass 3: expected "#next" to be hidden, it is visible \(after 200 ms\)$/,
+    );
+    expect(err.index).toBe(1);
+    expect(err.result.steps[1]?.passes).toHaveLength(3);
   });
 });
 
