@@ -476,7 +476,7 @@ export class EgressProxy {
     const addresses = await this.resolveUpstream(route);
     let socket: Duplex;
     try {
-      socket = await this.connectTo(route.host, route.port, addresses);
+      socket = await this.connectTo(route.host, route.port, addresses, UPSTREAM_TIMEOUT_MS);
     } catch (err) {
       throw upstreamUnreachable(route, err);
     }
@@ -501,14 +501,32 @@ export class EgressProxy {
     }
   }
 
-  private connectTo(host: string, port: number, addresses: ResolvedAddress[]): Promise<Socket> {
+  /** A TCP connection to the checked addresses (given up after `timeoutMs`, if set). */
+  private connectTo(
+    host: string,
+    port: number,
+    addresses: ResolvedAddress[],
+    timeoutMs?: number,
+  ): Promise<Socket> {
     return new Promise<Socket>((resolve, reject) => {
       const s = connect({ host, port, lookup: pinnedLookup(addresses) });
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(
+              () => s.destroy(Object.assign(new Error('ETIMEDOUT'), { code: 'ETIMEDOUT' })),
+              timeoutMs,
+            );
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
       s.once('connect', () => {
-        s.off('error', reject);
+        clearTimeout(timer);
+        s.off('error', onError);
         resolve(this.track(s));
       });
-      s.once('error', reject);
+      s.once('error', onError);
     });
   }
 
@@ -569,7 +587,10 @@ function refusedCredentials(route: Route): string {
 }
 
 function upstreamUnreachable(route: Route, err: unknown): Failure {
-  return new Failure(false, `proxy ${route.name} could not be reached (${errorCode(err)})`);
+  const code = errorCode(err);
+  if (/CERT|SELF_SIGNED|ALTNAME|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code))
+    return new Failure(false, `proxy ${route.name}: its TLS certificate was not accepted (${code})`);
+  return new Failure(false, `proxy ${route.name} could not be reached (${code})`);
 }
 
 /** The TLS server name of a host (none for an IP address, as TLS forbids). */
@@ -581,7 +602,8 @@ function serverName(host: string): string | undefined {
 function startTls(socket: Socket, route: Route): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const name = serverName(route.host);
-    const tls = tlsConnect({ socket, ...(name ? { servername: name } : {}) });
+    // host: the name the certificate is checked against (servername alone is not sent for an IP).
+    const tls = tlsConnect({ socket, host: route.host, ...(name ? { servername: name } : {}) });
     const timer = setTimeout(() => tls.destroy(new Error('ETIMEDOUT')), UPSTREAM_TIMEOUT_MS);
     tls.once('secureConnect', () => {
       clearTimeout(timer);

@@ -1,10 +1,18 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '@session-framework/sdk';
 import { EgressProxy } from '../../src/browser/egress.js';
@@ -51,10 +59,13 @@ interface Upstream {
   close(): Promise<void>;
 }
 
-/** An HTTP proxy (absolute-form requests and CONNECT) that records what it was asked, needing `auth` if given. */
-async function startUpstream(auth?: string): Promise<Upstream> {
+/**
+ * An HTTP proxy (absolute-form requests and CONNECT) that records what it was asked, needing `auth` if
+ * given; over TLS (an https:// proxy) with `tls`.
+ */
+async function startUpstream(auth?: string, tls?: { key: Buffer; cert: Buffer }): Promise<Upstream> {
   const seen: Seen[] = [];
-  const server = createHttpServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const proxyAuth = req.headers['proxy-authorization'];
     seen.push({ method: req.method ?? '', url: req.url ?? '', auth: proxyAuth });
     if (auth !== undefined && proxyAuth !== auth) {
@@ -75,8 +86,9 @@ async function startUpstream(auth?: string): Promise<Upstream> {
     );
     out.on('error', () => res.writeHead(502).end());
     req.pipe(out);
-  });
-  server.on('connect', (req, socket, head: Buffer) => {
+  };
+  const server = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const proxyAuth = req.headers['proxy-authorization'];
     seen.push({ method: 'CONNECT', url: req.url ?? '', auth: proxyAuth });
     socket.on('error', () => socket.destroy());
@@ -97,7 +109,12 @@ async function startUpstream(auth?: string): Promise<Upstream> {
     socket.once('close', () => out.destroy());
   });
   const port = await listen(server);
-  return { port, server: `http://127.0.0.1:${port}`, seen, close: () => closeServer(server) };
+  return {
+    port,
+    server: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    seen,
+    close: () => closeServer(server),
+  };
 }
 
 async function listen(server: Server): Promise<number> {
@@ -123,6 +140,8 @@ let open: Upstream;
 let locked: Upstream;
 /** A proxy the policy does not list. */
 let unlisted: Upstream;
+/** An https:// proxy asking for the credentials; its certificate is trusted once the first test ran. */
+let tlsProxy: Upstream;
 /** A listed proxy port with nothing listening. */
 let downPort: number;
 /** A server the policy does not list, counting the connections it gets. */
@@ -132,6 +151,7 @@ let redirector: { url: string; close(): Promise<void> };
 /** A listed https server with a self-signed certificate. */
 let secure: { url: string; close(): Promise<void> };
 let certDir: string;
+let certPem: string;
 const egressLog: string[] = [];
 
 beforeAll(async () => {
@@ -187,12 +207,16 @@ beforeAll(async () => {
       (err) => (err ? reject(new Error(`openssl failed: ${err.message}`)) : resolve()),
     ),
   );
-  const secureServer = createHttpsServer(
-    { key: await readFile(join(certDir, 'key.pem')), cert: await readFile(join(certDir, 'cert.pem')) },
-    (_req, res) =>
-      res
-        .writeHead(200, { 'content-type': 'text/html' })
-        .end('<title>secure</title><p id="text">over TLS through the upstream</p>'),
+  const keyPair = {
+    key: await readFile(join(certDir, 'key.pem')),
+    cert: await readFile(join(certDir, 'cert.pem')),
+  };
+  certPem = keyPair.cert.toString();
+  tlsProxy = await startUpstream(AUTH, keyPair);
+  const secureServer = createHttpsServer(keyPair, (_req, res) =>
+    res
+      .writeHead(200, { 'content-type': 'text/html' })
+      .end('<title>secure</title><p id="text">over TLS through the upstream</p>'),
   );
   secure = {
     url: `https://127.0.0.1:${await listen(secureServer)}`,
@@ -207,6 +231,7 @@ beforeAll(async () => {
       new URL(secure.url).host,
       `127.0.0.1:${open.port}`,
       `127.0.0.1:${locked.port}`,
+      `127.0.0.1:${tlsProxy.port}`,
       `127.0.0.1:${downPort}`,
     ].join(','),
   });
@@ -245,7 +270,7 @@ afterAll(async () => {
   await pool?.close();
   await egress?.close();
   await api?.stop();
-  for (const s of [site, open, locked, unlisted, blocked, redirector, secure]) await s?.close();
+  for (const s of [site, open, locked, unlisted, tlsProxy, blocked, redirector, secure]) await s?.close();
   if (certDir) await rm(certDir, { recursive: true, force: true });
 });
 
@@ -359,6 +384,26 @@ describe('a session with browser.proxy', () => {
     expect(https.errorMessage).toContain(
       `navigation to ${secure.url}/x failed: proxy ${locked.server} refused the credentials`,
     );
+  });
+
+  it('an https:// upstream proxy: its certificate is checked, then http and https go through it over TLS', async () => {
+    const proxy = { server: tlsProxy.server, username: 'ada', password: PASSWORD };
+    const untrusted = await run([{ action: 'goto', url: page() }], { proxy });
+    expect(untrusted.errorMessage).toBe(
+      `step 1 (goto): navigation to ${page()} failed: proxy ${tlsProxy.server}: its TLS certificate was not accepted (DEPTH_ZERO_SELF_SIGNED_CERT)`,
+    );
+    expect(tlsProxy.seen).toEqual([]);
+    // Trusted as a CA the runner's machine has: the page comes through it, its credentials with it.
+    setDefaultCACertificates([...getCACertificates('default'), certPem]);
+    const done = await run([{ action: 'goto', url: page() }, extractText], { proxy });
+    expect(done.errorMessage).toBeNull();
+    expect((done.result as { extracted: unknown }).extracted).toEqual({ text: 'A simple page.' });
+    expect(tlsProxy.seen.some((s) => s.method === 'GET' && s.url === page() && s.auth === AUTH)).toBe(true);
+    const host = new URL(secure.url).host;
+    const tunnelled = await run([{ action: 'goto', url: `${secure.url}/x` }], { proxy });
+    // The target's own certificate is Chromium's to check (and it does not trust it): the tunnel was made.
+    expect(tunnelled.errorMessage).toMatch(/ERR_CERT_AUTHORITY_INVALID/);
+    expect(tlsProxy.seen.some((s) => s.method === 'CONNECT' && s.url === host && s.auth === AUTH)).toBe(true);
   });
 
   it('an upstream proxy that is down fails the navigation naming the proxy', async () => {
