@@ -1,6 +1,9 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type CreateSessionBody, type StorageState } from '@session-framework/sdk';
 import { BrowserPool } from '../../src/browser/pool.js';
@@ -12,6 +15,8 @@ import { startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
 import { startRunner, type InProcessRunner } from '../helpers/runner.js';
 import { waitFor } from '../helpers/wait.js';
+import type { SessionStateAccess } from '../../src/protocol/states.js';
+import type { SessionType } from '../../src/sessions/registry.js';
 
 /**
  * Named states end to end: a real API (with STATE_ENCRYPTION_KEY) over Postgres, a runner running flows
@@ -418,4 +423,144 @@ describe('named states', () => {
     expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
     expect((await fetch(`${api.url}/v1/states/bad%20name`)).status).toBe(400);
   });
+
+  it('in the executor: a skipped save keeps the flow succeeded with a warning, a failed save is an error, state on a type without a browser fails', async () => {
+    const claimedSession = (state: ClaimedSession['state'], type = 'flow'): ClaimedSession => ({
+      id: '00000000-0000-7000-8000-000000000001',
+      type,
+      input: login(),
+      priority: 0,
+      attempt: 1,
+      maxAttempts: 1,
+      timeoutMs: 20_000,
+      leaseToken: '00000000-0000-4000-8000-000000000001',
+      leaseExpiresAt: new Date(Date.now() + 60_000).toISOString(),
+      createdAt: new Date().toISOString(),
+      artifactOptions: { screenshot: 'off', trace: 'off' },
+      state,
+    });
+    const saves: unknown[] = [];
+    const access = (save: SessionStateAccess['save']): SessionStateAccess => ({
+      load: () => Promise.resolve({ outcome: 'missing', message: 'state "x" not found' }),
+      save: (st, seen) => {
+        saves.push(st);
+        return save(st, seen);
+      },
+    });
+    const exec = (
+      session: ClaimedSession,
+      state: SessionStateAccess,
+      type: SessionType = flowSessionType(),
+    ) => {
+      const controller = new AbortController();
+      return executeSession({
+        session,
+        type,
+        pool,
+        signal: controller.signal,
+        abort: (r) => controller.abort(r),
+        upload: () => Promise.resolve(),
+        state,
+      });
+    };
+    const skipped = await exec(
+      claimedSession({ save: 'w' }),
+      access(() =>
+        Promise.resolve({
+          outcome: 'skipped',
+          save: { name: 'w', saved: false, version: 7, message: 'not saved: newer version 7' },
+        }),
+      ),
+    );
+    expect(skipped.status).toBe('succeeded');
+    expect((skipped.result as { warnings?: string[] }).warnings).toEqual(['not saved: newer version 7']);
+    // What the runner sent is the browser's storage state: the login's HttpOnly cookie among it.
+    expect(JSON.stringify(saves[0])).toContain(SECRET);
+
+    const failed = await exec(
+      claimedSession({ save: 'w' }),
+      access(() => Promise.reject(new Error('API down'))),
+    );
+    expect(failed.status).toBe('error');
+    expect(failed.errorMessage).toBe('state "w" not saved: API down');
+    expect((failed.result as { extracted: unknown }).extracted).toEqual({ done: 'Welcome' });
+
+    const noBrowser: SessionType = {
+      name: 'http-check',
+      kind: 'code',
+      browser: false,
+      reuseContext: false,
+      source: 'test',
+      validateInput: (i) => i,
+      run: () => Promise.resolve({ ok: true }),
+    };
+    const plain = await exec(
+      claimedSession({ use: 'shop' }, 'http-check'),
+      access(() => Promise.reject(new Error('unused'))),
+      noBrowser,
+    );
+    expect(plain.status).toBe('failed');
+    expect(plain.errorMessage).toMatch(
+      /needs a browser context: session type http-check runs without a browser/,
+    );
+  });
+
+  it('sfw states list, get and delete', async () => {
+    const s = await claimed('cli-runner', 'cli', { save: 'cli-state' });
+    await api.runnerClient.saveSessionState('cli-runner', s.id, {
+      leaseToken: s.leaseToken,
+      storageState: storage('c'),
+    });
+    const list = await sfw(['states', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^NAME\s+VERSION\s+SIZE\s+ENCRYPTED/);
+    expect(list.stdout).toMatch(/cli-state\s+1\s+\d+ B\s+yes/);
+    const got = await sfw(['states', 'get', 'cli-state', '--json']);
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.stdout)).toMatchObject({ name: 'cli-state', version: 1, savedBySession: s.id });
+    const del = await sfw(['states', 'delete', 'cli-state']);
+    expect(del.stdout).toContain('deleted state cli-state');
+    const gone = await sfw(['states', 'get', 'cli-state']);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stderr).toContain('state "cli-state" not found');
+    const bad = await sfw(['states', 'rename']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('unknown action "rename": use list, get, delete');
+  });
 });
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+/** `sfw …` from the sources against the test API. */
+function sfw(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@session-framework/source',
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(process.argv.slice(1)));`,
+        ...args,
+      ],
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), API_BASE_URL: api.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`sfw ${args.join(' ')} did not finish; stderr: ${stderr}`));
+    }, 60_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
