@@ -8,6 +8,7 @@ import * as runners from './view-runners.js';
 import * as schedules from './view-schedules.js';
 import * as settings from './view-settings.js';
 import * as webhooks from './view-webhooks.js';
+import * as states from './view-states.js';
 
 const POLL_MS = 3000;
 const ROUTES = [
@@ -18,6 +19,8 @@ const ROUTES = [
   { re: /^\/schedules$/, view: schedules, nav: 'schedules' },
   { re: /^\/webhooks$/, view: webhooks, nav: 'webhooks' },
   { re: /^\/webhooks\/(?<id>[0-9a-fA-F-]{36})$/, view: webhooks, nav: 'webhooks' },
+  { re: /^\/states$/, view: states, nav: 'states' },
+  { re: /^\/states\/(?<name>[A-Za-z0-9][A-Za-z0-9._:-]{0,99})$/, view: states, nav: 'states' },
   { re: /^\/settings$/, view: settings, nav: 'settings' },
 ];
 

@@ -50,6 +50,25 @@ function stepsTable(steps) {
   </section>`;
 }
 
+/** What a session does with named states, and what became of its save. */
+function stateText(state, save) {
+  const parts = [];
+  if (state.use) parts.push(html`starts from <a href="#/states/${state.use}">${state.use}</a>`);
+  if (state.save) {
+    const outcome = !save
+      ? ' (when it succeeds)'
+      : save.saved
+        ? ` (saved version ${save.version})`
+        : ` (not saved: version ${save.version}, newer, kept)`;
+    parts.push(
+      html`saves <a href="#/states/${state.save}">${state.save}</a>${outcome}${
+          state.overwrite ? ', overwriting newer versions' : ''
+        }`,
+    );
+  }
+  return html`${parts.map((p, i) => html`${i > 0 ? '; ' : ''}${p}`)}`;
+}
+
 export function mount(el, params, ctx) {
   const id = params.get('id');
   let shown = '';
@@ -106,6 +125,12 @@ export function mount(el, params, ctx) {
                       >fire time ${time(s.scheduledFor)}</a
                     >
                   </dd>`
+              : ''
+          }
+          ${
+            s.state
+              ? html`<dt>Named state</dt>
+                  <dd id="session-state">${stateText(s.state, s.stateSave)}</dd>`
               : ''
           }
           ${
