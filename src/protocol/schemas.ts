@@ -137,6 +137,7 @@ export const CreateSessionBody = Type.Object(
     browser: Type.Optional(BrowserOptionsSchema),
     state: Type.Optional(StateOptionsSchema),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    concurrencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
 );
@@ -193,6 +194,8 @@ const sessionFields = {
   /** The schedule that made the session and the fire time it was made for (null: a client enqueued it). */
   scheduleId: Nullable(Type.String()),
   scheduledFor: Nullable(Type.String()),
+  /** The key its per-key limits count it under (null: none). */
+  concurrencyKey: Nullable(Type.String()),
 };
 
 /** What became of a session's `state.save`. */

@@ -33,6 +33,7 @@ import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { limitRoutes } from './routes/limits.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import { Waiters } from './waiters.js';
@@ -451,6 +452,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(scheduleRoutes);
   await app.register(opsRoutes);
   await app.register(webhookRoutes);
+  await app.register(limitRoutes);
   await app.register(stateRoutes);
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)

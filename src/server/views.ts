@@ -44,6 +44,7 @@ function sessionFields(r: SessionSummaryRow) {
     idempotencyKey: r.idempotency_key,
     scheduleId: r.schedule_id,
     scheduledFor: iso(r.scheduled_for),
+    concurrencyKey: r.concurrency_key,
   };
 }
 

@@ -80,7 +80,8 @@ export interface QueueDepthRow {
 export async function queueDepth(db: Queryable): Promise<QueueDepthRow[]> {
   const { rows } = await db.query<QueueDepthRow>(
     `SELECT 'queued' AS status, type, priority, count(*)::integer AS count
-     FROM (SELECT type, priority FROM session_ready UNION ALL SELECT type, priority FROM session_scheduled) q
+     FROM (SELECT type, priority FROM session_ready UNION ALL SELECT type, priority FROM session_held
+           UNION ALL SELECT type, priority FROM session_scheduled) q
      GROUP BY type, priority
      UNION ALL
      SELECT 'running', type, priority, count(*)::integer FROM session_running GROUP BY type, priority
@@ -89,10 +90,11 @@ export async function queueDepth(db: Queryable): Promise<QueueDepthRow[]> {
   return rows;
 }
 
-/** Age in seconds of the oldest ready queued session by type (run_at has come). */
+/** Age in seconds of the oldest ready queued session by type (run_at has come; held by a limit or not). */
 export async function oldestQueued(db: Queryable): Promise<{ type: string; ageSeconds: number }[]> {
   const { rows } = await db.query<{ type: string; age: number }>(
-    `SELECT type, extract(epoch FROM now() - min(run_at))::float8 AS age FROM session_ready
+    `SELECT type, extract(epoch FROM now() - min(run_at))::float8 AS age
+     FROM (SELECT type, run_at FROM session_ready UNION ALL SELECT type, run_at FROM session_held) q
      GROUP BY type ORDER BY type`,
   );
   return rows.map((r) => ({ type: r.type, ageSeconds: Math.max(0, r.age) }));

@@ -181,7 +181,7 @@ export interface QueueStats {
 }
 
 /**
- * The queue's shape. Queued counts come from the hot set (session_ready, session_scheduled), running ones
+ * The queue's shape. Queued counts come from the hot set (session_ready, session_held, session_scheduled), running ones
  * from their partial index, final statuses from the rollup the triggers keep (lifetime counts), so no query
  * walks the history.
  */
@@ -189,7 +189,8 @@ export async function queueStats(db: Queryable, liveWithinMs = 60_000): Promise<
   const [status, prio, types, oldest, fleet] = await Promise.all([
     // Final statuses come from the session_stats rollup (migration 0002), not a count over the history.
     db.query<{ status: string; n: number }>(
-      `SELECT 'queued' AS status, ((SELECT count(*) FROM session_ready) + (SELECT count(*) FROM session_scheduled))::integer AS n
+      `SELECT 'queued' AS status, ((SELECT count(*) FROM session_ready) + (SELECT count(*) FROM session_held)
+                                   + (SELECT count(*) FROM session_scheduled))::integer AS n
        UNION ALL
        SELECT 'running', count(*)::integer FROM session_running
        UNION ALL
@@ -197,16 +198,19 @@ export async function queueStats(db: Queryable, liveWithinMs = 60_000): Promise<
     ),
     db.query<{ priority: number; n: number }>(
       `SELECT priority, count(*)::integer AS n
-       FROM (SELECT priority FROM session_ready UNION ALL SELECT priority FROM session_scheduled) q
+       FROM (SELECT priority FROM session_ready UNION ALL SELECT priority FROM session_held
+             UNION ALL SELECT priority FROM session_scheduled) q
        GROUP BY priority ORDER BY priority DESC`,
     ),
     db.query<{ type: string; n: number }>(
       `SELECT type, count(*)::integer AS n
-       FROM (SELECT type FROM session_ready UNION ALL SELECT type FROM session_scheduled) q
+       FROM (SELECT type FROM session_ready UNION ALL SELECT type FROM session_held
+             UNION ALL SELECT type FROM session_scheduled) q
        GROUP BY type ORDER BY n DESC, type`,
     ),
     db.query<{ age: number | null }>(
-      `SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS age FROM session_ready`,
+      `SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS age
+       FROM (SELECT created_at FROM session_ready UNION ALL SELECT created_at FROM session_held) q`,
     ),
     db.query<{ live: number; capacity: number }>(
       `SELECT count(*)::integer AS live, coalesce(sum(max_concurrency), 0)::integer AS capacity FROM runner_health

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/store/db.js';
 import { deleteLimit, getLimit, putLimit } from '../../src/store/limits.js';
@@ -12,6 +13,7 @@ import {
 } from '../../src/store/sessions.js';
 import type { ClaimedSession, CompleteItem } from '../../src/protocol/schemas.js';
 import { freshDb } from '../helpers/db.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
 
 // Per-key limits at the store, where every runner's claim meets them: sfw_claim_many under many
 // concurrent claimers (each claim its own transaction), the parking of a full key's sessions and their
@@ -315,5 +317,123 @@ describe('per-key limits', () => {
     await putLimit(db, 'before.example', { concurrency: 2 });
     expect(await claim('before-2', 'before', 10)).toHaveLength(0);
     expect((await getLimit(db, 'before.example')).running).toBe(2);
+  });
+});
+
+describe('/v1/limits and concurrencyKey over HTTP', () => {
+  let api: TestApi;
+  beforeAll(async () => {
+    api = await startTestApi('limits-api');
+  });
+  afterAll(async () => {
+    await api.stop();
+  });
+
+  it('sets, lists, reads and deletes a limit with its live numbers, and /metrics shows them', async () => {
+    const set = await api.client.putLimit('shop.example:8443', { concurrency: 1, perMinute: 30 });
+    expect(set).toMatchObject({
+      key: 'shop.example:8443',
+      concurrency: 1,
+      perMinute: 30,
+      running: 0,
+      waiting: 0,
+    });
+    await api.client.createSessions(
+      Array.from({ length: 3 }, () => ({ type: 'shop', concurrencyKey: 'shop.example:8443' })),
+    );
+    const { sessions } = await api.runnerClient.claim('lim-r1', {
+      slots: 3,
+      types: ['shop'],
+      maxConcurrency: 3,
+    });
+    expect(sessions).toHaveLength(1);
+    const got = await api.client.getLimit('shop.example:8443');
+    expect(got).toMatchObject({ running: 1, waiting: 2, claimedLastMinute: 1 });
+    expect(got.releaseAt).not.toBeNull();
+    expect((await api.client.listLimits()).items.map((l) => l.key)).toEqual(['shop.example:8443']);
+
+    const text = await api.client.metrics();
+    const check = spawnSync('promtool', ['check', 'metrics'], {
+      input: text,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(`${check.stdout}${check.stderr}`).toBe('');
+    expect(text).toContain('sfw_limit_running{key="shop.example:8443"} 1');
+    expect(text).toContain('sfw_limit_waiting{key="shop.example:8443"} 2');
+    // A key without a limit has no series.
+    await api.client.createSession({ type: 'shop', concurrencyKey: 'unlimited.example' });
+    expect(await api.client.metrics()).not.toContain('unlimited.example');
+
+    // Replacing the limit: a field left out is no bound.
+    expect(await api.client.putLimit('shop.example:8443', { perMinute: 10 })).toMatchObject({
+      concurrency: null,
+      perMinute: 10,
+    });
+    const deleted = await api.client.deleteLimit('shop.example:8443');
+    expect(deleted.key).toBe('shop.example:8443');
+    await expect(api.client.getLimit('shop.example:8443')).rejects.toMatchObject({ status: 404 });
+    const again = await api.runnerClient.claim('lim-r1', { slots: 5, types: ['shop'], maxConcurrency: 5 });
+    // The held two and the unlimited one.
+    expect(again.sessions).toHaveLength(3);
+  });
+
+  it('refuses bad limits and keys with 400 and the path, changing nothing', async () => {
+    const put = (key: string, body: unknown) =>
+      fetch(`${api.url}/v1/limits/${encodeURIComponent(key)}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const cases: [string, unknown, string][] = [
+      ['a.example', {}, 'body'],
+      ['a.example', { concurrency: 0 }, 'body.concurrency'],
+      ['a.example', { perMinute: 1.5 }, 'body.perMinute'],
+      ['a.example', { concurrency: 2, burst: 3 }, 'body'],
+      ['x'.repeat(201), { concurrency: 1 }, 'params.key'],
+    ];
+    for (const [key, body, path] of cases) {
+      const res = await put(key, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      const err = (await res.json()) as { error: { path?: string; message: string } };
+      expect(err.error.path ?? err.error.message, JSON.stringify(body)).toContain(path);
+    }
+    expect((await api.client.listLimits()).items).toEqual([]);
+    const res = await fetch(`${api.url}/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'shop', concurrencyKey: '' }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { path?: string } }).error.path).toBe('body.concurrencyKey');
+  });
+
+  it('keys a flow by the host of its first goto, placeholders filled from its input, unless it names one', async () => {
+    const flow = (input: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+      api.client.createSession({ type: 'flow', input, ...extra });
+    const plain = await flow({
+      steps: [
+        { action: 'waitFor', ms: 1 },
+        { action: 'goto', url: 'https://a.example/x' },
+      ],
+    });
+    expect(plain.concurrencyKey).toBe('a.example');
+    const filled = await flow({
+      steps: [{ action: 'goto', url: '{{input.base}}/login' }],
+      input: { base: 'http://b.example:8080' },
+    });
+    expect(filled.concurrencyKey).toBe('b.example:8080');
+    const named = await flow(
+      { steps: [{ action: 'goto', url: 'https://a.example/' }] },
+      { concurrencyKey: 'mine' },
+    );
+    expect(named.concurrencyKey).toBe('mine');
+    const none = await flow({ steps: [{ action: 'waitFor', ms: 1 }] });
+    expect(none.concurrencyKey).toBeNull();
+    expect((await api.client.getSession(plain.id)).concurrencyKey).toBe('a.example');
+    const listed = await api.client.listSessions({ type: 'flow' });
+    expect(listed.items.map((s) => s.concurrencyKey).sort()).toEqual(
+      [null, 'a.example', 'b.example:8080', 'mine'].sort(),
+    );
   });
 });

@@ -42,6 +42,7 @@ import type {
   StateList,
   StateSaveOutcome,
 } from './states.js';
+import type { LimitList, LimitView, PutLimitBody } from './limits.js';
 import type {
   CreateWebhookBody,
   ListDeliveriesQuery,
@@ -393,6 +394,28 @@ export class SfwClient {
       `/v1/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/retry`,
       { idempotent: true },
     );
+  }
+
+  // ---- per-key limits ------------------------------------------------------------------------------
+
+  /** Every key's limit with its live numbers (running, waiting), by key. */
+  listLimits(): Promise<LimitList> {
+    return this.call('GET', '/v1/limits', { idempotent: true });
+  }
+
+  /** A key's limit and its live numbers. */
+  getLimit(key: string): Promise<LimitView> {
+    return this.call('GET', `/v1/limits/${encodeURIComponent(key)}`, { idempotent: true });
+  }
+
+  /** Sets a key's limit (replacing any it had); waiting sessions see the new one at the next claim. */
+  putLimit(key: string, body: PutLimitBody): Promise<LimitView> {
+    return this.call('PUT', `/v1/limits/${encodeURIComponent(key)}`, { body, idempotent: true });
+  }
+
+  /** Drops a key's limit; its waiting sessions go back to the queue at once. Answers the limit as it was. */
+  deleteLimit(key: string): Promise<LimitView> {
+    return this.call('DELETE', `/v1/limits/${encodeURIComponent(key)}`, { idempotent: true });
   }
 
   // ---- named states --------------------------------------------------------------------------------

@@ -6,3 +6,4 @@ export * from './wire.js';
 export type * from './flow.js';
 export * from './webhooks.js';
 export type * from './states.js';
+export type * from './limits.js';

@@ -81,6 +81,11 @@ export type CreateSessionBody = {
   /** A repeat with the same key answers the same session. */
   /** Repeat-safe key: the same request under it answers the same session; a different one is 409 CONFLICT. */
   idempotencyKey?: string;
+  /**
+   * The key its per-key limits count it under (PUT /v1/limits/:key; up to 200 characters). A flow's
+   * default is the host of its first goto.
+   */
+  concurrencyKey?: string;
 };
 
 export type BatchBody = {
@@ -126,6 +131,8 @@ export type SessionView = {
   scheduleId: string | null;
   /** The fire time of the schedule it was made for. */
   scheduledFor: string | null;
+  /** The key its per-key limits count it under (null: none). */
+  concurrencyKey: string | null;
   /** The session's named state options, null when it has none. */
   state: StateOptions | null;
   /** What became of its `state.save` (null: not saved yet, or nothing to save). */

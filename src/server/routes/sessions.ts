@@ -5,6 +5,7 @@ import { SfwError, ValidationError } from '../../core/errors.js';
 import { isTerminal } from '../../core/types.js';
 import { isUuid } from '../../core/ids.js';
 import { checkFlowInput } from '../../protocol/flow.js';
+import { flowConcurrencyKey } from '../../protocol/limits.js';
 import { findUnstorable, storableCompletion } from '../../protocol/text.js';
 import {
   BatchBody,
@@ -42,7 +43,9 @@ import { requestGone } from '../waiters.js';
 export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
   // An input is the client's own data: a value Postgres cannot store is refused, never changed.
   const unstorable =
-    findUnstorable(s.input, `${at}.input`) ?? findUnstorable(s.idempotencyKey, `${at}.idempotencyKey`);
+    findUnstorable(s.input, `${at}.input`) ??
+    findUnstorable(s.idempotencyKey, `${at}.idempotencyKey`) ??
+    findUnstorable(s.concurrencyKey, `${at}.concurrencyKey`);
   if (unstorable) throw new ValidationError(unstorable.path, unstorable.message);
   if (s.type === 'flow') {
     const problem = checkFlowInput(s.input);
@@ -52,6 +55,11 @@ export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
     throw new ValidationError(`${at}.runAt`, 'must be a date-time');
   if (s.browser) checkBrowserOptions(s.browser, `${at}.browser`);
   if (s.state) checkStateOptions(s.state, `${at}.state`);
+  // A flow is limited by the host it starts at unless it names its key.
+  if (s.concurrencyKey === undefined && s.type === 'flow') {
+    const key = flowConcurrencyKey(s.input);
+    if (key !== undefined) return { ...s, concurrencyKey: key };
+  }
   return s;
 }
 

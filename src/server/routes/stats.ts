@@ -21,6 +21,8 @@ import {
 import { scheduleStats } from '../../store/schedules.js';
 import { Exposition, METRICS_CONTENT_TYPE, REPLICA, writeFleet, writeSchedules } from '../metrics.js';
 import { writePendingDeliveries } from '../webhook-metrics.js';
+import { writeLimits } from '../limit-metrics.js';
+import { limitGauges } from '../../store/limits.js';
 import { pendingDeliveries } from '../../store/webhooks.js';
 import { runnerView } from '../views.js';
 import { RUNNER_LIVE_MS } from './runners.js';
@@ -98,6 +100,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
     writePendingDeliveries(out, pending);
     app.webhookSender?.metrics.write(out, REPLICA);
     writeSchedules(out, await scheduleStats(db));
+    writeLimits(out, await limitGauges(db));
     app.requestMetrics.write(out, REPLICA);
     return reply.type(METRICS_CONTENT_TYPE).send(out.text());
   });

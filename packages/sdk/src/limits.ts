@@ -1,0 +1,34 @@
+/**
+ * Per-key limits: a bound on the sessions of one key (a session's `concurrencyKey`; for a flow, the host
+ * of its first goto unless given) across every runner at once: at most `concurrency` running, at most
+ * `perMinute` claimed in any rolling minute. Sessions of a full key wait; other work goes on.
+ */
+
+/** PUT /v1/limits/:key: the key's limit, replacing any it had (a field left out is no bound). */
+export type PutLimitBody = {
+  /** At most this many of the key's sessions running at once, fleet-wide (1 or more). */
+  concurrency?: number;
+  /** At most this many of the key's sessions claimed in any 60 s (1 or more). */
+  perMinute?: number;
+};
+
+/** A key's limit with its live numbers. */
+export type LimitView = {
+  key: string;
+  concurrency: number | null;
+  perMinute: number | null;
+  /** Sessions of the key running now. */
+  running: number;
+  /** Queued, due sessions of the key held back by the limit. */
+  waiting: number;
+  /** Sessions of the key claimed within the last minute. */
+  claimedLastMinute: number;
+  /** When the waiting sessions are next looked at (null when none wait). */
+  releaseAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+};
+
+export type LimitList = {
+  items: LimitView[];
+};
