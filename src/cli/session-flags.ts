@@ -33,6 +33,16 @@ export const SESSION_FLAGS: Record<string, FlagSpec> = {
     value: 'mode',
     description: 'Playwright trace artifact: off, on-failure or always (default off)',
   },
+  'use-state': {
+    type: 'string',
+    value: 'name',
+    description: 'Start the browser context from this named state (cookies, local storage; docs/state.md)',
+  },
+  'save-state': {
+    type: 'string',
+    value: 'name',
+    description: "Save the browser context's state under this name when the session succeeds",
+  },
 };
 
 function mode(ctx: CommandContext, name: 'screenshot' | 'trace'): ArtifactMode | undefined {
@@ -65,6 +75,10 @@ export function applySessionFlags(ctx: CommandContext, s: CreateSessionBody): vo
       throw new ConfigError(`--retry-on takes error, failed or error,failed, got "${retryOn}"`);
     s.retryOn = [...new Set(list as ('error' | 'failed')[])];
   }
+  const use = str(ctx, 'use-state');
+  const save = str(ctx, 'save-state');
+  if (use !== undefined || save !== undefined)
+    s.state = { ...s.state, ...(use === undefined ? {} : { use }), ...(save === undefined ? {} : { save }) };
   const screenshot = mode(ctx, 'screenshot');
   const trace = mode(ctx, 'trace');
   if (screenshot !== undefined || trace !== undefined) {

@@ -36,6 +36,25 @@ function isFlowResult(r: unknown): r is { extracted?: unknown; steps: StepResult
   return typeof r === 'object' && r !== null && Array.isArray((r as { steps?: unknown }).steps);
 }
 
+/** What a session does with named states, and what became of its save. */
+function stateLine(s: SessionView): string {
+  const parts: string[] = [];
+  if (s.state?.use !== undefined) parts.push(`starts from ${s.state.use}`);
+  if (s.state?.save !== undefined) {
+    const save = s.stateSave;
+    parts.push(
+      `saves ${s.state.save}${
+        !save
+          ? ''
+          : save.saved
+            ? ` (version ${save.version})`
+            : ` (skipped: version ${save.version}, newer, kept)`
+      }`,
+    );
+  }
+  return parts.join('; ');
+}
+
 export function printSession(s: SessionView, out: (line: string) => void): void {
   out(`session ${s.id}: ${s.status} (attempt ${s.attempt} of ${s.maxAttempts})`);
   out(
@@ -48,6 +67,7 @@ export function printSession(s: SessionView, out: (line: string) => void): void 
     ].join(' · '),
   );
   if (s.scheduleId) out(`made by schedule ${s.scheduleId} for ${s.scheduledFor ?? '?'}`);
+  if (s.state) out(`state: ${stateLine(s)}`);
   if (s.errorMessage) out(`error: ${s.errorMessage}`);
   const inputSteps = (s.input as { steps?: unknown } | null)?.steps;
   if (isFlowResult(s.result)) {

@@ -505,7 +505,7 @@ describe('named states', () => {
     );
   });
 
-  it('sfw states list, get and delete', async () => {
+  it('sfw states list, get and delete; sfw sessions shows a session’s state; sfw enqueue --use-state --save-state', async () => {
     const s = await claimed('cli-runner', 'cli', { save: 'cli-state' });
     await api.runnerClient.saveSessionState('cli-runner', s.id, {
       leaseToken: s.leaseToken,
@@ -518,6 +518,24 @@ describe('named states', () => {
     const got = await sfw(['states', 'get', 'cli-state', '--json']);
     expect(got.code).toBe(0);
     expect(JSON.parse(got.stdout)).toMatchObject({ name: 'cli-state', version: 1, savedBySession: s.id });
+    const shown = await sfw(['sessions', s.id]);
+    expect(shown.stdout).toContain('state: saves cli-state (version 1)');
+    // sfw enqueue sets a session's state from its flags (the API checks the names).
+    const queued = await sfw([
+      'enqueue',
+      'cli-idle',
+      '--use-state',
+      'cli-state',
+      '--save-state',
+      'cli-next',
+      '--json',
+    ]);
+    expect(queued.code).toBe(0);
+    const [queuedId] = (JSON.parse(queued.stdout) as { ids: string[] }).ids;
+    expect((await api.client.getSession(queuedId!)).state).toEqual({ use: 'cli-state', save: 'cli-next' });
+    const refused = await sfw(['enqueue', 'cli-idle', '--save-state', 'bad name']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('body.state.save');
     const del = await sfw(['states', 'delete', 'cli-state']);
     expect(del.stdout).toContain('deleted state cli-state');
     const gone = await sfw(['states', 'get', 'cli-state']);
