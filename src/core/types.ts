@@ -64,6 +64,9 @@ export interface StoredArtifact extends ArtifactInfo {
 }
 
 export const DEFAULT_SESSION_TIMEOUT_MS = 60_000;
+/** A session's `timeoutMs` and `maxAttempts` as enqueue accepts them, and a session type's defaults. */
+export const SESSION_TIMEOUT_MS_RANGE = { min: 100, max: 86_400_000 } as const;
+export const MAX_ATTEMPTS_RANGE = { min: 1, max: 100 } as const;
 export const DEFAULT_MAX_CONCURRENCY = 3;
 export const DEFAULT_POLL_INTERVAL_MS = 5000;
 /** The lease (STALE_SESSION_TIMEOUT_MS) and the runner's heartbeat, a sixth of it. */

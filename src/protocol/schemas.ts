@@ -2,7 +2,14 @@ import { Type, type Static } from '@sinclair/typebox';
 import { SESSION_LIST_FIELDS, type SessionListField } from '@session-framework/sdk';
 import type * as wire from '@session-framework/sdk';
 import type * as core from '../core/types.js';
-import { ARTIFACT_MODES, COMPLETION_STATUSES, RUNNER_STATUSES, SESSION_STATUSES } from '../core/types.js';
+import {
+  ARTIFACT_MODES,
+  COMPLETION_STATUSES,
+  MAX_ATTEMPTS_RANGE,
+  RUNNER_STATUSES,
+  SESSION_STATUSES,
+  SESSION_TIMEOUT_MS_RANGE,
+} from '../core/types.js';
 import { UUID_PATTERN } from '../core/ids.js';
 import type * as flow from './flow.js';
 
@@ -122,14 +129,21 @@ export const SessionInputSchema = Type.Unknown({
   'x-session-input': true,
 });
 
+/** A session's timeout and attempts, as enqueue and a session type's registered defaults take them. */
+const SessionTimeoutMs = Type.Integer({
+  minimum: SESSION_TIMEOUT_MS_RANGE.min,
+  maximum: SESSION_TIMEOUT_MS_RANGE.max,
+});
+const MaxAttempts = Type.Integer({ minimum: MAX_ATTEMPTS_RANGE.min, maximum: MAX_ATTEMPTS_RANGE.max });
+
 export const CreateSessionBody = Type.Object(
   {
     type: SessionTypeName,
     input: Type.Optional(SessionInputSchema),
     priority: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000 })),
     runAt: Type.Optional(Type.String({ format: 'date-time' })),
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000 })),
-    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    timeoutMs: Type.Optional(SessionTimeoutMs),
+    maxAttempts: Type.Optional(MaxAttempts),
     retryOn: Type.Optional(
       Type.Array(literals(['error', 'failed'] as const), { maxItems: 2, uniqueItems: true }),
     ),
@@ -440,6 +454,8 @@ export const SessionTypeRegistration = Type.Object(
     name: SessionTypeName,
     schema: Nullable(Type.Record(Type.String(), Type.Unknown())),
     note: Type.Optional(Type.String({ maxLength: 1000 })),
+    timeoutMs: Type.Optional(SessionTimeoutMs),
+    maxAttempts: Type.Optional(MaxAttempts),
   },
   { additionalProperties: false },
 );
@@ -467,6 +483,8 @@ export const SessionTypeView = Type.Object({
   schemaHash: Nullable(Type.String()),
   builtIn: Type.Boolean(),
   note: Type.Optional(Type.String()),
+  timeoutMs: Type.Optional(Type.Integer()),
+  maxAttempts: Type.Optional(Type.Integer()),
   runners: Type.Array(SessionTypeRunner),
   conflict: Type.Optional(
     Type.Object({

@@ -123,7 +123,13 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   const all = [...loaded.types.values()];
   const served: ServedType[] = all
     .filter((t) => !t.browser || chromium !== undefined)
-    .map((t) => ({ name: t.name, browser: t.browser, inputJsonSchema: t.inputJsonSchema }));
+    .map((t) => ({
+      name: t.name,
+      browser: t.browser,
+      inputJsonSchema: t.inputJsonSchema,
+      ...(t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }),
+      ...(t.maxAttempts === undefined ? {} : { maxAttempts: t.maxAttempts }),
+    }));
   const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
   if (served.length === 0) throw new ConfigError(`no session type can run here. ${chromiumHelp()}`);
   if (skipped.length > 0) {

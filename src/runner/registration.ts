@@ -5,8 +5,8 @@ import { httpStatusOf } from './retry.js';
 import type { RunnerApi, ServedType } from './types.js';
 
 /**
- * Registers the types this runner serves with their input schemas (PUT /v1/runners/:id/types), so the API
- * refuses bad input at enqueue: at start, when a heartbeat answer asks again (a fresh database), and after
+ * Registers the types this runner serves with their input schemas and defaults (PUT /v1/runners/:id/types),
+ * so the API refuses bad input and applies the type's timeoutMs and maxAttempts at enqueue: at start, when a heartbeat answer asks again (a fresh database), and after
  * a registration that failed. A schema the API refuses is registered without one, with the API's reason.
  */
 
@@ -38,13 +38,19 @@ export class TypeRegistration {
 
   private body(): SessionTypeRegistration[] {
     return this.deps.types.map((t) => {
+      // The type's defaults go with it, with or without its schema.
+      const defaults = {
+        ...(t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }),
+        ...(t.maxAttempts === undefined ? {} : { maxAttempts: t.maxAttempts }),
+      };
       const reason = this.refused.get(t.name);
-      if (reason !== undefined) return { name: t.name, schema: null, note: reason };
+      if (reason !== undefined) return { name: t.name, schema: null, note: reason, ...defaults };
       const input = t.inputJsonSchema;
       return {
         name: t.name,
         schema: input?.schema ?? null,
         ...(input?.note === undefined ? {} : { note: input.note }),
+        ...defaults,
       };
     });
   }

@@ -15,7 +15,10 @@ export interface ServedType {
   /** Needs a page (and so a Chromium); `false` types cost no browser context. */
   browser: boolean;
   /** The JSON Schema of its input, registered with the API (absent or null schema: not checked at enqueue). */
-  inputJsonSchema?: Omit<SessionTypeRegistration, 'name'>;
+  inputJsonSchema?: Pick<SessionTypeRegistration, 'schema' | 'note'>;
+  /** Its defaults (defineSession's), registered with it: the API applies them to sessions enqueued without. */
+  timeoutMs?: number;
+  maxAttempts?: number;
 }
 
 export interface ExecuteContext {

@@ -10,16 +10,18 @@ import type { Db } from '../store/db.js';
 import type { Notifier } from '../store/notify.js';
 import {
   hasTypeRegistrations,
+  resolveTypes,
   typeSchemaByHash,
-  typeSchemaHashes,
+  type ResolvedType,
   type TypeRegistration,
   type TypeWindows,
 } from '../store/types.js';
 
 /**
- * Input schemas of registered session types, on the API side: registrations are checked (size, a schema
- * ajv compiles), enqueued input is validated against the schema its type has by the store's rule, with one
- * compiled validator per schema hash. The built-in `flow` keeps its own checks (checkFlowInput).
+ * Input schemas and defaults of registered session types, on the API side: registrations are checked
+ * (size, a schema ajv compiles), enqueued input is validated against the schema its type has by the
+ * store's rule, with one compiled validator per schema hash, and a session without `timeoutMs` or
+ * `maxAttempts` gets its type's. The built-in `flow` keeps its own checks (checkFlowInput).
  */
 
 export const BUILT_IN_TYPES = new Set(['flow']);
@@ -30,7 +32,7 @@ const REGISTERED_TTL_MS = 5 * 60_000;
 /** A runner found without a registration is asked to register again at most this often. */
 const ASK_AGAIN_MS = 30_000;
 /**
- * How long a replica uses the schema hash it looked up for a type, while notifications are connected (a
+ * How long a replica uses what it looked up for a type (schema hash, defaults), while notifications are connected (a
  * registration anywhere clears it at once; this bounds the wait for a runner that stopped or went quiet).
  * Without notifications every enqueue looks.
  */
@@ -119,6 +121,21 @@ function firstProblem({ validate }: InputCheck, at: string): ValidationError {
   return new ValidationError([at, ...parts].join('.'), err.message ?? 'is invalid');
 }
 
+/** A session with its type's defaults where it gives none (the same object when nothing is filled in). */
+function withDefaults<S extends { timeoutMs?: number; maxAttempts?: number }>(
+  s: S,
+  type: ResolvedType | undefined,
+): S {
+  const timeoutMs = s.timeoutMs ?? type?.timeoutMs ?? undefined;
+  const maxAttempts = s.maxAttempts ?? type?.maxAttempts ?? undefined;
+  if (timeoutMs === s.timeoutMs && maxAttempts === s.maxAttempts) return s;
+  return {
+    ...s,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  };
+}
+
 export interface SessionTypesOptions {
   db: Db;
   windows: TypeWindows;
@@ -132,8 +149,8 @@ export class SessionTypes {
   /** What this replica last saw of each runner's registration in the database, and when. */
   private readonly seen = new Map<string, { at: number; found: boolean }>();
 
-  /** Each type's schema hash as last looked up (undefined: no runner registered it), and when. */
-  private readonly resolved = new Map<string, { hash: string | null | undefined; at: number }>();
+  /** Each type as last looked up (undefined: no runner registered it), and when. */
+  private readonly resolved = new Map<string, { type: ResolvedType | undefined; at: number }>();
   /** Counts registrations heard of: a lookup begun before one is not kept. */
   invalidations = 0;
 
@@ -162,7 +179,16 @@ export class SessionTypes {
       if (seen.has(t.name)) throw new ValidationError(`${at}.name`, `"${t.name}" is registered twice`);
       seen.add(t.name);
       const note = t.note ?? null;
-      if (t.schema === null) return { name: t.name, schema: null, schemaHash: null, note };
+      if (BUILT_IN_TYPES.has(t.name)) {
+        for (const field of ['timeoutMs', 'maxAttempts'] as const)
+          if (t[field] !== undefined)
+            throw new ValidationError(
+              `${at}.${field}`,
+              `${t.name} is built in: its sessions take the API's defaults; leave ${field} out`,
+            );
+      }
+      const defaults = { timeoutMs: t.timeoutMs ?? null, maxAttempts: t.maxAttempts ?? null };
+      if (t.schema === null) return { name: t.name, schema: null, schemaHash: null, note, ...defaults };
       if (BUILT_IN_TYPES.has(t.name))
         throw new ValidationError(
           `${at}.schema`,
@@ -185,33 +211,39 @@ export class SessionTypes {
           `is not a JSON Schema the API can use: ${(err as Error).message.slice(0, 300)}`,
         );
       }
-      return { name: t.name, schema: t.schema, schemaHash: hash, note };
+      return { name: t.name, schema: t.schema, schemaHash: hash, note, ...defaults };
     });
   }
 
   /**
    * Validates each session's input against its type's schema. Throws a ValidationError at the first bad
-   * one (`${at(i)}.input…`); answers one warning per type no runner has registered. `flow` is not looked up.
+   * one (`${at(i)}.input…`). Answers one warning per type no runner has registered, and the sessions with
+   * their type's defaults filled in where they give no `timeoutMs` or `maxAttempts` (the request's own
+   * win; without either, the API's apply when stored). `flow` is not looked up. One lookup for all.
    */
-  async check(
-    sessions: { type: string; input?: unknown }[],
+  async check<S extends { type: string; input?: unknown; timeoutMs?: number; maxAttempts?: number }>(
+    sessions: S[],
     at: (index: number) => string,
-  ): Promise<string[]> {
+  ): Promise<{ warnings: string[]; sessions: S[] }> {
     const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];
-    if (names.length === 0) return [];
-    const hashes = await this.hashesOf(names);
+    if (names.length === 0) return { warnings: [], sessions };
+    const types = await this.resolve(names);
     const validators = new Map<string, InputCheck | undefined>();
-    for (const hash of new Set(hashes.values())) {
-      if (hash !== null) validators.set(hash, await this.validatorByHash(hash));
+    for (const { schemaHash } of types.values()) {
+      if (schemaHash !== null && !validators.has(schemaHash))
+        validators.set(schemaHash, await this.validatorByHash(schemaHash));
     }
     sessions.forEach((s, i) => {
-      const hash = hashes.get(s.type);
+      const hash = types.get(s.type)?.schemaHash;
       const check = hash ? validators.get(hash) : undefined;
       if (!check) return;
       const input = check.copy && s.input !== undefined ? structuredClone(s.input) : s.input;
       if (!check.validate(input)) throw firstProblem(check, `${at(i)}.input`);
     });
-    return names.filter((n) => !hashes.has(n)).map((n) => `no runner has registered type "${n}"`);
+    return {
+      warnings: names.filter((n) => !types.has(n)).map((n) => `no runner has registered type "${n}"`),
+      sessions: sessions.map((s) => withDefaults(s, types.get(s.type))),
+    };
   }
 
   /**
@@ -234,26 +266,26 @@ export class SessionTypes {
     this.invalidate();
   }
 
-  /** The schema hash of each registered type by the store's rule (null: registered without one). */
-  private async hashesOf(names: string[]): Promise<Map<string, string | null>> {
+  /** Each registered type's schema hash and defaults by the store's rule; absent: unregistered. */
+  private async resolve(names: string[]): Promise<Map<string, ResolvedType>> {
     const ttl = this.opts.notifier?.connected ? RESOLVED_TTL_MS : 0;
     const now = Date.now();
-    const out = new Map<string, string | null>();
+    const out = new Map<string, ResolvedType>();
     const missing: string[] = [];
     for (const name of names) {
       const known = this.resolved.get(name);
       if (known === undefined || now - known.at >= ttl) missing.push(name);
-      else if (known.hash !== undefined) out.set(name, known.hash);
+      else if (known.type !== undefined) out.set(name, known.type);
     }
     if (missing.length === 0) return out;
     const before = this.invalidations;
-    const found = await typeSchemaHashes(this.opts.db, missing, this.opts.windows);
+    const found = await resolveTypes(this.opts.db, missing, this.opts.windows);
     const keep = ttl > 0 && before === this.invalidations;
     if (keep && this.resolved.size > 10_000) this.resolved.clear();
     for (const name of missing) {
-      const hash = found.has(name) ? (found.get(name) ?? null) : undefined;
-      if (hash !== undefined) out.set(name, hash);
-      if (keep) this.resolved.set(name, { hash, at: now });
+      const type = found.get(name);
+      if (type !== undefined) out.set(name, type);
+      if (keep) this.resolved.set(name, { type, at: now });
     }
     return out;
   }

@@ -229,6 +229,9 @@ export function sessionTypeViews(
     };
     const note = isBuiltIn ? 'built in: the API checks its input with its own rules' : winner?.note;
     if (note) view.note = note;
+    // The defaults enqueue applies: the same registration's as the schema.
+    if (winner?.timeout_ms != null) view.timeoutMs = winner.timeout_ms;
+    if (winner?.max_attempts != null) view.maxAttempts = winner.max_attempts;
     const live = new Map<string | null, string[]>();
     for (const r of regs.filter((x) => x.live))
       live.set(r.schema_hash, [...(live.get(r.schema_hash) ?? []), r.runner_id]);

@@ -1,5 +1,6 @@
 import type { BrowserContext, Page } from 'playwright-core';
 import { ValidationError } from '../core/errors.js';
+import { MAX_ATTEMPTS_RANGE, SESSION_TIMEOUT_MS_RANGE } from '../core/types.js';
 
 /** A zod schema (v3 or v4), or anything else with the same `safeParse` shape. */
 export interface ZodLikeSchema<T = unknown> {
@@ -63,8 +64,12 @@ interface DefinitionBase {
   name: string;
   /** Checked before `run`; bad input fails the session with the field path. */
   input?: ZodLikeSchema | JsonSchema;
-  /** Default timeout of sessions of this type when the enqueuer gives none. */
+  /**
+   * Default timeout of sessions of this type when the enqueuer gives none (100 to 86,400,000 ms): the
+   * runner registers it with the type and the API applies it at enqueue.
+   */
   timeoutMs?: number;
+  /** Default attempts of sessions of this type when the enqueuer gives none (1 to 100), applied the same way. */
   maxAttempts?: number;
 }
 
@@ -137,10 +142,14 @@ export function checkDefinition(def: unknown): asserts def is SessionDefinition 
   if (d.browser === false && d.reuseContext === true) {
     throw new ValidationError('reuseContext', 'needs a browser: remove browser: false or reuseContext');
   }
-  for (const field of ['timeoutMs', 'maxAttempts'] as const) {
+  // The API's bounds for a session's own (what it registers must be what enqueue would take).
+  for (const [field, { min, max }] of [
+    ['timeoutMs', SESSION_TIMEOUT_MS_RANGE],
+    ['maxAttempts', MAX_ATTEMPTS_RANGE],
+  ] as const) {
     const v = d[field];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 1)) {
-      throw new ValidationError(field, 'must be a positive integer');
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
+      throw new ValidationError(field, `must be an integer from ${min} to ${max}`);
     }
   }
   if (d.input !== undefined && (typeof d.input !== 'object' || d.input === null)) {

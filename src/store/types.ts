@@ -3,9 +3,10 @@ import { withTransaction, type Db, type Queryable } from './db.js';
 
 /**
  * Session types as runners register them (session_types): each runner's types with the JSON Schema of
- * their input. The rule of which schema a type has, used by enqueue and by GET /v1/types alike: the newest
- * schema (by when it was first registered for the type) among live runners; with no live runner, the
- * newest one of all, so a type whose runners are gone keeps being checked.
+ * their input and their defaults. The rule of which registration a type has (its schema and defaults),
+ * used by enqueue and by GET /v1/types alike: the newest schema (by when it was first registered for the
+ * type) among live runners; with no live runner, the newest one of all, so a type whose runners are gone
+ * keeps being checked.
  */
 
 /** Sent when a registration commits: every API replica forgets the type schemas it looked up. */
@@ -16,6 +17,9 @@ export interface TypeRegistration {
   schema: Record<string, unknown> | null;
   schemaHash: string | null;
   note: string | null;
+  /** The type's defaults for a session enqueued without them (absent or null: the API's). */
+  timeoutMs?: number | null;
+  maxAttempts?: number | null;
 }
 
 export interface TypeRegistrationRow {
@@ -23,6 +27,8 @@ export interface TypeRegistrationRow {
   runner_id: string;
   schema_hash: string | null;
   note: string | null;
+  timeout_ms: number | null;
+  max_attempts: number | null;
   registered_at: Date;
   schema_since: Date;
   /** runner_health.status; null when the runner's row is gone. */
@@ -35,7 +41,7 @@ export interface TypeRegistrationRow {
 
 /** Registrations ranked by the rule: per type, the first row in WINNER_ORDER holds the type's schema. */
 const RANKED = `
-  SELECT t.type, t.runner_id, t.schema_hash, t.note, t.registered_at, t.schema_since,
+  SELECT t.type, t.runner_id, t.schema_hash, t.note, t.timeout_ms, t.max_attempts, t.registered_at, t.schema_since,
          r.status AS runner_status,
          coalesce(r.status <> 'stopped' AND r.last_heartbeat > now() - make_interval(secs => $1 / 1000.0), false) AS live,
          coalesce(r.status <> 'stopped' OR r.last_heartbeat > now() - make_interval(secs => $2 / 1000.0), false) AS listed
@@ -65,13 +71,16 @@ export async function registerSessionTypes(
       types.map((t) => t.name),
     ]);
     const { rows } = await tx.query<{ type: string; schema_hash: string | null }>(
-      `INSERT INTO session_types AS s (type, runner_id, schema, schema_hash, note, registered_at, schema_since)
-       SELECT n.name, $1, n.schema, n.hash, n.note, now(),
+      `INSERT INTO session_types AS s (type, runner_id, schema, schema_hash, note, timeout_ms, max_attempts,
+                                       registered_at, schema_since)
+       SELECT n.name, $1, n.schema, n.hash, n.note, n.timeout_ms, n.max_attempts, now(),
               coalesce((SELECT min(o.schema_since) FROM session_types o
                         WHERE o.type = n.name AND o.schema_hash IS NOT DISTINCT FROM n.hash), now())
-       FROM jsonb_to_recordset($2::jsonb) AS n(name text, schema jsonb, hash text, note text)
+       FROM jsonb_to_recordset($2::jsonb)
+         AS n(name text, schema jsonb, hash text, note text, timeout_ms integer, max_attempts integer)
        ON CONFLICT (type, runner_id) DO UPDATE SET
          schema = EXCLUDED.schema, schema_hash = EXCLUDED.schema_hash, note = EXCLUDED.note,
+         timeout_ms = EXCLUDED.timeout_ms, max_attempts = EXCLUDED.max_attempts,
          registered_at = now(),
          schema_since = CASE WHEN s.schema_hash IS NOT DISTINCT FROM EXCLUDED.schema_hash
                              THEN s.schema_since ELSE EXCLUDED.schema_since END
@@ -79,7 +88,14 @@ export async function registerSessionTypes(
       [
         runnerId,
         JSON.stringify(
-          types.map((t) => ({ name: t.name, schema: t.schema, hash: t.schemaHash, note: t.note })),
+          types.map((t) => ({
+            name: t.name,
+            schema: t.schema,
+            hash: t.schemaHash,
+            note: t.note,
+            timeout_ms: t.timeoutMs ?? null,
+            max_attempts: t.maxAttempts ?? null,
+          })),
         ),
       ],
     );
@@ -111,18 +127,36 @@ export async function hasTypeRegistrations(db: Queryable, runnerId: string): Pro
   return rows[0]?.found === true;
 }
 
-/** The schema hash each registered type has by the rule (null: registered without a schema); absent: unregistered. */
-export async function typeSchemaHashes(
+/** What enqueue needs of a registered type: its schema's hash (null: none) and its defaults (null: the API's). */
+export interface ResolvedType {
+  schemaHash: string | null;
+  timeoutMs: number | null;
+  maxAttempts: number | null;
+}
+
+/** Each registered type's schema hash and defaults by the rule, in one query; absent: unregistered. */
+export async function resolveTypes(
   db: Queryable,
   types: string[],
   windows: TypeWindows,
-): Promise<Map<string, string | null>> {
-  const { rows } = await db.query<{ type: string; schema_hash: string | null }>(
-    `SELECT DISTINCT ON (type) type, schema_hash FROM (${RANKED} WHERE t.type = ANY ($3::text[])) k
+): Promise<Map<string, ResolvedType>> {
+  const { rows } = await db.query<{
+    type: string;
+    schema_hash: string | null;
+    timeout_ms: number | null;
+    max_attempts: number | null;
+  }>(
+    `SELECT DISTINCT ON (type) type, schema_hash, timeout_ms, max_attempts
+     FROM (${RANKED} WHERE t.type = ANY ($3::text[])) k
      ORDER BY ${WINNER_ORDER}`,
     [windows.liveMs, windows.retentionMs, types],
   );
-  return new Map(rows.map((r) => [r.type, r.schema_hash]));
+  return new Map(
+    rows.map((r) => [
+      r.type,
+      { schemaHash: r.schema_hash, timeoutMs: r.timeout_ms, maxAttempts: r.max_attempts },
+    ]),
+  );
 }
 
 /** One stored schema by its hash. */

@@ -9,7 +9,7 @@ import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { seedFinishedSessions } from '../../bench/lib/seed.js';
 import { exchange, insertSessions } from '../../src/store/sessions.js';
 import { queueStats, recordHeartbeats } from '../../src/store/runners.js';
-import { registerSessionTypes, typeSchemaHashes } from '../../src/store/types.js';
+import { registerSessionTypes, resolveTypes } from '../../src/store/types.js';
 
 const pools: Db[] = [];
 afterAll(async () => {
@@ -195,8 +195,8 @@ describe('migrations', () => {
       [{ name: 'old', schema: { type: 'object' }, schemaHash: 'h', note: null }],
       { liveMs: 60_000, retentionMs: 86_400_000 },
     );
-    expect(await typeSchemaHashes(db, ['old', 'new'], { liveMs: 60_000, retentionMs: 86_400_000 })).toEqual(
-      new Map([['old', 'h']]),
+    expect(await resolveTypes(db, ['old', 'new'], { liveMs: 60_000, retentionMs: 86_400_000 })).toEqual(
+      new Map([['old', { schemaHash: 'h', timeoutMs: null, maxAttempts: null }]]),
     );
   });
 

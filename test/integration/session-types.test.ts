@@ -68,7 +68,7 @@ afterAll(async () => {
 
 describe('a runner registers its types with their input schemas', () => {
   it('at start: zod schemas as JSON Schema, JSON schemas as they are, the rest without one and a note', async () => {
-    expect(runner.types.sort()).toEqual(['custom-check', 'fetch-page', 'json-typed']);
+    expect(runner.types.sort()).toEqual(['custom-check', 'fetch-page', 'json-typed', 'report-defaults']);
     const fetch = await typeView(api, 'fetch-page');
     expect(fetch.schemaHash).toMatch(/^[0-9a-f]{64}$/);
     expect(fetch).toMatchObject({
@@ -96,7 +96,7 @@ describe('a runner registers its types with their input schemas', () => {
     const { rows } = await api.db.query<{ type: string }>(
       `SELECT type FROM session_types WHERE runner_id = 'typed-1' ORDER BY type`,
     );
-    expect(rows.map((r) => r.type)).toEqual(['custom-check', 'fetch-page', 'json-typed']);
+    expect(rows.map((r) => r.type)).toEqual(['custom-check', 'fetch-page', 'json-typed', 'report-defaults']);
   });
 });
 
@@ -179,6 +179,158 @@ describe('enqueue checks input against the registered schema', () => {
     await expect(
       api.client.createSession({ type: 'flow', input: { steps: [{ action: 'goto' }] } }),
     ).rejects.toMatchObject({ status: 400, path: 'body.input.steps.0.url' });
+  });
+});
+
+describe("a type's own timeoutMs and maxAttempts", () => {
+  const stored = async (id: string) => {
+    const { rows } = await api.db.query<{ timeout_ms: number; max_attempts: number }>(
+      'SELECT timeout_ms, max_attempts FROM sessions WHERE id = $1',
+      [id],
+    );
+    return rows[0];
+  };
+
+  it('are registered with the type and shown by GET /v1/types; a type without them shows none', async () => {
+    for (const on of [api, replica]) {
+      expect(await typeView(on, 'report-defaults')).toMatchObject({
+        schema: null,
+        timeoutMs: 4500,
+        maxAttempts: 3,
+        runners: [{ id: 'typed-1' }],
+      });
+      const fetch = await typeView(on, 'fetch-page');
+      expect(fetch.timeoutMs).toBeUndefined();
+      expect(fetch.maxAttempts).toBeUndefined();
+    }
+    const { rows } = await api.db.query(
+      `SELECT timeout_ms, max_attempts FROM session_types WHERE type = 'report-defaults'`,
+    );
+    expect(rows).toEqual([{ timeout_ms: 4500, max_attempts: 3 }]);
+  });
+
+  it("apply at enqueue when the request gives none: the request's own, else the type's, else the API's", async () => {
+    for (const on of [api, replica]) {
+      const plain = await on.client.createSession({ type: 'report-defaults' });
+      expect(plain).toMatchObject({ timeoutMs: 4500, maxAttempts: 3 });
+      expect(await stored(plain.id)).toEqual({ timeout_ms: 4500, max_attempts: 3 });
+      const own = await on.client.createSession({ type: 'report-defaults', timeoutMs: 1000 });
+      expect(own).toMatchObject({ timeoutMs: 1000, maxAttempts: 3 });
+      const both = await on.client.createSession({ type: 'report-defaults', timeoutMs: 800, maxAttempts: 1 });
+      expect(both).toMatchObject({ timeoutMs: 800, maxAttempts: 1 });
+      const batch = await on.client.createSessions([
+        { type: 'report-defaults' },
+        { type: 'report-defaults', maxAttempts: 5 },
+        { type: 'fetch-page', input: { url: 'https://a.test/' } },
+        { type: 'nobody-serves' },
+        { type: 'flow', input: { steps: [{ action: 'waitFor', ms: 1 }] } },
+      ]);
+      expect(batch.items.map((s) => [s.timeoutMs, s.maxAttempts])).toEqual([
+        [4500, 3],
+        [4500, 5],
+        [60_000, 1],
+        [60_000, 1],
+        [60_000, 1],
+      ]);
+      for (const item of batch.items)
+        expect(await stored(item.id)).toMatchObject({ timeout_ms: item.timeoutMs });
+      await Promise.all(
+        batch.items
+          .filter((s) => s.type === 'nobody-serves' || s.type === 'flow')
+          .map((s) => on.client.cancelSession(s.id)),
+      );
+    }
+    // The session runs with them: the runner claims it with the type's timeout.
+    const run = await api.client.createSession({ type: 'report-defaults' });
+    const done = await api.client.waitUntilDone(run.id, { timeoutMs: 15_000 });
+    expect(done).toMatchObject({ status: 'succeeded', timeoutMs: 4500, maxAttempts: 3 });
+  });
+
+  it('are looked up with the schema, cached as it is: one query for many enqueues, and a new registration applies at once everywhere', async () => {
+    // Warm both replicas' lookups, then count the lookups of ten enqueues.
+    await api.client.createSession({ type: 'report-defaults', runAt: '2999-01-01T00:00:00Z' });
+    await replica.client.createSession({ type: 'report-defaults', runAt: '2999-01-01T00:00:00Z' });
+    const original = api.db.query.bind(api.db);
+    let lookups = 0;
+    (api.db as { query: unknown }).query = (...args: Parameters<typeof original>) => {
+      const text = typeof args[0] === 'string' ? args[0] : '';
+      if (text.includes('FROM session_types')) lookups++;
+      return original(...args);
+    };
+    try {
+      for (let i = 0; i < 5; i++) {
+        for (const on of [api, replica]) {
+          const s = await on.client.createSession({ type: 'report-defaults', runAt: '2999-01-01T00:00:00Z' });
+          expect(s.timeoutMs).toBe(4500);
+        }
+      }
+      // Within the cache's 2 s at most one more lookup per replica.
+      expect(lookups).toBeLessThanOrEqual(2);
+    } finally {
+      (api.db as { query: unknown }).query = original;
+    }
+    // Another runner registers the type anew with other defaults: its registration is the newest (the same
+    // schema, none, registered later), and the replica that cached the old defaults hears of it at once.
+    const heard = replica.app.sessionTypes.invalidations;
+    await api.runnerClient.heartbeat('typed-defaults', {
+      activeSessions: 0,
+      maxConcurrency: 1,
+      sessions: [],
+    });
+    await api.runnerClient.registerTypes('typed-defaults', {
+      types: [{ name: 'report-defaults', schema: null, timeoutMs: 7000 }],
+    });
+    await waitFor(() => replica.app.sessionTypes.invalidations > heard, { what: 'the replica notified' });
+    for (const on of [api, replica]) {
+      // Both defaults come from the one registration in force: maxAttempts is the API's again.
+      expect(
+        await on.client.createSession({ type: 'report-defaults', runAt: '2999-01-01T00:00:00Z' }),
+      ).toMatchObject({
+        timeoutMs: 7000,
+        maxAttempts: 1,
+      });
+      expect(await typeView(on, 'report-defaults')).toMatchObject({ timeoutMs: 7000 });
+      expect((await typeView(on, 'report-defaults')).maxAttempts).toBeUndefined();
+    }
+    await api.runnerClient.stopRunner('typed-defaults');
+    const back = await waitFor(
+      async () => {
+        const s = await replica.client.createSession({
+          type: 'report-defaults',
+          runAt: '2999-01-01T00:00:00Z',
+        });
+        return s.timeoutMs === 4500 ? s : undefined;
+      },
+      { what: 'typed-1’s defaults again', timeoutMs: 5000 },
+    );
+    expect(back.maxAttempts).toBe(3);
+    await api.db.query(`DELETE FROM sessions WHERE run_at > '2998-01-01'`);
+  });
+
+  it('out of bounds, or given for flow, are refused with their path, changing nothing', async () => {
+    const reg = (types: Parameters<TestApi['runnerClient']['registerTypes']>[1]['types']) =>
+      api.runnerClient.registerTypes('typed-bad-defaults', { types });
+    await expect(reg([{ name: 'a', schema: null, timeoutMs: 99 }])).rejects.toMatchObject({
+      status: 400,
+      path: 'body.types.0.timeoutMs',
+    });
+    await expect(
+      reg([
+        { name: 'a', schema: null },
+        { name: 'b', schema: null, maxAttempts: 101 },
+      ]),
+    ).rejects.toMatchObject({ status: 400, path: 'body.types.1.maxAttempts' });
+    await expect(reg([{ name: 'a', schema: null, maxAttempts: 1.5 }])).rejects.toMatchObject({
+      status: 400,
+      path: 'body.types.0.maxAttempts',
+    });
+    await expect(reg([{ name: 'flow', schema: null, timeoutMs: 5000 }])).rejects.toMatchObject({
+      status: 400,
+      path: 'body.types.0.timeoutMs',
+      message: /flow is built in/,
+    });
+    const { rows } = await api.db.query(`SELECT 1 FROM session_types WHERE runner_id = 'typed-bad-defaults'`);
+    expect(rows).toHaveLength(0);
   });
 });
 

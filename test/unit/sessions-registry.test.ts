@@ -111,14 +111,21 @@ describe('defineSession', () => {
     const bad = (d: unknown) => () => defineSession(d as Parameters<typeof defineSession>[0]);
     expect(bad({ name: 'x' })).toThrow('run: must be a function');
     expect(bad({ name: '', run: () => 1 })).toThrow(/^name: must be/);
-    expect(bad({ name: 'x', run: () => 1, timeoutMs: 0 })).toThrow('timeoutMs: must be a positive integer');
+    expect(bad({ name: 'x', run: () => 1, timeoutMs: 0 })).toThrow(
+      'timeoutMs: must be an integer from 100 to 86400000',
+    );
+    // What enqueue would take: the type registers its defaults with the API.
+    expect(bad({ name: 'x', run: () => 1, timeoutMs: 99 })).toThrow(/^timeoutMs: /);
+    expect(bad({ name: 'x', run: () => 1, maxAttempts: 101 })).toThrow(
+      'maxAttempts: must be an integer from 1 to 100',
+    );
     expect(bad({ name: 'x', run: () => 1, browser: false, reuseContext: true })).toThrow(
       'reuseContext: needs a browser',
     );
     expect(bad({ name: 'x', run: () => 1, input: 'string' })).toThrow(
       'input: must be a zod schema or a JSON schema object',
     );
-    expect(bad({ name: 'x', run: () => 1, timeoutMs: 1 })).not.toThrow();
+    expect(bad({ name: 'x', run: () => 1, timeoutMs: 100, maxAttempts: 100 })).not.toThrow();
   });
 
   it('types the run context: a page for browser sessions, none for browser: false', () => {

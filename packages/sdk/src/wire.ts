@@ -215,6 +215,9 @@ export type SessionTypeRegistration = {
   /** JSON Schema (draft 2020-12 or 07) of `input`; null: the API does not check it (`note` says why). */
   schema: Record<string, unknown> | null;
   note?: string;
+  /** The type's defaults (defineSession's) for a session enqueued without them: 100 to 86,400,000 ms, 1 to 100. */
+  timeoutMs?: number;
+  maxAttempts?: number;
 };
 
 /** A runner's whole set of types: it replaces what the runner registered before. */
@@ -248,6 +251,12 @@ export type SessionTypeView = {
   builtIn: boolean;
   /** Why the schema is null, or what it leaves to the runner. */
   note?: string;
+  /**
+   * The type's defaults, applied at enqueue to a session that gives none (registered with the schema, by
+   * the same runner); absent: the API's (60,000 ms, 1 attempt).
+   */
+  timeoutMs?: number;
+  maxAttempts?: number;
   runners: SessionTypeRunner[];
   conflict?: { message: string; schemas: { schemaHash: string | null; runners: string[] }[] };
 };

@@ -71,7 +71,7 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const b = req.body;
       checkParts(b);
-      const warnings = await app.sessionTypes.check([b.session], () => 'body.session');
+      const { warnings } = await app.sessionTypes.check([b.session], () => 'body.session');
       const fields = withNextRun(
         {
           name: b.name,
@@ -129,7 +129,9 @@ export async function scheduleRoutes(fastify: FastifyInstance): Promise<void> {
     async (req) => {
       const b = req.body;
       checkParts(b);
-      const warnings = b.session ? await app.sessionTypes.check([b.session], () => 'body.session') : [];
+      const warnings = b.session
+        ? (await app.sessionTypes.check([b.session], () => 'body.session')).warnings
+        : [];
       const row = await updateSchedule(db, req.params.id, (cur) => {
         const next = {
           name: b.name ?? cur.name,

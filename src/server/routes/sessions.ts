@@ -171,9 +171,13 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
       },
     },
     async (req, reply) => {
-      const s = checkNewSession(req.body, 'body');
-      // The input schema a runner registered for the type (400 at body.input…), else a warning.
-      const warnings = await app.sessionTypes.check([s], () => 'body');
+      // The input schema a runner registered for the type (400 at body.input…), else a warning; the
+      // type's timeoutMs and maxAttempts where the request gives none.
+      const {
+        warnings,
+        sessions: [s],
+      } = await app.sessionTypes.check([checkNewSession(req.body, 'body')], () => 'body');
+      if (!s) throw new Error('no session to enqueue');
       const header = req.headers['idempotency-key'];
       const key = header ?? s.idempotencyKey;
       const [out] = await insertSessions(db, [
@@ -193,8 +197,10 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
       schema: { body: BatchBody, response: { 201: BatchReply } },
     },
     async (req, reply) => {
-      const items = req.body.sessions.map((s, i) => checkNewSession(s, `body.sessions.${i}`));
-      const warnings = await app.sessionTypes.check(items, (i) => `body.sessions.${i}`);
+      const { warnings, sessions: items } = await app.sessionTypes.check(
+        req.body.sessions.map((s, i) => checkNewSession(s, `body.sessions.${i}`)),
+        (i) => `body.sessions.${i}`,
+      );
       const out = await insertSessions(db, items).catch(
         keyConflict((i) => `body.sessions.${i}.idempotencyKey`),
       );
