@@ -389,6 +389,24 @@ describe('named states', () => {
     });
     const { rows } = await api.db.query(`SELECT 1 FROM session_states WHERE name = 'short'`);
     expect(rows).toHaveLength(0);
+
+    // Without state.ttlMs a save lives STATE_TTL_MS, when the API has it.
+    const ttlApi = await startTestApi('states_ttl', {
+      db: { db: api.db, url: api.databaseUrl },
+      deps: { states: { encryptionKey: KEY, defaultTtlMs: 60_000 } },
+    });
+    try {
+      const d = await claimed('ttl-runner', 'ttl', { save: 'default-ttl' });
+      await ttlApi.runnerClient.saveSessionState('ttl-runner', d.id, {
+        leaseToken: d.leaseToken,
+        storageState: storage('y'),
+      });
+      const left = Date.parse((await api.client.getState('default-ttl')).expiresAt ?? '') - Date.now();
+      expect(left).toBeGreaterThan(50_000);
+      expect(left).toBeLessThanOrEqual(60_000);
+    } finally {
+      await ttlApi.stop();
+    }
   });
 
   it('deletes a state: gone from the list, a second delete is 404', async () => {
