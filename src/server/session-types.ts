@@ -237,7 +237,9 @@ export class SessionTypes {
       const hash = types.get(s.type)?.schemaHash;
       const check = hash ? validators.get(hash) : undefined;
       if (!check) return;
-      const input = check.copy && s.input !== undefined ? structuredClone(s.input) : s.input;
+      // An absent input is stored, and run, as {}: that is what the schema must accept.
+      const sent = s.input ?? {};
+      const input = check.copy ? structuredClone(sent) : sent;
       if (!check.validate(input)) throw firstProblem(check, `${at(i)}.input`);
     });
     return {

@@ -129,6 +129,23 @@ describe('enqueue checks input against the registered schema', () => {
     expect(await count('json-typed')).toBe(0);
   });
 
+  it('checks an absent input as the {} it is stored and run as', async () => {
+    await api.runnerClient.registerTypes('typed-open', {
+      types: [{ name: 'open-object', schema: { type: 'object' } }],
+    });
+    api.app.sessionTypes.invalidate();
+    const created = await api.client.createSession({ type: 'open-object', runAt: '2999-01-01T00:00:00Z' });
+    expect(created).toMatchObject({ input: {} });
+    expect(created.warnings).toBeUndefined();
+    await expect(api.client.createSession({ type: 'json-typed' })).rejects.toMatchObject({
+      status: 400,
+      path: 'body.input.count',
+      message: 'body.input.count: is required',
+    });
+    await api.client.cancelSession(created.id);
+    await api.runnerClient.stopRunner('typed-open');
+  });
+
   it('accepts every url the runner accepts: an international host is not refused by a stricter uri format', async () => {
     // zod's url() parses with WHATWG URL; ajv-formats' "uri" would refuse the non-ASCII host.
     const created = await api.client.createSession({
