@@ -9,6 +9,7 @@ import {
 } from '../../bench/lib/seed.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { exchange, insertSessions } from '../../src/store/sessions.js';
+import { putLimit } from '../../src/store/limits.js';
 import { freshDb } from '../helpers/db.js';
 
 /**
@@ -282,6 +283,48 @@ describe('claim and completion cost (Postgres time, not wall clock)', () => {
       `SELECT priority, created_at FROM sessions WHERE claimed_by = 'held-burst-runner' ORDER BY created_at`,
     );
     expect(rows.map((r) => r.priority)).toEqual([1, 1, 1, 1]);
+  });
+
+  it('a claim with 10,000 queued behind a full key reads none of them once they are parked', async () => {
+    await putLimit(db, 'full.example', { concurrency: 1 });
+    await db.query(
+      `INSERT INTO sessions (id, type, input, created_at, updated_at, run_at, concurrency_key)
+       SELECT gen_random_uuid(), 'lim', '{}', t, t, t, 'full.example'
+       FROM generate_series(1, 10000) g, LATERAL (SELECT now() - make_interval(secs => (10000 - g) / 1000.0 + 60) AS t) x`,
+    );
+    await seedQueuedSessions(db, 'lim', 200);
+    await db.query('ANALYZE');
+    // The first claims take the key's one slot and park the rest (2,000 a claim), taking other work meanwhile.
+    let got = 0;
+    for (let i = 0; i < 6; i++) {
+      const out = await exchange(db, {
+        runnerId: `lim-${i}`,
+        types: ['lim'],
+        slots: 5,
+        maxConcurrency: 5,
+        leaseMs: LEASE_MS,
+      });
+      got += out.claimedCount;
+    }
+    expect(got).toBe(30);
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM session_held`);
+    expect(rows[0]!.n).toBe(9_999);
+    const call = exchangeCall('lim-m', [], ['lim'], 5, 5);
+    for (let i = 0; i < 12; i++) await pgCost(call.sql, call.params);
+    expectCheap(await pgCost(call.sql, call.params));
+    // And when the key's recheck comes (its held sessions looked at again, none let go: it is still full).
+    await db.query(`UPDATE limits SET release_at = now() - interval '1 s' WHERE key = 'full.example'`);
+    expectCheap(await pgCost(call.sql, call.params));
+    // The key's running session completes: one held session goes back to the ready table, and the same
+    // exchange claims it.
+    const { rows: run } = await db.query<{ id: string; lease_token: string; claimed_by: string }>(
+      `SELECT id, lease_token, claimed_by FROM sessions WHERE concurrency_key = 'full.example' AND status = 'running'`,
+    );
+    expect(run).toHaveLength(1);
+    const done = exchangeCall(run[0]!.claimed_by, [], ['lim'], 5, 5);
+    const item = [{ id: run[0]!.id, leaseToken: run[0]!.lease_token, status: 'succeeded', result: {} }];
+    done.params[1] = JSON.stringify(item);
+    expectCheap(await pgCost(done.sql, done.params));
   });
 
   it('stays cheap on tables never analyzed', async () => {

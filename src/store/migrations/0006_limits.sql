@@ -31,7 +31,8 @@ CREATE FUNCTION sfw_limit_window() RETURNS interval LANGUAGE sql STABLE AS $$ SE
 ALTER TABLE session_ready ADD COLUMN concurrency_key text;
 ALTER TABLE session_scheduled ADD COLUMN concurrency_key text;
 ALTER TABLE session_running ADD COLUMN concurrency_key text;
-CREATE INDEX session_ready_key_idx ON session_ready (concurrency_key) WHERE concurrency_key IS NOT NULL;
+CREATE INDEX session_ready_key_idx ON session_ready (concurrency_key, priority DESC, created_at, id)
+  WHERE concurrency_key IS NOT NULL;
 CREATE INDEX session_running_key_idx ON session_running (concurrency_key) WHERE concurrency_key IS NOT NULL;
 
 -- Queued, due sessions of a key that is full ("parked"): out of session_ready, so a claim never reads them
@@ -153,6 +154,7 @@ $$;
 CREATE OR REPLACE FUNCTION sfw_queue_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   v_out uuid[];
+  v_unheld uuid[];
   v_stopped uuid[];
   v_keys text[];
   v_freed integer[];
@@ -179,7 +181,13 @@ BEGIN
   IF v_out IS NOT NULL THEN
     DELETE FROM session_ready WHERE id = ANY (v_out);
     DELETE FROM session_scheduled WHERE id = ANY (v_out);
-    DELETE FROM session_held WHERE id = ANY (v_out);
+    -- A claim takes sessions from the ready table only, never held ones: its statement skips this.
+    SELECT array_agg(o.id) INTO v_unheld
+    FROM old_rows o JOIN new_rows n ON n.id = o.id
+    WHERE o.status = 'queued' AND o.concurrency_key IS NOT NULL AND n.status <> 'running' AND o.id = ANY (v_out);
+    IF v_unheld IS NOT NULL THEN
+      DELETE FROM session_held WHERE id = ANY (v_unheld);
+    END IF;
   END IF;
   INSERT INTO session_ready (id, type, priority, created_at, run_at, concurrency_key)
   SELECT n.id, n.type, n.priority, n.created_at, n.run_at, n.concurrency_key
@@ -245,7 +253,7 @@ $$;
 -- whose key has no limit, is taken as before (no lock, no extra read). For a limited key the claim takes
 -- the key's row lock without waiting (a key another claim holds is left to it), counts the key's room
 -- (running sessions, claims within the window), takes that many of its candidates in claim order, and when
--- the key is full parks the rest of its ready sessions (session_held, at most 2000 per claim) and sets when
+-- the key is full parks the rest of its ready sessions (session_held, at most 5000 a round) and sets when
 -- to look at them again. Then it reads more candidates in place of the ones it did not take, at most four
 -- rounds, so a full key never holds up other work. The claim time of a limited key's session is the clock
 -- under the lock, recorded in the key's window. It also carries the session's state options (null when
@@ -327,11 +335,13 @@ BEGIN
         END IF;
       END IF;
       IF v_take < cardinality(v_mine) THEN
-        -- Full: the key's ready sessions wait in session_held (the ones other claims hold are left to them).
+        -- Full: the key's ready sessions wait in session_held, head of the queue first (the ones other
+        -- claims hold are left to them).
         WITH p AS (
           SELECT q.id FROM session_ready q
           WHERE q.concurrency_key = v_key AND NOT (q.id = ANY (v_ids))
-          LIMIT 2000 FOR UPDATE SKIP LOCKED
+          ORDER BY q.priority DESC, q.created_at, q.id
+          LIMIT 5000 FOR UPDATE SKIP LOCKED
         ), moved AS (
           DELETE FROM session_ready q USING p WHERE q.id = p.id
           RETURNING q.id, q.type, q.priority, q.created_at, q.run_at, q.concurrency_key
