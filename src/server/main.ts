@@ -212,7 +212,7 @@ export async function startApi(
     log,
   );
   reaper.start();
-  const scheduler = new Scheduler(db, 1000, log);
+  const scheduler = new Scheduler(db, 1000, log, (t) => app.sessionTypes.withTypeDefaults(t));
   scheduler.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : cfg.port;

@@ -1,4 +1,5 @@
 import type { Logger } from '../core/log.js';
+import type { ScheduleSessionTemplate } from '../protocol/schemas.js';
 import type { Db } from '../store/db.js';
 import {
   fireDueSchedules,
@@ -27,6 +28,10 @@ export class Scheduler {
     private readonly db: Db,
     private readonly maxSleepMs = 1000,
     private readonly log?: Logger,
+    /** The registered defaults of the templates' types (SessionTypes.withTypeDefaults); none: the API's. */
+    private readonly withDefaults?: (
+      templates: ScheduleSessionTemplate[],
+    ) => Promise<ScheduleSessionTemplate[]>,
   ) {}
 
   start(): void {
@@ -58,7 +63,12 @@ export class Scheduler {
 
   /** One pass: the due schedules' sessions and next fire times, in one transaction. */
   async runOnce() {
-    const out = await fireDueSchedules(this.db, (s, now) => this.decide(s, now), PASS_LIMIT);
+    const out = await fireDueSchedules(
+      this.db,
+      (s, now) => this.decide(s, now),
+      PASS_LIMIT,
+      this.withDefaults,
+    );
     if (out.created.length + out.skipped > 0)
       this.log?.debug(
         { schedules: out.schedules, created: out.created.length, skipped: out.skipped },

@@ -262,6 +262,19 @@ export class SessionTypes {
     return !found;
   }
 
+  /**
+   * The sessions with their types' registered defaults where they give none (timeoutMs, maxAttempts), as
+   * an enqueue fills them in, without checking input: what a schedule's fire time makes.
+   */
+  async withTypeDefaults<S extends { type: string; timeoutMs?: number; maxAttempts?: number }>(
+    sessions: S[],
+  ): Promise<S[]> {
+    const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];
+    if (names.length === 0) return sessions;
+    const types = await this.resolve(names);
+    return sessions.map((s) => withDefaults(s, types.get(s.type)));
+  }
+
   /** A runner's registration committed through this replica. */
   registered(runnerId: string): void {
     this.remember(runnerId, true);

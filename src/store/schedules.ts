@@ -215,6 +215,8 @@ export async function fireDueSchedules(
   db: Db,
   decide: (s: DueScheduleRow, now: Date) => FireDecision,
   limit: number,
+  /** Fills in what a session of the template's type gets by default (its type's registered defaults). */
+  withDefaults?: (templates: ScheduleSessionTemplate[]) => Promise<ScheduleSessionTemplate[]>,
 ): Promise<FireOutcome> {
   return withTransaction(db, async (client) => {
     const { rows: due } = await client.query<DueScheduleRow & { now: Date }>(
@@ -233,11 +235,13 @@ export async function fireDueSchedules(
     if (due.length === 0) return out;
     const sessions: Record<string, unknown>[] = [];
     const advance: { id: string; next_run_at: Date | null; last_run_at: Date | null }[] = [];
-    for (const s of due) {
+    const templates = withDefaults ? await withDefaults(due.map((s) => s.session)) : undefined;
+    for (const [i, s] of due.entries()) {
       const d = decide(s, s.now);
+      const template = templates?.[i] ?? s.session;
       out.skipped += d.skipped;
       for (const at of d.fire)
-        sessions.push({ ...newSessionRow(s.session), schedule_id: s.id, scheduled_for: at.toISOString() });
+        sessions.push({ ...newSessionRow(template), schedule_id: s.id, scheduled_for: at.toISOString() });
       advance.push({ id: s.id, next_run_at: d.nextRunAt, last_run_at: d.fire[d.fire.length - 1] ?? null });
     }
     const { rows: made } = await client.query<{

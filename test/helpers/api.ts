@@ -78,7 +78,12 @@ export async function startTestApi(label: string, opts: TestApiOptions = {}): Pr
     : undefined;
   reaper?.start();
   const scheduler = opts.schedules
-    ? new Scheduler(db, opts.schedules === true ? 1000 : (opts.schedules.maxSleepMs ?? 1000))
+    ? new Scheduler(
+        db,
+        opts.schedules === true ? 1000 : (opts.schedules.maxSleepMs ?? 1000),
+        undefined,
+        (t) => app.sessionTypes.withTypeDefaults(t),
+      )
     : undefined;
   scheduler?.start();
   const client = new SfwClient({ baseUrl: url, token: auth ? API_TOKEN : undefined, retries: 0 });

@@ -360,6 +360,37 @@ describe('schedules across two API replicas', () => {
     await a.client.deleteSchedule(s.id);
   });
 
+  it('give each fired session its type’s registered defaults where the template gives none', async () => {
+    await a.runnerClient.registerTypes('schedules-defaults-runner', {
+      types: [{ name: 'sched-defaults', schema: null, timeoutMs: 4500, maxAttempts: 3 }],
+    });
+    const plain = await a.client.createSchedule({
+      name: 'defaults-plain',
+      cron: '* * * * * *',
+      overlap: 'allow',
+      session: { type: 'sched-defaults' },
+    });
+    const own = await a.client.createSchedule({
+      name: 'defaults-own',
+      cron: '* * * * * *',
+      overlap: 'allow',
+      session: { type: 'sched-defaults', timeoutMs: 9000 },
+    });
+    const [p] = await waitFor(async () => {
+      const l = await sessionsOf(a.client, plain.id);
+      return l.length > 0 ? l : undefined;
+    });
+    const [o] = await waitFor(async () => {
+      const l = await sessionsOf(a.client, own.id);
+      return l.length > 0 ? l : undefined;
+    });
+    await a.client.deleteSchedule(plain.id);
+    await a.client.deleteSchedule(own.id);
+    expect(await a.client.getSession(p!.id)).toMatchObject({ timeoutMs: 4500, maxAttempts: 3 });
+    expect(await a.client.getSession(o!.id)).toMatchObject({ timeoutMs: 9000, maxAttempts: 3 });
+    await a.runnerClient.stopRunner('schedules-defaults-runner');
+  });
+
   it('warn, as an enqueue does, when no runner has registered the template’s type (and still save it)', async () => {
     const s = await a.client.createSchedule({
       name: 'unregistered',
