@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   artifacts: () => import('./commands/artifacts.js'),
   schedules: () => import('./commands/schedules.js'),
   webhooks: () => import('./commands/webhooks.js'),
+  limits: () => import('./commands/limits.js'),
   states: () => import('./commands/states.js'),
 };
 

@@ -43,6 +43,11 @@ export const SESSION_FLAGS: Record<string, FlagSpec> = {
     value: 'name',
     description: "Save the browser context's state under this name when the session succeeds",
   },
+  'concurrency-key': {
+    type: 'string',
+    value: 'key',
+    description: "Key of its per-key limits (sfw limits; a flow's default: its first goto's host)",
+  },
 };
 
 function mode(ctx: CommandContext, name: 'screenshot' | 'trace'): ArtifactMode | undefined {
@@ -75,6 +80,8 @@ export function applySessionFlags(ctx: CommandContext, s: CreateSessionBody): vo
       throw new ConfigError(`--retry-on takes error, failed or error,failed, got "${retryOn}"`);
     s.retryOn = [...new Set(list as ('error' | 'failed')[])];
   }
+  const concurrencyKey = str(ctx, 'concurrency-key');
+  if (concurrencyKey !== undefined) s.concurrencyKey = concurrencyKey;
   const use = str(ctx, 'use-state');
   const save = str(ctx, 'save-state');
   if (use !== undefined || save !== undefined)
