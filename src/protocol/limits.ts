@@ -28,7 +28,7 @@ export const LimitView = Type.Object({
   perMinute: Nullable(Type.Integer()),
   running: Type.Integer(),
   waiting: Type.Integer(),
-  claimedLastMinute: Type.Integer(),
+  claimedLastMinute: Nullable(Type.Integer()),
   releaseAt: Nullable(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),

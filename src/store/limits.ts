@@ -17,7 +17,7 @@ export interface LimitRow {
   running: number;
   /** Queued, due sessions of the key held back by its limit. */
   waiting: number;
-  /** Claims of the key within the last minute. */
+  /** Claims of the key within the last minute (recorded while it has a per_minute). */
   claimed_last_minute: number;
   /** When the held sessions are next looked at (the window moving on, a recheck), null when none are held. */
   release_at: Date | null;

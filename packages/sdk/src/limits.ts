@@ -21,8 +21,8 @@ export type LimitView = {
   running: number;
   /** Queued, due sessions of the key held back by the limit. */
   waiting: number;
-  /** Sessions of the key claimed within the last minute. */
-  claimedLastMinute: number;
+  /** Sessions of the key claimed within the last minute (counted when perMinute is set, else null). */
+  claimedLastMinute: number | null;
   /** When the waiting sessions are next looked at (null when none wait). */
   releaseAt: string | null;
   createdAt: string;

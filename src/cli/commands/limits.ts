@@ -17,7 +17,7 @@ function show(ctx: CommandContext, l: LimitView): void {
       `per minute   ${bound(l.perMinute)}`,
       `running      ${l.running}`,
       `waiting      ${l.waiting}${l.releaseAt ? ` (next look ${l.releaseAt})` : ''}`,
-      `last minute  ${l.claimedLastMinute} claimed`,
+      `last minute  ${bound(l.claimedLastMinute)} claimed`,
       `updated      ${l.updatedAt}`,
     ].join('\n'),
   );
@@ -77,7 +77,7 @@ export default defineCommand({
                   bound(l.perMinute),
                   l.running,
                   l.waiting,
-                  l.claimedLastMinute,
+                  bound(l.claimedLastMinute),
                 ]),
               ),
             );

@@ -9,6 +9,7 @@ import * as schedules from './view-schedules.js';
 import * as settings from './view-settings.js';
 import * as webhooks from './view-webhooks.js';
 import * as states from './view-states.js';
+import * as limits from './view-limits.js';
 
 const POLL_MS = 3000;
 const ROUTES = [
@@ -21,6 +22,7 @@ const ROUTES = [
   { re: /^\/webhooks\/(?<id>[0-9a-fA-F-]{36})$/, view: webhooks, nav: 'webhooks' },
   { re: /^\/states$/, view: states, nav: 'states' },
   { re: /^\/states\/(?<name>[A-Za-z0-9][A-Za-z0-9._:-]{0,99})$/, view: states, nav: 'states' },
+  { re: /^\/limits$/, view: limits, nav: 'limits' },
   { re: /^\/settings$/, view: settings, nav: 'settings' },
 ];
 

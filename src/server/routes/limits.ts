@@ -14,7 +14,7 @@ export function limitView(r: LimitRow): LimitView {
     perMinute: r.per_minute,
     running: r.running,
     waiting: r.waiting,
-    claimedLastMinute: r.claimed_last_minute,
+    claimedLastMinute: r.per_minute === null ? null : r.claimed_last_minute,
     releaseAt: r.release_at && r.waiting > 0 ? r.release_at.toISOString() : null,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
