@@ -121,19 +121,23 @@ function firstProblem({ validate }: InputCheck, at: string): ValidationError {
   return new ValidationError([at, ...parts].join('.'), err.message ?? 'is invalid');
 }
 
-/** A session with its type's defaults where it gives none (the same object when nothing is filled in). */
-function withDefaults<S extends { timeoutMs?: number; maxAttempts?: number }>(
-  s: S,
-  type: ResolvedType | undefined,
-): S {
-  const timeoutMs = s.timeoutMs ?? type?.timeoutMs ?? undefined;
-  const maxAttempts = s.maxAttempts ?? type?.maxAttempts ?? undefined;
-  if (timeoutMs === s.timeoutMs && maxAttempts === s.maxAttempts) return s;
-  return {
-    ...s,
-    ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+/** The type's registered defaults a session takes where it gives none (store: NewSession.typeDefaults). */
+export interface TypeDefaults {
+  timeoutMs?: number;
+  maxAttempts?: number;
+}
+
+/**
+ * A session carrying its type's defaults as `typeDefaults` (the same object when the type has none): the
+ * store fills them in where the request gives none, and leaves them out of what makes two requests with one
+ * Idempotency-Key the same, so a repeat is the same request even when the type's defaults changed between.
+ */
+function withDefaults<S extends { typeDefaults?: TypeDefaults }>(s: S, type: ResolvedType | undefined): S {
+  const typeDefaults: TypeDefaults = {
+    ...(type?.timeoutMs == null ? {} : { timeoutMs: type.timeoutMs }),
+    ...(type?.maxAttempts == null ? {} : { maxAttempts: type.maxAttempts }),
   };
+  return Object.keys(typeDefaults).length === 0 ? s : { ...s, typeDefaults };
 }
 
 export interface SessionTypesOptions {
@@ -218,10 +222,10 @@ export class SessionTypes {
   /**
    * Validates each session's input against its type's schema. Throws a ValidationError at the first bad
    * one (`${at(i)}.input…`). Answers one warning per type no runner has registered, and the sessions with
-   * their type's defaults filled in where they give no `timeoutMs` or `maxAttempts` (the request's own
-   * win; without either, the API's apply when stored). `flow` is not looked up. One lookup for all.
+   * their type's defaults as `typeDefaults`, which the store uses where they give no `timeoutMs` or
+   * `maxAttempts` (the request's own win; without either, the API's apply). `flow` is not looked up. One lookup for all.
    */
-  async check<S extends { type: string; input?: unknown; timeoutMs?: number; maxAttempts?: number }>(
+  async check<S extends { type: string; input?: unknown; typeDefaults?: TypeDefaults }>(
     sessions: S[],
     at: (index: number) => string,
   ): Promise<{ warnings: string[]; sessions: S[] }> {
@@ -266,7 +270,7 @@ export class SessionTypes {
    * The sessions with their types' registered defaults where they give none (timeoutMs, maxAttempts), as
    * an enqueue fills them in, without checking input: what a schedule's fire time makes.
    */
-  async withTypeDefaults<S extends { type: string; timeoutMs?: number; maxAttempts?: number }>(
+  async withTypeDefaults<S extends { type: string; typeDefaults?: TypeDefaults }>(
     sessions: S[],
   ): Promise<S[]> {
     const names = [...new Set(sessions.map((s) => s.type).filter((t) => !BUILT_IN_TYPES.has(t)))];

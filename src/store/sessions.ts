@@ -85,6 +85,11 @@ export interface NewSession {
   idempotencyKey?: string;
   state?: SessionStateOptions;
   concurrencyKey?: string;
+  /**
+   * The type's registered defaults, used where the request gives none. Not part of the request: two
+   * requests with one idempotency key are the same whatever the type's defaults were at each.
+   */
+  typeDefaults?: { timeoutMs?: number; maxAttempts?: number };
 }
 
 export interface InsertOutcome {
@@ -131,8 +136,8 @@ export function newSessionRow(s: NewSession): NewRow {
     input: s.input ?? {},
     priority: s.priority ?? 0,
     run_at: s.runAt ?? null,
-    timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
-    max_attempts: s.maxAttempts ?? 1,
+    timeout_ms: s.timeoutMs ?? s.typeDefaults?.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+    max_attempts: s.maxAttempts ?? s.typeDefaults?.maxAttempts ?? 1,
     retry_on: s.retryOn ?? ['error'],
     artifact_options: { ...DEFAULT_ARTIFACT_OPTIONS, ...s.artifacts },
     browser_options: s.browser ?? null,
@@ -141,7 +146,12 @@ export function newSessionRow(s: NewSession): NewRow {
     state_options: s.state ?? null,
     concurrency_key: s.concurrencyKey ?? null,
   };
-  if (row.idempotency_key !== null) row.request_hash = requestHash(row);
+  if (row.idempotency_key !== null)
+    row.request_hash = requestHash({
+      ...row,
+      timeout_ms: s.timeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+      max_attempts: s.maxAttempts ?? 1,
+    });
   return row;
 }
 

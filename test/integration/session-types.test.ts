@@ -226,6 +226,29 @@ describe("a type's own timeoutMs and maxAttempts", () => {
     expect(rows).toEqual([{ timeout_ms: 4500, max_attempts: 3 }]);
   });
 
+  it('leave an Idempotency-Key repeat the same request when the type’s defaults changed in between', async () => {
+    await api.runnerClient.registerTypes('typed-idem', {
+      types: [{ name: 'idem-defaults', schema: null, timeoutMs: 4500 }],
+    });
+    api.app.sessionTypes.invalidate();
+    const body = { type: 'idem-defaults', runAt: '2999-01-01T00:00:00Z' };
+    const first = await api.client.createSession(body, { idempotencyKey: 'idem-defaults-1' });
+    expect(first).toMatchObject({ timeoutMs: 4500 });
+    await api.runnerClient.registerTypes('typed-idem', {
+      types: [{ name: 'idem-defaults', schema: null, timeoutMs: 9000 }],
+    });
+    api.app.sessionTypes.invalidate();
+    // The same request again: the session it made, as it was made (not a 409 for the new default).
+    const again = await api.client.createSession(body, { idempotencyKey: 'idem-defaults-1' });
+    expect(again).toMatchObject({ id: first.id, timeoutMs: 4500 });
+    // A request that differs is still refused.
+    await expect(
+      api.client.createSession({ ...body, timeoutMs: 4500 }, { idempotencyKey: 'idem-defaults-1' }),
+    ).rejects.toMatchObject({ status: 409 });
+    expect(await api.client.createSession(body)).toMatchObject({ timeoutMs: 9000 });
+    await api.runnerClient.stopRunner('typed-idem');
+  });
+
   it("apply at enqueue when the request gives none: the request's own, else the type's, else the API's", async () => {
     for (const on of [api, replica]) {
       const plain = await on.client.createSession({ type: 'report-defaults' });
