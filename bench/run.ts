@@ -13,6 +13,7 @@ import { runServers } from './parts/servers.js';
 import { runBuilds } from './parts/builds.js';
 import { runSchedules } from './parts/schedules.js';
 import { runWebhooks } from './parts/webhooks.js';
+import { runLimits } from './parts/limits.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -30,6 +31,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   builds: runBuilds,
   schedules: runSchedules,
   webhooks: runWebhooks,
+  limits: runLimits,
 };
 
 export interface BenchRun {
