@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { seedFinishedSessions } from '../../bench/lib/seed.js';
-import { exchange, insertSessions } from '../../src/store/sessions.js';
+import { exchange, insertSessions, newSessionRow } from '../../src/store/sessions.js';
 import { queueStats, recordHeartbeats } from '../../src/store/runners.js';
 import { registerSessionTypes, resolveTypes } from '../../src/store/types.js';
 
@@ -157,10 +157,14 @@ describe('migrations', () => {
       [{ runnerId: 'old-runner', activeSessions: 2, maxConcurrency: 3, types: ['old'], sessions: [] }],
       30_000,
     );
-    const [keyed] = await insertSessions(db, [
-      { type: 'keyed', input: { n: 1 }, idempotencyKey: 'hashed-key' },
-    ]);
-    expect(keyed?.row.request_hash).toEqual(expect.any(String));
+    // Inserted with the released schema's columns (today's insertSessions writes later ones too).
+    const keyed = newSessionRow({ type: 'keyed', input: { n: 1 }, idempotencyKey: 'hashed-key' });
+    expect(keyed.request_hash).toEqual(expect.any(String));
+    await db.query(
+      `INSERT INTO sessions (id, type, input, artifact_options, idempotency_key, request_hash)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [keyed.id, keyed.type, keyed.input, keyed.artifact_options, keyed.idempotency_key, keyed.request_hash],
+    );
     const applied = await migrate(db);
     expect(applied).toEqual(all.filter((m) => m.version > RELEASE).map((m) => m.name));
     // The running sessions complete, the queued ones are claimed, the scheduled one waits.
@@ -183,7 +187,7 @@ describe('migrations', () => {
     const [repeat] = await insertSessions(db, [
       { type: 'keyed', input: { n: 1 }, idempotencyKey: 'hashed-key' },
     ]);
-    expect(repeat).toMatchObject({ created: false, row: { id: keyed?.row.id } });
+    expect(repeat).toMatchObject({ created: false, row: { id: keyed.id } });
     // The runner keeps its types; types registered after the upgrade are checked at enqueue.
     const { rows: told } = await db.query<{ types: string[] }>(
       `SELECT types FROM runner_health WHERE runner_id = 'old-runner'`,
