@@ -267,6 +267,8 @@ DECLARE
   v_keys text[] := '{}';
   v_at timestamptz[] := '{}';
   v_seen uuid[] := '{}';
+  v_busy text[] := '{}';
+  v_need integer;
   v_cids uuid[];
   v_ckeys text[];
   v_to text[];
@@ -284,6 +286,7 @@ BEGIN
   PERFORM sfw_promote_due(1000);
   LOOP
     v_round := v_round + 1;
+    v_need := v_total - cardinality(v_ids);
     SELECT array_agg(c.id ORDER BY c.priority DESC, c.created_at, c.id),
            array_agg(c.concurrency_key ORDER BY c.priority DESC, c.created_at, c.id)
     INTO v_cids, v_ckeys FROM (
@@ -291,17 +294,18 @@ BEGIN
       CROSS JOIN LATERAL (
         SELECT q.id, q.priority, q.created_at, q.concurrency_key FROM session_ready q
         WHERE q.type = t.type AND NOT (q.id = ANY (v_seen))
+          AND (q.concurrency_key IS NULL OR q.concurrency_key <> ALL (v_busy))
         ORDER BY q.priority DESC, q.created_at, q.id
-        LIMIT v_total - cardinality(v_ids)
+        LIMIT v_need
         FOR UPDATE SKIP LOCKED
       ) r
       ORDER BY r.priority DESC, r.created_at, r.id
-      LIMIT v_total - cardinality(v_ids)
+      LIMIT v_need
     ) c;
     EXIT WHEN v_cids IS NULL;
     v_seen := v_seen || v_cids;
-    IF cardinality(array_remove(v_ckeys, NULL)) = 0 THEN
-      -- No candidate has a key: the claim as it always was.
+    IF cardinality(array_remove(v_ckeys, NULL)) = 0 OR NOT EXISTS (SELECT 1 FROM limits x WHERE x.key = ANY (v_ckeys)) THEN
+      -- No candidate has a limited key: the claim as it always was.
       v_ids := v_ids || v_cids;
       v_keys := v_keys || v_ckeys;
       v_at := v_at || array_fill(NULL::timestamptz, ARRAY[cardinality(v_cids)]);
@@ -316,7 +320,11 @@ BEGIN
     -- Limited keys, one at a time under the key's row lock.
     FOR v_key IN SELECT DISTINCT k FROM unnest(v_ckeys) k JOIN limits x ON x.key = k ORDER BY 1 LOOP
       SELECT * INTO l FROM limits x WHERE x.key = v_key FOR UPDATE SKIP LOCKED;
-      CONTINUE WHEN NOT FOUND;
+      IF NOT FOUND THEN
+        -- Another claim holds the key: its sessions are left to it, and later rounds read past them.
+        v_busy := v_busy || v_key;
+        CONTINUE;
+      END IF;
       v_recent := ARRAY(SELECT t FROM unnest(l.recent) t WHERE t > clock_timestamp() - sfw_limit_window() ORDER BY t);
       v_room := sfw_limit_room(v_key, l.concurrency, l.per_minute, v_recent,
                                cardinality(array_positions(v_keys, v_key)));
@@ -355,7 +363,8 @@ BEGIN
         UPDATE limits x SET recent = v_recent WHERE x.key = v_key;
       END IF;
     END LOOP;
-    EXIT WHEN cardinality(v_ids) >= v_total OR v_round >= 4;
+    -- Done when the slots are filled, when the index had no more to give, or after four rounds.
+    EXIT WHEN cardinality(v_ids) >= v_total OR cardinality(v_cids) < v_need OR v_round >= 4;
   END LOOP;
   IF cardinality(v_ids) = 0 THEN RETURN; END IF;
   -- The runner of each picked session, position by position.
