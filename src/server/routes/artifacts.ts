@@ -16,6 +16,8 @@ const CONTENT_TYPES: Record<string, string> = {
   '.jpeg': 'image/jpeg',
   '.zip': 'application/zip',
   '.json': 'application/json',
+  '.har': 'application/json',
+  '.webm': 'video/webm',
   '.txt': 'text/plain; charset=utf-8',
   '.log': 'text/plain; charset=utf-8',
   '.html': 'text/plain; charset=utf-8',
