@@ -21,6 +21,8 @@ interface FieldSpec {
   default?: string | number | boolean;
   min?: number;
   max?: number;
+  /** 0 is accepted besides min..max (an int whose 0 turns the feature off). */
+  zeroOff?: boolean;
   secret?: boolean;
 }
 
@@ -317,6 +319,62 @@ export const CONFIG_FIELDS = {
     description:
       'How long a saved named state lives when the session gives no state.ttlMs; unset: until deleted',
   },
+  retentionMs: {
+    env: 'RETENTION_MS',
+    flag: 'retention-ms',
+    kind: 'int',
+    default: 2_592_000_000,
+    min: 60_000,
+    max: 3_650 * 86_400_000,
+    zeroOff: true,
+    description:
+      'Finished sessions and their artifacts are deleted this long after they finished (default 30 days; 0 keeps everything)',
+  },
+  retentionSucceededMs: {
+    env: 'RETENTION_SUCCEEDED_MS',
+    flag: 'retention-succeeded-ms',
+    kind: 'int',
+    min: 60_000,
+    max: 3_650 * 86_400_000,
+    zeroOff: true,
+    description: 'Retention of succeeded sessions (unset: RETENTION_MS; 0 keeps them)',
+  },
+  retentionFailedMs: {
+    env: 'RETENTION_FAILED_MS',
+    flag: 'retention-failed-ms',
+    kind: 'int',
+    min: 60_000,
+    max: 3_650 * 86_400_000,
+    zeroOff: true,
+    description: 'Retention of failed sessions (unset: RETENTION_MS; 0 keeps them)',
+  },
+  retentionErrorMs: {
+    env: 'RETENTION_ERROR_MS',
+    flag: 'retention-error-ms',
+    kind: 'int',
+    min: 60_000,
+    max: 3_650 * 86_400_000,
+    zeroOff: true,
+    description: 'Retention of sessions that ended error (unset: RETENTION_MS; 0 keeps them)',
+  },
+  retentionCancelledMs: {
+    env: 'RETENTION_CANCELLED_MS',
+    flag: 'retention-cancelled-ms',
+    kind: 'int',
+    min: 60_000,
+    max: 3_650 * 86_400_000,
+    zeroOff: true,
+    description: 'Retention of cancelled sessions (unset: RETENTION_MS; 0 keeps them)',
+  },
+  retentionIntervalMs: {
+    env: 'RETENTION_INTERVAL_MS',
+    flag: 'retention-interval-ms',
+    kind: 'int',
+    default: 60_000,
+    min: 1000,
+    max: 86_400_000,
+    description: 'How often an API replica looks for sessions past their retention and for orphan artifacts',
+  },
   allowFlowEvaluate: {
     env: 'ALLOW_FLOW_EVALUATE',
     flag: 'allow-flow-evaluate',
@@ -367,8 +425,13 @@ function parseValue(spec: FieldSpec, raw: string, source: string): string | numb
       if (!/^-?\d+$/.test(raw.trim()))
         throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
       const n = Number(raw);
+      if (spec.zeroOff === true && n === 0) return 0;
       if (spec.min !== undefined && n < spec.min)
-        throw new ConfigError(`${source} must be at least ${spec.min}, got ${n}`);
+        throw new ConfigError(
+          spec.zeroOff === true
+            ? `${source} must be 0 (off) or at least ${spec.min}, got ${n}`
+            : `${source} must be at least ${spec.min}, got ${n}`,
+        );
       if (spec.max !== undefined && n > spec.max)
         throw new ConfigError(`${source} must be at most ${spec.max}, got ${n}`);
       return n;

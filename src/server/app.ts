@@ -36,6 +36,7 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { limitRoutes } from './routes/limits.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
+import type { RetentionSettings } from './retention.js';
 import { Waiters } from './waiters.js';
 import { ClaimHub } from './claims.js';
 import { HeartbeatBatcher } from './heartbeats.js';
@@ -76,6 +77,8 @@ export interface AppDeps {
   webhooks?: WebhookOptions | undefined;
   /** Named states: STATE_ENCRYPTION_KEY and STATE_TTL_MS (absent: stored in clear, kept until deleted). */
   states?: StateOptionsDeps | undefined;
+  /** RETENTION_MS per final status, for /metrics and GET /v1/retention (the loop runs beside the app). */
+  retention?: RetentionSettings | undefined;
 }
 
 declare module 'fastify' {

@@ -13,6 +13,8 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.
 import { buildApp } from './app.js';
 import { hostPolicy } from './auth.js';
 import { Reaper } from './reaper.js';
+import { Retention, retentionSettings } from './retention.js';
+import { LocalSessionFolders } from './retention-files.js';
 import { Scheduler } from './schedules.js';
 import { DEFAULT_ALERT_THRESHOLDS } from './alerts.js';
 import { parseTargetPolicy } from '../protocol/targets.js';
@@ -48,6 +50,12 @@ export const API_CONFIG_KEYS = [
   'webhookConcurrency',
   'stateEncryptionKey',
   'stateTtlMs',
+  'retentionMs',
+  'retentionSucceededMs',
+  'retentionFailedMs',
+  'retentionErrorMs',
+  'retentionCancelledMs',
+  'retentionIntervalMs',
 ] as const;
 
 export type ApiConfig = Config<(typeof API_CONFIG_KEYS)[number]>;
@@ -193,6 +201,7 @@ export async function startApi(
             : keyBytes(cfg.stateEncryptionKey, 'STATE_ENCRYPTION_KEY'),
         defaultTtlMs: cfg.stateTtlMs,
       },
+      retention: retentionSettings(cfg),
     });
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {
@@ -212,6 +221,21 @@ export async function startApi(
     log,
   );
   reaper.start();
+  const folders = new LocalSessionFolders(
+    path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
+  );
+  const retention = new Retention(
+    db,
+    folders,
+    {
+      settings: retentionSettings(cfg),
+      intervalMs: cfg.retentionIntervalMs,
+      minAgeMs: cfg.alertFailureWindowMs,
+    },
+    folders,
+    log,
+  );
+  retention.start();
   const scheduler = new Scheduler(db, 1000, log, (t) => app.sessionTypes.withTypeDefaults(t));
   scheduler.start();
   const address = app.server.address();
@@ -228,6 +252,7 @@ export async function startApi(
     log,
     stop: async () => {
       await reaper.stop();
+      await retention.stop();
       await scheduler.stop();
       await running.close();
       await notifier?.stop();

@@ -24,6 +24,8 @@ import { writePendingDeliveries } from '../webhook-metrics.js';
 import { writeLimits } from '../limit-metrics.js';
 import { limitGauges } from '../../store/limits.js';
 import { pendingDeliveries } from '../../store/webhooks.js';
+import { retentionTotals } from '../../store/retention.js';
+import { writeRetention } from '../retention-metrics.js';
 import { runnerView } from '../views.js';
 import { RUNNER_LIVE_MS } from './runners.js';
 
@@ -101,6 +103,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
     app.webhookSender?.metrics.write(out, REPLICA);
     writeSchedules(out, await scheduleStats(db));
     writeLimits(out, await limitGauges(db));
+    writeRetention(out, await retentionTotals(db), app.deps.retention);
     app.requestMetrics.write(out, REPLICA);
     return reply.type(METRICS_CONTENT_TYPE).send(out.text());
   });
