@@ -1,5 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { SESSION_LIST_FIELDS, type SessionListField } from '@session-framework/sdk';
+import {
+  CANCELLABLE_STATUSES,
+  EXPORT_FORMATS,
+  SESSION_LIST_FIELDS,
+  type SessionListField,
+} from '@session-framework/sdk';
 import type * as wire from '@session-framework/sdk';
 import type * as core from '../core/types.js';
 import {
@@ -154,6 +159,16 @@ export const CreateSessionBody = Type.Object(
     concurrencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
+/** A session's tag: what `tags` at enqueue, `?tag=`, /v1/tags/:tag, export and bulk cancel take. */
+export const TagName = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._:/=@+-]*$',
+  description: 'letters, digits and . _ : / = @ + -, starting with a letter or digit',
+});
+export const TAGS_MAX = 20;
+export const TagsSchema = Type.Array(TagName, { maxItems: TAGS_MAX, uniqueItems: true });
+
 );
 export type CreateSessionBody = wire.CreateSessionBody;
 
@@ -170,6 +185,7 @@ const Warnings = Type.Optional(Type.Array(Type.String()));
 export const ArtifactInfoSchema = Type.Object({
   name: Type.String(),
   size: Type.Integer(),
+    tags: Type.Optional(TagsSchema),
   contentType: Type.String(),
 });
 export const AttemptRecordSchema = Type.Object({
@@ -228,6 +244,7 @@ export const SessionView = Type.Object({
   result: Type.Unknown(),
   errorMessage: Nullable(Type.String()),
   artifacts: Type.Array(ArtifactInfoSchema),
+  tags: Type.Array(Type.String()),
   attempts: Type.Array(AttemptRecordSchema),
   state: Nullable(StateOptionsSchema),
   stateSave: Nullable(StateSaveOutcomeSchema),
@@ -271,6 +288,7 @@ export type ListSessionsQuery = wire.ListSessionsQuery;
  * but larger than LIST_FIELD_MAX_BYTES is left out and named in `truncated`: read the session for it.
  */
 export const SessionSummary = Type.Object({
+    tag: Type.Optional(TagName),
   ...sessionFields,
   errorMessage: Nullable(Type.String({ description: `First ${LIST_ERROR_MESSAGE_CHARS} characters` })),
   input: Type.Optional(Type.Unknown()),
@@ -639,6 +657,53 @@ type _WireAgreement = Agree<{
   BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
   SessionView: Same<Static<typeof SessionView>, wire.SessionView>;
   CreatedSession: Same<Static<typeof CreatedSession>, wire.CreatedSession>;
+// ---- batches: tags, export, bulk cancel -------------------------------------------------------------
+
+export const TagParams = Type.Object({ tag: TagName }, { additionalProperties: false });
+export const TagView = Type.Object({
+  tag: Type.String(),
+  total: Type.Integer(),
+  byStatus: Type.Object(
+    Object.fromEntries(SESSION_STATUSES.map((st) => [st, Type.Integer()])) as Record<
+      core.SessionStatus,
+      ReturnType<typeof Type.Integer>
+    >,
+  ),
+  finished: Type.Integer(),
+  done: Type.Boolean(),
+  oldestCreatedAt: Nullable(Type.String()),
+  newestCreatedAt: Nullable(Type.String()),
+  lastFinishedAt: Nullable(Type.String()),
+});
+export type TagView = wire.TagView;
+
+/** Most ids one bulk cancel names. */
+export const CANCEL_IDS_MAX = 10_000;
+export const CancelSessionsBody = Type.Object(
+  {
+    tag: Type.Optional(TagName),
+    status: Type.Optional(literals(CANCELLABLE_STATUSES)),
+    type: Type.Optional(SessionTypeName),
+    ids: Type.Optional(Type.Array(SessionId, { minItems: 1, maxItems: CANCEL_IDS_MAX })),
+  },
+  { additionalProperties: false },
+);
+export type CancelSessionsBody = wire.CancelSessionsBody;
+export const CancelSessionsReply = Type.Object({ cancelled: Type.Integer(), requested: Type.Integer() });
+export type CancelSessionsReply = wire.CancelSessionsReply;
+
+export const ExportSessionsQuery = Type.Object(
+  {
+    format: Type.Optional(literals(EXPORT_FORMATS)),
+    tag: Type.Optional(TagName),
+    status: Type.Optional(SessionStatusSchema),
+    type: Type.Optional(SessionTypeName),
+    since: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+export type ExportSessionsQuery = wire.ExportSessionsQuery;
+
   BatchReply: Same<Static<typeof BatchReply>, wire.BatchReply>;
   SessionTypeRegistration: Same<Static<typeof SessionTypeRegistration>, wire.SessionTypeRegistration>;
   RegisterTypesBody: Same<Static<typeof RegisterTypesBody>, wire.RegisterTypesBody>;
@@ -693,3 +758,7 @@ type _WireAgreement = Agree<{
   FlowStepResult: Same<flow.FlowStepResult, wire.FlowStepResult>;
   FlowResult: Same<flow.FlowResult, wire.FlowResult>;
 }>;
+  TagView: Same<Static<typeof TagView>, wire.TagView>;
+  CancelSessionsBody: Same<Static<typeof CancelSessionsBody>, wire.CancelSessionsBody>;
+  CancelSessionsReply: Same<Static<typeof CancelSessionsReply>, wire.CancelSessionsReply>;
+  ExportSessionsQuery: Same<Static<typeof ExportSessionsQuery>, wire.ExportSessionsQuery>;

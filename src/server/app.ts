@@ -25,6 +25,7 @@ import {
   type Scope,
 } from './auth.js';
 import { sessionRoutes } from './routes/sessions.js';
+import { batchRoutes } from './routes/batches.js';
 import { RUNNER_LIVE_MS, runnerRoutes } from './routes/runners.js';
 import { typeRoutes } from './routes/types.js';
 import { SessionTypes } from './session-types.js';
@@ -460,6 +461,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
     : undefined;
+  await app.register(batchRoutes);
   app.decorate('webhookSender', sender);
   if (sender) {
     app.addHook('onReady', async () => sender.start());

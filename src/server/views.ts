@@ -45,6 +45,7 @@ function sessionFields(r: SessionSummaryRow) {
     scheduleId: r.schedule_id,
     scheduledFor: iso(r.scheduled_for),
     concurrencyKey: r.concurrency_key,
+    tags: r.tags,
   };
 }
 

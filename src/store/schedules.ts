@@ -254,13 +254,13 @@ export async function fireDueSchedules(
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
            id uuid, type text, input jsonb, priority integer, timeout_ms integer, max_attempts integer,
            retry_on text[], artifact_options jsonb, browser_options jsonb, schedule_id uuid,
-           scheduled_for timestamptz, state_options jsonb, concurrency_key text)
+           scheduled_for timestamptz, state_options jsonb, concurrency_key text, tags text[])
        ), ins AS (
          INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
                                artifact_options, browser_options, schedule_id, scheduled_for, state_options,
-                               concurrency_key)
+                               concurrency_key, tags)
          SELECT id, type, input, priority, now(), timeout_ms, max_attempts, retry_on, artifact_options,
-                browser_options, schedule_id, scheduled_for, state_options, concurrency_key
+                browser_options, schedule_id, scheduled_for, state_options, concurrency_key, coalesce(tags, '{}')
          FROM src ORDER BY id
          ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
          RETURNING id, schedule_id, scheduled_for, created_at

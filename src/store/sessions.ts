@@ -63,6 +63,8 @@ export interface SessionRow {
   concurrency_key: string | null;
   /** What became of its state.save (migration 0007; null: not saved yet, or nothing to save). */
   state_saved: StateSaveOutcome | null;
+  /** Its tags (migration 0008; none: []). */
+  tags: string[];
 }
 
 /** A session's named-state options as stored: the state it starts from and the one it saves. */
@@ -85,6 +87,7 @@ export interface NewSession {
   idempotencyKey?: string;
   state?: SessionStateOptions;
   concurrencyKey?: string;
+  tags?: string[];
   /**
    * The type's registered defaults, used where the request gives none. Not part of the request: two
    * requests with one idempotency key are the same whatever the type's defaults were at each.
@@ -145,6 +148,7 @@ export function newSessionRow(s: NewSession): NewRow {
     request_hash: null as string | null,
     state_options: s.state ?? null,
     concurrency_key: s.concurrencyKey ?? null,
+    tags: s.tags ?? [],
   };
   if (row.idempotency_key !== null)
     row.request_hash = requestHash({
@@ -170,6 +174,7 @@ export interface NewRow {
   request_hash: string | null;
   state_options: SessionStateOptions | null;
   concurrency_key: string | null;
+  tags: string[];
 }
 
 /**
@@ -190,6 +195,7 @@ function requestHash(r: NewRow): string {
     browser: r.browser_options ?? undefined,
     state: r.state_options ?? undefined,
     concurrencyKey: r.concurrency_key ?? undefined,
+    tags: r.tags.length > 0 ? r.tags : undefined,
   };
   return createHash('sha256').update(canonicalJson(request)).digest('base64url');
 }
@@ -213,13 +219,14 @@ async function insertRows(db: Queryable, rows: NewRow[]): Promise<InsertOutcome[
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          id uuid, type text, input jsonb, priority integer, run_at timestamptz, timeout_ms integer,
          max_attempts integer, retry_on text[], artifact_options jsonb, browser_options jsonb, idempotency_key text,
-         request_hash text, state_options jsonb, concurrency_key text)
+         request_hash text, state_options jsonb, concurrency_key text, tags text[])
      ), ins AS (
        INSERT INTO sessions (id, type, input, priority, run_at, timeout_ms, max_attempts, retry_on,
                              artifact_options, browser_options, idempotency_key, request_hash, state_options,
-                             concurrency_key)
+                             concurrency_key, tags)
        SELECT id, type, input, priority, coalesce(run_at, now()), timeout_ms, max_attempts, retry_on,
-              artifact_options, browser_options, idempotency_key, request_hash, state_options, concurrency_key
+              artifact_options, browser_options, idempotency_key, request_hash, state_options, concurrency_key,
+              coalesce(tags, '{}')
        FROM src
        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *
@@ -269,6 +276,8 @@ export interface ListFilter {
   type?: string;
   runnerId?: string;
   scheduleId?: string;
+  /** Sessions carrying this tag. */
+  tag?: string;
   limit: number;
   /** Id of the last session of the previous page; newest first. */
   before?: string;
@@ -300,6 +309,8 @@ export async function listSessions(
   if (filter.type) add('type = ?', filter.type);
   if (filter.runnerId) add('claimed_by = ?', filter.runnerId);
   if (filter.scheduleId) add('schedule_id = ?::uuid', filter.scheduleId);
+  // The partial GIN index holds tagged sessions only: the first condition lets the planner use it.
+  if (filter.tag) add('cardinality(tags) > 0 AND tags @> ARRAY[?::text]', filter.tag);
   if (filter.before) add('id < ?::uuid', filter.before);
   params.push(filter.errorChars, filter.limit + 1);
   const { rows } = await db.query<SessionSummaryRow>(
@@ -308,7 +319,7 @@ export async function listSessions(
             CASE WHEN length(error_message) > $${params.length - 1}::int
                  THEN left(error_message, $${params.length - 1}::int - 1) || '…' ELSE error_message END AS error_message,
             artifact_options, browser_options, idempotency_key, schedule_id, scheduled_for, state_options,
-            concurrency_key
+            concurrency_key, tags
      FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
     params,
   );
@@ -623,16 +634,22 @@ async function outcomes(
   });
 }
 
-/** Queued → cancelled at once; running → flagged, and the runner aborts it at its next heartbeat. */
-export async function cancelSession(db: Queryable, id: string): Promise<SessionRow> {
-  const { rows } = await db.query<SessionRow>(
-    `WITH s AS (
-       UPDATE sessions SET
+/**
+ * What a cancel does to a queued or running session, for one (cancelSession) and for many (cancelMatching):
+ * queued → cancelled at once; running → flagged, and the runner aborts it at its next heartbeat.
+ */
+export const CANCEL_SET = `
          status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
          cancel_requested = true,
          finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
          error_message = CASE WHEN status = 'queued' THEN 'Cancelled while queued' ELSE error_message END,
-         updated_at = now()
+         updated_at = now()`;
+
+/** Queued → cancelled at once; running → flagged, and the runner aborts it at its next heartbeat. */
+export async function cancelSession(db: Queryable, id: string): Promise<SessionRow> {
+  const { rows } = await db.query<SessionRow>(
+    `WITH s AS (
+       UPDATE sessions SET ${CANCEL_SET}
        WHERE id = $1 AND status IN ('queued', 'running')
        RETURNING *
      )

@@ -59,6 +59,7 @@ import type {
  * and named in `truncated`: read that session with getSession for it.
  */
 export type SessionListItem<F extends SessionListField = never> = SessionSummary & {
+import type { CancelSessionsBody, CancelSessionsReply, ExportSessionsQuery, TagView } from './batches.js';
   [K in F]-?: SessionView[K];
 };
 
@@ -231,6 +232,58 @@ export class SfwClient {
       `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`,
       { idempotent: true },
     );
+  // ---- batches: tags, export, bulk cancel -----------------------------------------------------------
+
+  /** A tag's sessions by status, with whether every one is final (`done`). */
+  getTag(tag: string): Promise<TagView> {
+    return this.call('GET', `/v1/tags/${encodeURIComponent(tag)}`, { idempotent: true });
+  }
+
+  /**
+   * Cancels every queued or running session that matches (all the fields given; at least one) in one
+   * statement: queued ones at once, running ones at their runner's next heartbeat. A repeat counts nothing.
+   */
+  cancelSessions(body: CancelSessionsBody): Promise<CancelSessionsReply> {
+    return this.call('POST', '/v1/sessions/cancel', { body, idempotent: true });
+  }
+
+  /**
+   * Every session that matches, oldest first, as JSON lines (default) or CSV, streamed: the chunks arrive
+   * as the server reads them, so any number of sessions takes constant memory on both sides. Breaking out
+   * of the loop ends the request.
+   */
+  async *exportSessions(query: ExportSessionsQuery = {}, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    const url = this.url('/v1/sessions/export', query);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.closed) throw new NetworkError('the client was closed', false, undefined);
+    await this.slots.take(signal);
+    const req = this.transport.request(url, { method: 'GET', headers, agent: this.agent, signal });
+    try {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        req.once('response', resolve);
+        req.once('error', (err) => reject(unreachable(err)));
+        // No answer, or a pause between chunks, longer than the client's deadline ends the export.
+        req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no data within ${this.timeoutMs} ms`)));
+        req.end();
+      });
+      if ((res.statusCode ?? 0) >= 400) {
+        const chunks: Buffer[] = [];
+        for await (const c of res) chunks.push(c as Buffer);
+        throw toApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+      }
+      try {
+        for await (const c of res) yield c as Buffer;
+      } catch (err) {
+        throw unreachable(err);
+      }
+      if (!res.complete) throw new NetworkError('the export was cut short', true, undefined);
+    } finally {
+      req.destroy();
+      this.slots.give();
+    }
+  }
+
     return { contentType, data };
   }
 

@@ -7,3 +7,4 @@ export type * from './flow.js';
 export * from './webhooks.js';
 export type * from './states.js';
 export type * from './limits.js';
+export * from './batches.js';

@@ -103,6 +103,11 @@ export type BatchReply = {
 
 export type SessionView = {
   id: string;
+  /**
+   * Labels to follow a batch by (GET /v1/tags/:tag, ?tag=, export, bulk cancel): up to 20, each 1 to 64
+   * characters of letters, digits and . _ : / = @ + -, starting with a letter or digit.
+   */
+  tags?: string[];
   type: string;
   input: unknown;
   status: SessionStatus;
@@ -150,6 +155,8 @@ export type ListSessionsQuery = {
   /** Sessions made by this schedule. */
   scheduleId?: string;
   limit?: number;
+  /** Its tags ([]: none). */
+  tags: string[];
   cursor?: string;
   /** Extra fields of each item, comma-separated (see SESSION_LIST_FIELDS). */
   fields?: string;
@@ -166,6 +173,8 @@ export type SessionSummary = Flat<
     result?: unknown;
     attempts?: AttemptRecord[];
     artifacts?: ArtifactInfo[];
+  /** Sessions carrying this tag. */
+  tag?: string;
     truncated?: SessionListField[];
   }
 >;

@@ -227,6 +227,7 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
         ...(q.type ? { type: q.type } : {}),
         ...(q.runnerId ? { runnerId: q.runnerId } : {}),
         ...(q.scheduleId ? { scheduleId: q.scheduleId } : {}),
+        ...(q.tag ? { tag: q.tag } : {}),
         ...(q.cursor ? { before: decodeCursor(q.cursor) } : {}),
       });
       let rows = page.rows;
