@@ -141,6 +141,16 @@ const SessionTimeoutMs = Type.Integer({
 });
 const MaxAttempts = Type.Integer({ minimum: MAX_ATTEMPTS_RANGE.min, maximum: MAX_ATTEMPTS_RANGE.max });
 
+/** A session's tag: what `tags` at enqueue, `?tag=`, /v1/tags/:tag, export and bulk cancel take. */
+export const TagName = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._:/=@+-]*$',
+  description: 'letters, digits and . _ : / = @ + -, starting with a letter or digit',
+});
+export const TAGS_MAX = 20;
+export const TagsSchema = Type.Array(TagName, { maxItems: TAGS_MAX, uniqueItems: true });
+
 export const CreateSessionBody = Type.Object(
   {
     type: SessionTypeName,
@@ -157,18 +167,9 @@ export const CreateSessionBody = Type.Object(
     state: Type.Optional(StateOptionsSchema),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     concurrencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    tags: Type.Optional(TagsSchema),
   },
   { additionalProperties: false },
-/** A session's tag: what `tags` at enqueue, `?tag=`, /v1/tags/:tag, export and bulk cancel take. */
-export const TagName = Type.String({
-  minLength: 1,
-  maxLength: 64,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9._:/=@+-]*$',
-  description: 'letters, digits and . _ : / = @ + -, starting with a letter or digit',
-});
-export const TAGS_MAX = 20;
-export const TagsSchema = Type.Array(TagName, { maxItems: TAGS_MAX, uniqueItems: true });
-
 );
 export type CreateSessionBody = wire.CreateSessionBody;
 
@@ -185,7 +186,6 @@ const Warnings = Type.Optional(Type.Array(Type.String()));
 export const ArtifactInfoSchema = Type.Object({
   name: Type.String(),
   size: Type.Integer(),
-    tags: Type.Optional(TagsSchema),
   contentType: Type.String(),
 });
 export const AttemptRecordSchema = Type.Object({
@@ -226,6 +226,7 @@ const sessionFields = {
   scheduledFor: Nullable(Type.String()),
   /** The key its per-key limits count it under (null: none). */
   concurrencyKey: Nullable(Type.String()),
+  tags: Type.Array(Type.String()),
 };
 
 /** What became of a session's `state.save`. */
@@ -244,7 +245,6 @@ export const SessionView = Type.Object({
   result: Type.Unknown(),
   errorMessage: Nullable(Type.String()),
   artifacts: Type.Array(ArtifactInfoSchema),
-  tags: Type.Array(Type.String()),
   attempts: Type.Array(AttemptRecordSchema),
   state: Nullable(StateOptionsSchema),
   stateSave: Nullable(StateSaveOutcomeSchema),
@@ -270,6 +270,7 @@ export const ListSessionsQuery = Type.Object(
     type: Type.Optional(SessionTypeName),
     runnerId: Type.Optional(RunnerIdSchema),
     scheduleId: Type.Optional(SessionId),
+    tag: Type.Optional(TagName),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     fields: Type.Optional(
@@ -288,7 +289,6 @@ export type ListSessionsQuery = wire.ListSessionsQuery;
  * but larger than LIST_FIELD_MAX_BYTES is left out and named in `truncated`: read the session for it.
  */
 export const SessionSummary = Type.Object({
-    tag: Type.Optional(TagName),
   ...sessionFields,
   errorMessage: Nullable(Type.String({ description: `First ${LIST_ERROR_MESSAGE_CHARS} characters` })),
   input: Type.Optional(Type.Unknown()),
@@ -639,24 +639,6 @@ export const ScheduleList = Type.Object({
 });
 export type ScheduleList = wire.ScheduleList;
 
-// ---- one shape per concept -------------------------------------------------------------------------
-
-/** True when A and B are the same type, not merely assignable one way (an extra optional field counts). */
-export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-type Agree<T extends Record<string, true>> = T;
-
-/**
- * Each schema validates exactly the SDK's type of the same name, and the domain types of core and the
- * flow steps are the SDK's too: tsc names the entry that is `false` when one side changes alone.
- */
-type _WireAgreement = Agree<{
-  BrowserOptions: Same<Static<typeof BrowserOptionsSchema>, wire.BrowserOptions>;
-  StateOptions: Same<Static<typeof StateOptionsSchema>, wire.StateOptions>;
-  StateSaveOutcome: Same<Static<typeof StateSaveOutcomeSchema>, wire.StateSaveOutcome>;
-  CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
-  BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
-  SessionView: Same<Static<typeof SessionView>, wire.SessionView>;
-  CreatedSession: Same<Static<typeof CreatedSession>, wire.CreatedSession>;
 // ---- batches: tags, export, bulk cancel -------------------------------------------------------------
 
 export const TagParams = Type.Object({ tag: TagName }, { additionalProperties: false });
@@ -704,6 +686,24 @@ export const ExportSessionsQuery = Type.Object(
 );
 export type ExportSessionsQuery = wire.ExportSessionsQuery;
 
+// ---- one shape per concept -------------------------------------------------------------------------
+
+/** True when A and B are the same type, not merely assignable one way (an extra optional field counts). */
+export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Agree<T extends Record<string, true>> = T;
+
+/**
+ * Each schema validates exactly the SDK's type of the same name, and the domain types of core and the
+ * flow steps are the SDK's too: tsc names the entry that is `false` when one side changes alone.
+ */
+type _WireAgreement = Agree<{
+  BrowserOptions: Same<Static<typeof BrowserOptionsSchema>, wire.BrowserOptions>;
+  StateOptions: Same<Static<typeof StateOptionsSchema>, wire.StateOptions>;
+  StateSaveOutcome: Same<Static<typeof StateSaveOutcomeSchema>, wire.StateSaveOutcome>;
+  CreateSessionBody: Same<Static<typeof CreateSessionBody>, wire.CreateSessionBody>;
+  BatchBody: Same<Static<typeof BatchBody>, wire.BatchBody>;
+  SessionView: Same<Static<typeof SessionView>, wire.SessionView>;
+  CreatedSession: Same<Static<typeof CreatedSession>, wire.CreatedSession>;
   BatchReply: Same<Static<typeof BatchReply>, wire.BatchReply>;
   SessionTypeRegistration: Same<Static<typeof SessionTypeRegistration>, wire.SessionTypeRegistration>;
   RegisterTypesBody: Same<Static<typeof RegisterTypesBody>, wire.RegisterTypesBody>;
@@ -741,6 +741,10 @@ export type ExportSessionsQuery = wire.ExportSessionsQuery;
   ScheduleView: Same<Static<typeof ScheduleView>, wire.ScheduleView>;
   ListSchedulesQuery: Same<Static<typeof ListSchedulesQuery>, wire.ListSchedulesQuery>;
   ScheduleList: Same<Static<typeof ScheduleList>, wire.ScheduleList>;
+  TagView: Same<Static<typeof TagView>, wire.TagView>;
+  CancelSessionsBody: Same<Static<typeof CancelSessionsBody>, wire.CancelSessionsBody>;
+  CancelSessionsReply: Same<Static<typeof CancelSessionsReply>, wire.CancelSessionsReply>;
+  ExportSessionsQuery: Same<Static<typeof ExportSessionsQuery>, wire.ExportSessionsQuery>;
   ScheduleCatchUp: Same<(typeof SCHEDULE_CATCH_UPS)[number], wire.ScheduleCatchUp>;
   ScheduleOverlap: Same<(typeof SCHEDULE_OVERLAPS)[number], wire.ScheduleOverlap>;
   ArtifactInfo: Same<Static<typeof ArtifactInfoSchema>, wire.ArtifactInfo>;
@@ -758,7 +762,3 @@ export type ExportSessionsQuery = wire.ExportSessionsQuery;
   FlowStepResult: Same<flow.FlowStepResult, wire.FlowStepResult>;
   FlowResult: Same<flow.FlowResult, wire.FlowResult>;
 }>;
-  TagView: Same<Static<typeof TagView>, wire.TagView>;
-  CancelSessionsBody: Same<Static<typeof CancelSessionsBody>, wire.CancelSessionsBody>;
-  CancelSessionsReply: Same<Static<typeof CancelSessionsReply>, wire.CancelSessionsReply>;
-  ExportSessionsQuery: Same<Static<typeof ExportSessionsQuery>, wire.ExportSessionsQuery>;

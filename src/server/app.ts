@@ -457,11 +457,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(opsRoutes);
   await app.register(webhookRoutes);
   await app.register(limitRoutes);
+  await app.register(batchRoutes);
   await app.register(stateRoutes);
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
     : undefined;
-  await app.register(batchRoutes);
   app.decorate('webhookSender', sender);
   if (sender) {
     app.addHook('onReady', async () => sender.start());

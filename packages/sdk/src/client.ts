@@ -53,13 +53,13 @@ import type {
   WebhookList,
   WebhookView,
 } from './webhooks.js';
+import type { CancelSessionsBody, CancelSessionsReply, ExportSessionsQuery, TagView } from './batches.js';
 
 /**
  * A listed session: the summary plus the fields asked for. A field whose JSON is over 64 KiB is left out
  * and named in `truncated`: read that session with getSession for it.
  */
 export type SessionListItem<F extends SessionListField = never> = SessionSummary & {
-import type { CancelSessionsBody, CancelSessionsReply, ExportSessionsQuery, TagView } from './batches.js';
   [K in F]-?: SessionView[K];
 };
 
@@ -226,12 +226,6 @@ export class SfwClient {
     return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/cancel`, { idempotent: true });
   }
 
-  async getArtifact(id: string, name: string): Promise<{ contentType: string; data: Buffer }> {
-    const { contentType, data } = await this.send(
-      'GET',
-      `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`,
-      { idempotent: true },
-    );
   // ---- batches: tags, export, bulk cancel -----------------------------------------------------------
 
   /** A tag's sessions by status, with whether every one is final (`done`). */
@@ -284,6 +278,12 @@ export class SfwClient {
     }
   }
 
+  async getArtifact(id: string, name: string): Promise<{ contentType: string; data: Buffer }> {
+    const { contentType, data } = await this.send(
+      'GET',
+      `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`,
+      { idempotent: true },
+    );
     return { contentType, data };
   }
 

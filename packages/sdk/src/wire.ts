@@ -86,6 +86,11 @@ export type CreateSessionBody = {
    * default is the host of its first goto.
    */
   concurrencyKey?: string;
+  /**
+   * Labels to follow a batch by (GET /v1/tags/:tag, ?tag=, export, bulk cancel): up to 20, each 1 to 64
+   * characters of letters, digits and . _ : / = @ + -, starting with a letter or digit.
+   */
+  tags?: string[];
 };
 
 export type BatchBody = {
@@ -103,11 +108,6 @@ export type BatchReply = {
 
 export type SessionView = {
   id: string;
-  /**
-   * Labels to follow a batch by (GET /v1/tags/:tag, ?tag=, export, bulk cancel): up to 20, each 1 to 64
-   * characters of letters, digits and . _ : / = @ + -, starting with a letter or digit.
-   */
-  tags?: string[];
   type: string;
   input: unknown;
   status: SessionStatus;
@@ -138,6 +138,8 @@ export type SessionView = {
   scheduledFor: string | null;
   /** The key its per-key limits count it under (null: none). */
   concurrencyKey: string | null;
+  /** Its tags ([]: none). */
+  tags: string[];
   /** The session's named state options, null when it has none. */
   state: StateOptions | null;
   /** What became of its `state.save` (null: not saved yet, or nothing to save). */
@@ -154,9 +156,9 @@ export type ListSessionsQuery = {
   runnerId?: string;
   /** Sessions made by this schedule. */
   scheduleId?: string;
+  /** Sessions carrying this tag. */
+  tag?: string;
   limit?: number;
-  /** Its tags ([]: none). */
-  tags: string[];
   cursor?: string;
   /** Extra fields of each item, comma-separated (see SESSION_LIST_FIELDS). */
   fields?: string;
@@ -173,8 +175,6 @@ export type SessionSummary = Flat<
     result?: unknown;
     attempts?: AttemptRecord[];
     artifacts?: ArtifactInfo[];
-  /** Sessions carrying this tag. */
-  tag?: string;
     truncated?: SessionListField[];
   }
 >;
