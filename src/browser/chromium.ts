@@ -62,7 +62,7 @@ function isExecutable(path: string): boolean {
 type Env = Record<string, string | undefined>;
 
 /** Playwright's browser folders: PLAYWRIGHT_BROWSERS_PATH when set (0: inside playwright-core), else the platform's cache. */
-function playwrightCacheRoots(env: Env, platform: NodeJS.Platform, home: string): string[] {
+export function playwrightCacheRoots(env: Env, platform: NodeJS.Platform, home: string): string[] {
   const set = env.PLAYWRIGHT_BROWSERS_PATH;
   if (set === '0') {
     try {

@@ -1,5 +1,11 @@
 import { ConfigError } from '../core/errors.js';
-import { ARTIFACT_MODES, DEFAULT_SESSION_TIMEOUT_MS, type ArtifactMode } from '../core/types.js';
+import {
+  ARTIFACT_MODES,
+  CAPTURE_MODES,
+  DEFAULT_SESSION_TIMEOUT_MS,
+  type ArtifactMode,
+  type CaptureMode,
+} from '../core/types.js';
 import type { CreateSessionBody } from '../protocol/schemas.js';
 import { intFlag, str, type CommandContext, type FlagSpec } from './command.js';
 
@@ -33,6 +39,21 @@ export const SESSION_FLAGS: Record<string, FlagSpec> = {
     value: 'mode',
     description: 'Playwright trace artifact: off, on-failure or always (default off)',
   },
+  har: {
+    type: 'string',
+    value: 'mode',
+    description: "HAR of the session's requests (session.har): off, on or on-failure (default off)",
+  },
+  video: {
+    type: 'string',
+    value: 'mode',
+    description:
+      "Video of the session's page (video.webm; needs ffmpeg on the runner): off, on or on-failure (default off)",
+  },
+  downloads: {
+    type: 'boolean',
+    description: 'Keep the files the page downloads as artifacts (download-<n>-<name>)',
+  },
   'use-state': {
     type: 'string',
     value: 'name',
@@ -48,6 +69,12 @@ export const SESSION_FLAGS: Record<string, FlagSpec> = {
     value: 'key',
     description: "Key of its per-key limits (sfw limits; a flow's default: its first goto's host)",
   },
+  tag: {
+    type: 'string',
+    value: 'tag',
+    multiple: true,
+    description: 'A tag to follow the batch by (repeat for more; sfw wait --tag, sfw export --tag)',
+  },
 };
 
 function mode(ctx: CommandContext, name: 'screenshot' | 'trace'): ArtifactMode | undefined {
@@ -56,6 +83,14 @@ function mode(ctx: CommandContext, name: 'screenshot' | 'trace'): ArtifactMode |
   if (!(ARTIFACT_MODES as readonly string[]).includes(v))
     throw new ConfigError(`--${name} must be ${ARTIFACT_MODES.join(', ')}, got "${v}"`);
   return v as ArtifactMode;
+}
+
+function captureMode(ctx: CommandContext, name: 'har' | 'video'): CaptureMode | undefined {
+  const v = str(ctx, name);
+  if (v === undefined) return undefined;
+  if (!(CAPTURE_MODES as readonly string[]).includes(v))
+    throw new ConfigError(`--${name} must be ${CAPTURE_MODES.join(', ')}, got "${v}"`);
+  return v as CaptureMode;
 }
 
 /** Sets the fields given as SESSION_FLAGS on `s` (over what it had). */
@@ -82,17 +117,25 @@ export function applySessionFlags(ctx: CommandContext, s: CreateSessionBody): vo
   }
   const concurrencyKey = str(ctx, 'concurrency-key');
   if (concurrencyKey !== undefined) s.concurrencyKey = concurrencyKey;
+  const tags = ctx.flags.tag;
+  if (Array.isArray(tags) && tags.length > 0) s.tags = [...new Set([...(s.tags ?? []), ...tags])];
   const use = str(ctx, 'use-state');
   const save = str(ctx, 'save-state');
   if (use !== undefined || save !== undefined)
     s.state = { ...s.state, ...(use === undefined ? {} : { use }), ...(save === undefined ? {} : { save }) };
   const screenshot = mode(ctx, 'screenshot');
   const trace = mode(ctx, 'trace');
-  if (screenshot !== undefined || trace !== undefined) {
+  const har = captureMode(ctx, 'har');
+  const video = captureMode(ctx, 'video');
+  const downloads = ctx.flags.downloads === true ? true : undefined;
+  if ([screenshot, trace, har, video, downloads].some((v) => v !== undefined)) {
     s.artifacts = {
       ...s.artifacts,
       ...(screenshot === undefined ? {} : { screenshot }),
       ...(trace === undefined ? {} : { trace }),
+      ...(har === undefined ? {} : { har }),
+      ...(video === undefined ? {} : { video }),
+      ...(downloads === undefined ? {} : { downloads }),
     };
   }
 }

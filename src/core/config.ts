@@ -186,6 +186,32 @@ export const CONFIG_FIELDS = {
     kind: 'string',
     description: 'Chromium executable (default: detected)',
   },
+  ffmpegPath: {
+    env: 'FFMPEG_PATH',
+    flag: 'ffmpeg-path',
+    kind: 'string',
+    description:
+      "ffmpeg (with libvpx) that records a session's video from the page's screencast (default: Playwright's own ffmpeg, else ffmpeg on PATH)",
+  },
+  maxCaptureBytes: {
+    env: 'MAX_CAPTURE_BYTES',
+    flag: 'max-capture-bytes',
+    kind: 'int',
+    default: 50 * 1024 * 1024,
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    description:
+      'Largest HAR, video or downloaded file a runner keeps per file (larger: dropped, with a warning in the result); keep it at most MAX_ARTIFACT_BYTES',
+  },
+  maxDownloads: {
+    env: 'MAX_DOWNLOADS',
+    flag: 'max-downloads',
+    kind: 'int',
+    default: 20,
+    min: 0,
+    max: 1000,
+    description: 'Downloads kept per session with artifacts.downloads (later ones: dropped, with a warning)',
+  },
   shutdownTimeoutMs: {
     env: 'SHUTDOWN_TIMEOUT_MS',
     flag: 'shutdown-timeout-ms',

@@ -14,6 +14,7 @@ import type {
   ArtifactMode,
   ArtifactOptions,
   AttemptRecord,
+  CaptureMode,
   CompletionStatus,
   RunnerStatus,
   SessionStatus,
@@ -25,6 +26,7 @@ export type {
   ArtifactMode,
   ArtifactOptions,
   AttemptRecord,
+  CaptureMode,
   CompletionStatus,
   RunnerStatus,
   SessionStatus,
@@ -53,6 +55,13 @@ export const RUNNER_STATUSES = ['running', 'draining', 'stopped'] as const satis
 export const ARTIFACT_MODES = ['off', 'on-failure', 'always'] as const satisfies readonly ArtifactMode[];
 
 export const DEFAULT_ARTIFACT_OPTIONS: ArtifactOptions = { screenshot: 'on-failure', trace: 'off' };
+export const CAPTURE_MODES = ['off', 'on', 'on-failure'] as const satisfies readonly CaptureMode[];
+/** A session's HAR, video and downloads when its request gave none (stored only when given). */
+export const DEFAULT_CAPTURE_OPTIONS = {
+  har: 'off',
+  video: 'off',
+  downloads: false,
+} as const satisfies Required<Pick<ArtifactOptions, 'har' | 'video' | 'downloads'>>;
 
 /**
  * An artifact as the database keeps it: `file` names the upload's own folder (a fresh id per upload), so

@@ -9,6 +9,7 @@ import type * as wire from '@session-framework/sdk';
 import type * as core from '../core/types.js';
 import {
   ARTIFACT_MODES,
+  CAPTURE_MODES,
   COMPLETION_STATUSES,
   MAX_ATTEMPTS_RANGE,
   RUNNER_STATUSES,
@@ -32,6 +33,7 @@ export const SessionId = Type.String({ pattern: UUID_PATTERN });
 export const LeaseToken = Type.String({ pattern: UUID_PATTERN });
 export const SessionStatusSchema = literals(SESSION_STATUSES);
 export const ArtifactModeSchema = literals(ARTIFACT_MODES);
+export const CaptureModeSchema = literals(CAPTURE_MODES);
 export const SessionTypeName = Type.String({
   minLength: 1,
   maxLength: 100,
@@ -48,10 +50,26 @@ export const ArtifactName = Type.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
 });
 
+/** What a session asks its runner to capture: HAR, video and downloads beside the screenshot and trace. */
+const captureFields = {
+  har: Type.Optional(CaptureModeSchema),
+  video: Type.Optional(CaptureModeSchema),
+  downloads: Type.Optional(Type.Boolean()),
+};
 export const ArtifactOptionsSchema = Type.Object(
-  { screenshot: Type.Optional(ArtifactModeSchema), trace: Type.Optional(ArtifactModeSchema) },
+  {
+    screenshot: Type.Optional(ArtifactModeSchema),
+    trace: Type.Optional(ArtifactModeSchema),
+    ...captureFields,
+  },
   { additionalProperties: false },
 );
+/** A session's artifact options as stored: screenshot and trace always, the captures when given. */
+export const ArtifactOptionsView = Type.Object({
+  screenshot: ArtifactModeSchema,
+  trace: ArtifactModeSchema,
+  ...captureFields,
+});
 
 /** An HTTP header name (a token) and a value without control characters but tab. */
 const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -217,7 +235,7 @@ const sessionFields = {
   timeoutMs: Type.Integer(),
   leaseExpiresAt: Nullable(Type.String()),
   cancelRequested: Type.Boolean(),
-  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  artifactOptions: ArtifactOptionsView,
   /** The session's browser options, null when it has none (a proxy's password never shows). */
   browser: Nullable(BrowserOptionsSchema),
   idempotencyKey: Nullable(Type.String()),
@@ -375,7 +393,7 @@ export const ClaimedSession = Type.Object({
   leaseToken: Type.String(),
   leaseExpiresAt: Type.String(),
   createdAt: Type.String(),
-  artifactOptions: Type.Object({ screenshot: ArtifactModeSchema, trace: ArtifactModeSchema }),
+  artifactOptions: ArtifactOptionsView,
   /** The session's browser options; null or absent: the runner's defaults. */
   browser: Type.Optional(Nullable(BrowserOptionsSchema)),
   /** The session's named state options; null or absent: none. */
@@ -755,6 +773,8 @@ type _WireAgreement = Agree<{
   RunnerStatus: Same<core.RunnerStatus, wire.RunnerStatus>;
   ArtifactMode: Same<core.ArtifactMode, wire.ArtifactMode>;
   coreArtifactOptions: Same<core.ArtifactOptions, wire.ArtifactOptions>;
+  ArtifactOptions: Same<Static<typeof ArtifactOptionsView>, wire.ArtifactOptions>;
+  CaptureMode: Same<core.CaptureMode, wire.CaptureMode>;
   coreArtifactInfo: Same<core.ArtifactInfo, wire.ArtifactInfo>;
   coreAttemptRecord: Same<core.AttemptRecord, wire.AttemptRecord>;
   FlowStep: Same<flow.FlowStep, wire.FlowStep>;

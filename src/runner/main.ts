@@ -17,10 +17,13 @@ import {
 import type { UnpackProgress } from '../browser/packaged.js';
 import { EgressProxy } from '../browser/egress.js';
 import { BrowserPool } from '../browser/pool.js';
+import { launchBrowserServer } from '../browser/server.js';
 import { loadSessionTypes } from '../sessions/registry.js';
 import { executeSession } from '../sessions/execute.js';
+import { videoRecorderFor, type CaptureSettings } from '../sessions/capture.js';
 import { Runner } from './runner.js';
 import type { ServedType } from './types.js';
+import { REMOTE_BROWSER_TYPE, remoteBrowserExecutor } from './remote.js';
 import { DEFAULT_BASE_BUDGET_BYTES, DEFAULT_SESSION_BUDGET_BYTES } from './admission.js';
 import { DEFAULT_MAX_CONCURRENCY } from '../core/types.js';
 
@@ -35,6 +38,9 @@ export const RUNNER_CONFIG_KEYS = [
   'heartbeatIntervalMs',
   'sessionsDir',
   'chromiumPath',
+  'ffmpegPath',
+  'maxCaptureBytes',
+  'maxDownloads',
   'shutdownTimeoutMs',
   'allowedTargets',
   'allowPrivateTargets',
@@ -130,6 +136,9 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
       ...(t.timeoutMs === undefined ? {} : { timeoutMs: t.timeoutMs }),
       ...(t.maxAttempts === undefined ? {} : { maxAttempts: t.maxAttempts }),
     }));
+  // Remote Playwright clients (GET /v1/browser) are sessions of their own type, served wherever Chromium is.
+  if (chromium !== undefined && !loaded.types.has(REMOTE_BROWSER_TYPE))
+    served.push({ name: REMOTE_BROWSER_TYPE, browser: true });
   const skipped = all.filter((t) => t.browser && chromium === undefined).map((t) => t.name);
   if (served.length === 0) throw new ConfigError(`no session type can run here. ${chromiumHelp()}`);
   if (skipped.length > 0) {
@@ -183,6 +192,20 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     retries: 2,
     maxBackoffMs: 2000,
   });
+  const remote =
+    chromium === undefined
+      ? undefined
+      : remoteBrowserExecutor({
+          apiBaseUrl: cfg.apiBaseUrl,
+          runnerToken: cfg.runnerToken,
+          runnerId,
+          launchServer: () => launchBrowserServer({ executablePath: chromium, egress }),
+        });
+  const capture: CaptureSettings = {
+    maxBytes: cfg.maxCaptureBytes,
+    maxDownloads: cfg.maxDownloads,
+    videoRecorder: videoRecorderFor(cfg.ffmpegPath),
+  };
   const runner = new Runner({
     runnerId,
     client,
@@ -195,6 +218,8 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
     version: VERSION,
     executor: (session, ctx) => {
+      if (remote && session.type === REMOTE_BROWSER_TYPE && !loaded.types.has(REMOTE_BROWSER_TYPE))
+        return remote(session, ctx);
       const type = loaded.types.get(session.type);
       if (!type)
         return Promise.resolve({ status: 'error', errorMessage: `unknown session type ${session.type}` });
@@ -207,6 +232,8 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
         upload: (name, data, contentType) => ctx.upload(name, data, contentType),
         state: ctx.state,
         log: ctx.log,
+        ...(ctx.backoff ? { backoff: ctx.backoff } : {}),
+        capture,
         flow: { allowEvaluate: cfg.allowFlowEvaluate, checkUrl },
       });
     },

@@ -11,7 +11,9 @@ import type { BrowserLease, BrowserPool } from '../browser/pool.js';
 import { FlowStepError, runFlow, type FlowOptions } from './flow.js';
 import { createRedactor, redactJson, type Redact } from './redact.js';
 import type { SessionType } from './registry.js';
+import { watchBackoff } from './backoff.js';
 import type { SessionStateAccess, StorageState } from '../protocol/states.js';
+import { DEFAULT_CAPTURE_SETTINGS, SessionCapture, type CaptureSettings } from './capture.js';
 
 export type ExecutionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
 
@@ -36,7 +38,11 @@ export interface ExecuteOptions {
   upload(name: string, data: Buffer, contentType: string): Promise<void>;
   /** The session's named state through the API (needed when the session has `state`). */
   state?: SessionStateAccess;
+  /** Told when a navigation is answered 429/503 with Retry-After (see backoff.ts). */
+  backoff?: (retryAfterMs: number, info: { status: number; url: string }) => void;
   log?: LogSink;
+  /** Limits and the video recorder of HAR, video and downloads (default: 50 MiB a file, 20 downloads, detected). */
+  capture?: CaptureSettings;
   flow?: {
     allowEvaluate?: boolean;
     checkUrl?: (url: string) => void;
@@ -199,14 +205,20 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
   }
 
   let lease: BrowserLease | undefined;
+  let capture: SessionCapture | undefined;
   try {
     if (type.browser) {
       if (!opts.pool)
         return { status: 'error', errorMessage: 'this runner has no browser for this session type' };
+      capture = await SessionCapture.prepare(
+        session.artifactOptions,
+        opts.capture ?? DEFAULT_CAPTURE_SETTINGS,
+        session.browser?.viewport,
+      );
       const aborted = rejectOnAbort(signal);
       try {
         lease = await Promise.race([
-          opts.pool.acquire(acquireOptions(session, type, start.storageState)),
+          opts.pool.acquire(acquireOptions(session, type, start.storageState, capture?.contextOptions())),
           aborted.promise,
         ]);
       } catch (err) {
@@ -227,6 +239,7 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
       log,
       redact,
       seenVersion: start.seenVersion,
+      capture,
     });
   } finally {
     clearTimeout(timer);
@@ -237,8 +250,11 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
         ARTIFACT_STEP_TIMEOUT_MS,
       );
     }
-    // The outcome does not wait for the context to close (or be cleared for reuse).
-    if (lease) void bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
+    // The outcome does not wait for the context to close (or be cleared for reuse); the capture's files
+    // go once it has.
+    const released = lease ? bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS) : Promise.resolve();
+    const held = capture;
+    if (held) void released.then(() => held.dispose()).catch(() => {});
   }
 }
 
@@ -250,8 +266,11 @@ function acquireOptions(
   session: ClaimedSession,
   type: SessionType,
   storageState?: StorageState,
+  captureOptions?: BrowserContextOptions,
 ): { reuseContext?: string; contextOptions?: BrowserContextOptions } {
-  const options = contextOptions(session.browser ?? undefined);
+  const own = contextOptions(session.browser ?? undefined);
+  // A HAR or Playwright's video is recorded by a context made for it.
+  const options = captureOptions ? { ...own, ...captureOptions } : own;
   // A named state starts a fresh context (never a kept or pre-warmed one, which has its own cookies).
   if (storageState)
     return {
@@ -294,6 +313,7 @@ interface LeasedRun {
   redact: Redact;
   /** The version of `state.save`'s name this session started from, if it used that name. */
   seenVersion: number | undefined;
+  capture: SessionCapture | undefined;
 }
 
 async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
@@ -301,7 +321,14 @@ async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
   const { session, type, signal } = opts;
   const page = lease?.page;
   const context = lease?.context;
-  const detach = context ? watchConsole(context, consoleLines) : () => {};
+  const detachConsole = context ? watchConsole(context, consoleLines) : () => {};
+  const detachBackoff = page && opts.backoff ? watchBackoff(page, opts.backoff) : () => {};
+  const detach = () => {
+    detachConsole();
+    detachBackoff();
+  };
+  const capture = page && context ? run.capture : undefined;
+  if (capture && page && context) await capture.attach(page, context);
   const traceMode = session.artifactOptions.trace;
   let tracing = false;
   if (context && traceMode !== 'off') {
@@ -370,8 +397,46 @@ async function runWithLease(run: LeasedRun): Promise<ExecutionOutcome> {
       if (png) await upload(failed ? 'failure.png' : 'final.png', png, 'image/png');
     }
     if (tracing) await finishTrace(context, wants(traceMode, failed), upload, log, session.id);
+    if (capture)
+      outcome = await finishCapture(capture, lease, failed, outcome, upload, consoleLines, log, session.id);
   }
   return outcome;
+}
+
+/**
+ * Keeps the session's HAR, video and downloads as its modes say, once the files are complete (the
+ * context closed, for a HAR or Playwright's video); what was not kept becomes a warning: in the result's
+ * `warnings` when the result is an object (a flow's always is), and in console.log.
+ */
+async function finishCapture(
+  capture: SessionCapture,
+  lease: BrowserLease | undefined,
+  failed: boolean,
+  outcome: ExecutionOutcome,
+  upload: Upload,
+  consoleLines: ConsoleLines,
+  log: LogFn,
+  sessionId: string,
+): Promise<ExecutionOutcome> {
+  await bounded(capture.beforeClose(), 35_000);
+  if (capture.needsClose && lease) await bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
+  const warnings = (await bounded(capture.upload(failed, upload), 60_000)) ?? [
+    ...capture.warnings,
+    'capture not uploaded in time',
+  ];
+  if (warnings.length === 0) return outcome;
+  for (const w of warnings) {
+    consoleLines.add(`${new Date().toISOString()} sfw: ${w}`);
+    log(w, { sessionId }, 'warn');
+  }
+  const result = outcome.result;
+  if (result === null || typeof result !== 'object' || Array.isArray(result)) return outcome;
+  const prior = (result as { warnings?: unknown }).warnings;
+  if (prior !== undefined && !Array.isArray(prior)) return outcome;
+  return {
+    ...outcome,
+    result: { ...result, warnings: [...((prior as unknown[] | undefined) ?? []), ...warnings] },
+  };
 }
 
 /**

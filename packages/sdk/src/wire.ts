@@ -21,11 +21,22 @@ export type SessionStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'err
 export type CompletionStatus = 'succeeded' | 'failed' | 'error' | 'cancelled';
 export type RunnerStatus = 'running' | 'draining' | 'stopped';
 export type ArtifactMode = 'off' | 'on-failure' | 'always';
+/** When a capture (HAR, video) is kept: never, always, or only when the session did not succeed. */
+export type CaptureMode = 'off' | 'on' | 'on-failure';
 
-/** What the runner records about a session, chosen at enqueue. */
+/**
+ * What the runner records about a session, chosen at enqueue. `har`, `video` and `downloads` are absent
+ * when the request left them out (off; docs/operations.md, "Capture").
+ */
 export type ArtifactOptions = {
   screenshot: ArtifactMode;
   trace: ArtifactMode;
+  /** A HAR of the session's requests (`session.har`). */
+  har?: CaptureMode;
+  /** A video of the session's page (`video.webm`). */
+  video?: CaptureMode;
+  /** Files the page downloaded, as `download-<n>-<name>` artifacts. */
+  downloads?: boolean;
 };
 
 export type ArtifactInfo = {
@@ -73,7 +84,13 @@ export type CreateSessionBody = {
   maxAttempts?: number;
   /** Outcomes that spend another attempt (default: error). */
   retryOn?: ('error' | 'failed')[];
-  artifacts?: { screenshot?: ArtifactMode; trace?: ArtifactMode };
+  artifacts?: {
+    screenshot?: ArtifactMode;
+    trace?: ArtifactMode;
+    har?: CaptureMode;
+    video?: CaptureMode;
+    downloads?: boolean;
+  };
   /** Options of a browser session's context. */
   browser?: BrowserOptions;
   /** The named state the session's context starts from and/or is saved under (browser sessions). */

@@ -1,0 +1,212 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CreateSessionBody, SessionView } from '@session-framework/sdk';
+import { BrowserPool } from '../../src/browser/pool.js';
+import { findVideoRecorder } from '../../src/browser/video.js';
+import {
+  DEFAULT_CAPTURE_SETTINGS,
+  videoRecorderFor,
+  type CaptureSettings,
+} from '../../src/sessions/capture.js';
+import { executeSession } from '../../src/sessions/execute.js';
+import { flowSessionType } from '../../src/sessions/registry.js';
+import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { startTestApi, type TestApi } from '../helpers/api.js';
+import { requireChromium } from '../helpers/chromium.js';
+import { startRunner, type InProcessRunner } from '../helpers/runner.js';
+
+/**
+ * HAR, video and downloads end to end: a real runner runs flows in Chromium against the fixture site and
+ * uploads what the session's artifacts options keep to a real API, read back over HTTP.
+ */
+
+const recorder = await findVideoRecorder();
+if (recorder.kind === 'none')
+  console.warn(`capture.test: video checks skipped: ${recorder.reason} (CI installs Debian's ffmpeg)`);
+const EBML = '1a45dfa3';
+
+let api: TestApi;
+let pool: BrowserPool;
+let site: FixtureServer;
+let runner: InProcessRunner | undefined;
+
+beforeAll(async () => {
+  const executablePath = await requireChromium();
+  api = await startTestApi('capture');
+  site = await startFixtureServer();
+  pool = new BrowserPool({ executablePath });
+  await pool.start();
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await pool?.close();
+  await site?.close();
+  await api?.stop();
+});
+
+async function useRunner(runnerId: string, capture: CaptureSettings): Promise<void> {
+  await runner?.stop();
+  const flow = flowSessionType();
+  runner = await startRunner(api, {
+    runnerId,
+    maxConcurrency: 2,
+    types: [{ name: 'flow', browser: true }],
+    executor: (session, ctx) =>
+      executeSession({
+        session,
+        type: flow,
+        pool,
+        signal: ctx.signal,
+        abort: (reason) => ctx.abort(reason),
+        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
+        log: ctx.log,
+        capture,
+      }),
+  });
+}
+
+const page = (name: string) => `${site.url}/pages/${name}`;
+
+async function runFlow(steps: unknown[], artifacts: CreateSessionBody['artifacts']): Promise<SessionView> {
+  const created = await api.client.createSession({
+    type: 'flow',
+    input: { steps },
+    artifacts,
+    timeoutMs: 30_000,
+  });
+  const done = await api.client.waitUntilDone(created.id, { timeoutMs: 60_000 });
+  expect(['succeeded', 'failed']).toContain(done.status);
+  return done;
+}
+
+const names = (s: SessionView) => s.artifacts.map((a) => a.name).sort();
+const warnings = (s: SessionView) =>
+  ((s.result as { warnings?: string[] } | null)?.warnings ?? []).join('\n');
+
+describe('with ffmpeg where the machine has it', () => {
+  beforeAll(() => useRunner('capture-runner', DEFAULT_CAPTURE_SETTINGS));
+
+  it('keeps session.har, video.webm and each download, fetched back by name', async () => {
+    const s = await runFlow(
+      [
+        { action: 'goto', url: page('downloads.html') },
+        { action: 'click', selector: '#small' },
+        { action: 'waitFor', ms: 700 },
+      ],
+      { har: 'on', video: recorder.kind === 'none' ? 'off' : 'on', downloads: true },
+    );
+    expect(s.status, s.errorMessage ?? '').toBe('succeeded');
+    expect(s.artifactOptions).toMatchObject({ har: 'on', downloads: true });
+
+    const har = await api.client.getArtifact(s.id, 'session.har');
+    expect(har.contentType).toBe('application/json');
+    const log = (
+      JSON.parse(har.data.toString('utf8')) as { log: { entries: { request: { url: string } }[] } }
+    ).log;
+    expect(log.entries.map((e) => e.request.url)).toContain(page('downloads.html'));
+
+    const download = await api.client.getArtifact(s.id, 'download-1-monthly_report_May_.csv');
+    expect(download.data).toEqual(Buffer.alloc(2048, 'x'));
+
+    if (recorder.kind !== 'none') {
+      const video = await api.client.getArtifact(s.id, 'video.webm');
+      expect(video.contentType).toBe('video/webm');
+      expect(video.data.length).toBeGreaterThan(0);
+      expect(video.data.subarray(0, 4).toString('hex')).toBe(EBML);
+    }
+    expect(warnings(s)).toBe('');
+  });
+
+  it('keeps on-failure captures of a failing flow and drops those of a passing one', async () => {
+    const video = recorder.kind === 'none' ? 'off' : 'on-failure';
+    const failing = await runFlow(
+      [
+        { action: 'goto', url: page('simple.html') },
+        { action: 'assert', selector: '#missing', visible: true, timeoutMs: 500 },
+      ],
+      { har: 'on-failure', video, screenshot: 'off' },
+    );
+    expect(failing.status).toBe('failed');
+    expect(names(failing)).toEqual(
+      recorder.kind === 'none' ? ['session.har'] : ['session.har', 'video.webm'],
+    );
+
+    const passing = await runFlow([{ action: 'goto', url: page('simple.html') }], {
+      har: 'on-failure',
+      video,
+      screenshot: 'off',
+    });
+    expect(passing.status).toBe('succeeded');
+    expect(names(passing)).toEqual([]);
+  });
+
+  it('refuses bad capture options with 400 at their path and stores nothing', async () => {
+    const before = (await api.client.listSessions({ fields: [] })).items.length;
+    const bad: [unknown, string][] = [
+      [{ har: 'always' }, 'body.artifacts.har'],
+      [{ video: 'yes' }, 'body.artifacts.video'],
+      [{ downloads: 'true' }, 'body.artifacts.downloads'],
+      [{ audio: 'on' }, 'body.artifacts'],
+    ];
+    for (const [artifacts, path] of bad) {
+      const res = await fetch(`${api.url}/v1/sessions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'flow', input: { steps: [] }, artifacts }),
+      });
+      expect(res.status, JSON.stringify(artifacts)).toBe(400);
+      expect(JSON.stringify(await res.json())).toContain(path);
+    }
+    const batch = await fetch(`${api.url}/v1/sessions/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        sessions: [{ type: 'flow', input: { steps: [] }, artifacts: { video: 'always' } }],
+      }),
+    });
+    expect(batch.status).toBe(400);
+    expect(JSON.stringify(await batch.json())).toContain('body.sessions.0.artifacts.video');
+    expect((await api.client.listSessions({ fields: [] })).items.length).toBe(before);
+  });
+});
+
+describe('with a small capture limit and no ffmpeg', () => {
+  beforeAll(() =>
+    useRunner('capture-runner-limited', {
+      maxBytes: 100_000,
+      maxDownloads: 20,
+      videoRecorder: videoRecorderFor('/nonexistent/ffmpeg'),
+    }),
+  );
+
+  it('drops a download over the limit with a warning, keeps the other, and still succeeds', async () => {
+    const s = await runFlow(
+      [
+        { action: 'goto', url: page('downloads.html') },
+        { action: 'click', selector: '#small' },
+        { action: 'click', selector: '#big' },
+        { action: 'waitFor', ms: 1000 },
+      ],
+      { downloads: true },
+    );
+    expect(s.status, s.errorMessage ?? '').toBe('succeeded');
+    expect(names(s).filter((n) => n.startsWith('download-'))).toHaveLength(1);
+    const kept = names(s).find((n) => n.startsWith('download-'));
+    const dropped =
+      kept === 'download-1-monthly_report_May_.csv' ? 'download-2-archive.bin' : 'download-1-archive.bin';
+    expect(warnings(s)).toContain(`${dropped} dropped: over the 0.1 MiB limit (MAX_CAPTURE_BYTES)`);
+  });
+
+  it('runs a session asking for video without ffmpeg, with a warning in its result', async () => {
+    const s = await runFlow([{ action: 'goto', url: page('simple.html') }], {
+      video: 'on',
+      screenshot: 'off',
+    });
+    expect(s.status).toBe('succeeded');
+    const warning = 'video needs ffmpeg: FFMPEG_PATH=/nonexistent/ffmpeg is not an executable file';
+    expect(warnings(s)).toContain(warning);
+    // No video; the warning is in console.log too.
+    expect(names(s)).toEqual(['console.log']);
+    expect((await api.client.getArtifact(s.id, 'console.log')).data.toString()).toContain(warning);
+  });
+});
