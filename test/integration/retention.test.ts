@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
 import { loadConfig } from '../../src/core/config.js';
 import { uuidv7 } from '../../src/core/ids.js';
@@ -20,6 +20,7 @@ import {
 import { LocalSessionFolders } from '../../src/server/retention-files.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
+import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -322,56 +323,88 @@ describe('pruning', () => {
   });
 });
 
+/** Two pools (two API replicas) pruning 1,500 old sessions at once, through `urls` (direct or PgBouncer). */
+async function race(db: Db, urls: [string, string]): Promise<void> {
+  const pools = urls.map((u) => createDb({ connectionString: u, max: 5 }));
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-retention-race-'));
+  try {
+    const n = 1500;
+    const ids = [
+      ...(await finish(db, 'race', 'succeeded', n / 2, 2 * HOUR)),
+      ...(await finish(db, 'race', 'failed', n / 2, 2 * HOUR)),
+    ];
+    const settings: RetentionSettings = { succeeded: HOUR, failed: HOUR, error: HOUR, cancelled: HOUR };
+    const replicas = pools.map(
+      (pool) =>
+        new Retention(pool, new LocalSessionFolders(dir), {
+          settings,
+          intervalMs: 60_000,
+          batchSize: 50,
+          pauseMs: 0,
+          maxBatches: 3,
+        }),
+    );
+    const seen = replicas.map(() => [] as string[]);
+    // Each replica runs passes until one of its passes finds nothing left.
+    await Promise.all(
+      replicas.map(async (r, i) => {
+        for (;;) {
+          const pass = await r.runOnce();
+          seen[i]!.push(...pass.ids);
+          if (!pass.skipped && pass.ids.length === 0) return;
+        }
+      }),
+    );
+    const all = [...seen[0]!, ...seen[1]!];
+    expect(new Set(all).size).toBe(all.length);
+    expect([...all].sort()).toEqual([...ids].sort());
+    expect(await present(db, ids)).toEqual([]);
+    expect((await retentionTotals(db)).pruned).toEqual({
+      succeeded: n / 2,
+      failed: n / 2,
+      error: 0,
+      cancelled: 0,
+    });
+    // Both took part: the lock is per batch, not held by one replica for good.
+    expect(seen[0]!.length).toBeGreaterThan(0);
+    expect(seen[1]!.length).toBeGreaterThan(0);
+    // No advisory lock outlives its batch on any server connection.
+    const { rows } = await db.query(
+      `SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+       WHERE l.locktype = 'advisory' AND d.datname = current_database()`,
+    );
+    expect(rows).toEqual([]);
+  } finally {
+    await Promise.all(pools.map((p) => p.end()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('two API replicas pruning at once', () => {
   it('delete each session once, without errors', async () => {
     const { db, url } = await freshDb('retention_race');
-    const other = createDb({ connectionString: url, max: 5 });
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-retention-race-'));
     try {
-      const n = 1500;
-      const ids = [
-        ...(await finish(db, 'race', 'succeeded', n / 2, 2 * HOUR)),
-        ...(await finish(db, 'race', 'failed', n / 2, 2 * HOUR)),
-      ];
-      const settings: RetentionSettings = { succeeded: HOUR, failed: HOUR, error: HOUR, cancelled: HOUR };
-      const replicas = [db, other].map(
-        (pool) =>
-          new Retention(pool, new LocalSessionFolders(dir), {
-            settings,
-            intervalMs: 60_000,
-            batchSize: 50,
-            pauseMs: 0,
-            maxBatches: 3,
-          }),
-      );
-      const seen = replicas.map(() => [] as string[]);
-      const skipped = replicas.map(() => 0);
-      // Each replica runs passes until one of its passes finds nothing left.
-      await Promise.all(
-        replicas.map(async (r, i) => {
-          for (;;) {
-            const pass = await r.runOnce();
-            seen[i]!.push(...pass.ids);
-            if (pass.skipped) skipped[i]!++;
-            else if (pass.ids.length === 0) return;
-          }
-        }),
-      );
-      const all = [...seen[0]!, ...seen[1]!];
-      expect(new Set(all).size).toBe(all.length);
-      expect([...all].sort()).toEqual([...ids].sort());
-      expect(await present(db, ids)).toEqual([]);
-      const totals = await retentionTotals(db);
-      expect(totals.pruned).toEqual({ succeeded: n / 2, failed: n / 2, error: 0, cancelled: 0 });
-      // Both took part: the lock is per batch, not held by one replica for good.
-      expect(seen[0]!.length).toBeGreaterThan(0);
-      expect(seen[1]!.length).toBeGreaterThan(0);
+      await race(db, [url, url]);
     } finally {
-      await other.end();
       await db.end();
-      await rm(dir, { recursive: true, force: true });
     }
   });
+
+  const BIN = pgbouncerBinary();
+  it.skipIf(!BIN && !process.env.REQUIRE_PGBOUNCER)(
+    'through PgBouncer in transaction mode: each session once, no lock left behind',
+    async () => {
+      const bouncer = await startPgBouncer(inject('pgAdminUrl'), { poolSize: 3 });
+      const { db, url } = await freshDb('retention_pgb');
+      try {
+        const through = bouncer.urlFor(new URL(url).pathname.slice(1));
+        await race(db, [through, through]);
+      } finally {
+        await db.end();
+        await bouncer.stop();
+      }
+    },
+  );
 });
 
 interface PlanNode {
