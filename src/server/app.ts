@@ -35,6 +35,8 @@ import { artifactRoutes } from './routes/artifacts.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { limitRoutes } from './routes/limits.js';
+import { browserRoutes } from './routes/browser.js';
+import type { RelayLimits } from './relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import type { RetentionSettings } from './retention.js';
@@ -78,6 +80,8 @@ export interface AppDeps {
   webhooks?: WebhookOptions | undefined;
   /** Named states: STATE_ENCRYPTION_KEY and STATE_TTL_MS (absent: stored in clear, kept until deleted). */
   states?: StateOptionsDeps | undefined;
+  /** Bounds of the remote-browser relay (GET /v1/browser). */
+  relay?: RelayLimits | undefined;
   /** RETENTION_MS per final status, for /metrics and GET /v1/retention (the loop runs beside the app). */
   retention?: RetentionSettings | undefined;
 }
@@ -459,6 +463,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(limitRoutes);
   await app.register(batchRoutes);
   await app.register(stateRoutes);
+  await app.register(browserRoutes);
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
     : undefined;

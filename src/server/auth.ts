@@ -20,7 +20,7 @@ function same(a: string, b: string): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
-function bearer(req: FastifyRequest): string | undefined {
+function bearer(req: Pick<FastifyRequest, 'headers'>): string | undefined {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return undefined;
   const m = /^Bearer\s+(.+)$/i.exec(h.trim());
@@ -30,7 +30,7 @@ function bearer(req: FastifyRequest): string | undefined {
 export type Caller = 'client' | 'runner' | 'anonymous';
 
 /** Throws 401/403 unless the request may use an endpoint of this scope; answers who called. */
-export function authorize(cfg: AuthConfig, req: FastifyRequest, scope: Scope): Caller {
+export function authorize(cfg: AuthConfig, req: Pick<FastifyRequest, 'headers'>, scope: Scope): Caller {
   const enabled = cfg.apiToken !== undefined || cfg.runnerToken !== undefined;
   if (scope === 'public' || !enabled) return 'anonymous';
   if (scope === 'ops' && !cfg.protectOps) return 'anonymous';
@@ -119,7 +119,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * and curl send neither. The same rule as Go's net/http CrossOriginProtection: Sec-Fetch-Site decides when
  * present (so a proxy that rewrites Host does not break the dashboard); Origin must match Host otherwise.
  */
-export function crossSiteReason(req: FastifyRequest): string | undefined {
+export function crossSiteReason(req: Pick<FastifyRequest, 'method' | 'headers'>): string | undefined {
   if (SAFE_METHODS.has(req.method)) return undefined;
   const site = req.headers['sec-fetch-site'];
   if (typeof site === 'string') {

@@ -1,0 +1,186 @@
+import WebSocket from 'ws';
+import type { ClaimedSession } from '../protocol/schemas.js';
+import {
+  RELAY_CLIENT_CLOSED,
+  RELAY_CLIENT_LOST,
+  RELAY_LEASE_HEADER,
+  RELAY_MAX_MESSAGE_BYTES,
+  REMOTE_BROWSER_TYPE,
+  relayPath,
+  type RemoteBrowserResult,
+} from '../protocol/relay.js';
+import type { ExecuteContext, Executor, SessionOutcome } from './types.js';
+
+/**
+ * The `browser` session type: a remote Playwright client's browser. The runner starts a Playwright server
+ * for the session on loopback, dials the API's relay for the session (outbound, runner token and lease
+ * token: no inbound port on runners) and passes each message between the two unchanged, counting bytes.
+ * The client closing normally ends the session `succeeded`; the browser going away, `error`.
+ */
+
+/** A Playwright server for one session (injected by main.ts from the browser room). */
+export interface SessionBrowserServer {
+  wsEndpoint: string;
+  closed: Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RemoteBrowserDeps {
+  apiBaseUrl: string;
+  runnerToken?: string | undefined;
+  runnerId: string;
+  launchServer(): Promise<SessionBrowserServer>;
+  maxMessageBytes?: number;
+}
+
+function relayUrl(apiBaseUrl: string, runnerId: string, sessionId: string): string {
+  const u = new URL(apiBaseUrl);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/$/, '')}${relayPath(runnerId, sessionId)}`;
+  return u.toString();
+}
+
+/** Opens a WebSocket, settling once it is open (or failed, or the signal aborted). */
+function open(url: string, opts: WebSocket.ClientOptions, signal: AbortSignal): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, opts);
+    const onAbort = () => {
+      ws.terminate();
+      reject(new Error('aborted'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body = (body + c).slice(0, 2000)));
+      res.on('end', () => {
+        signal.removeEventListener('abort', onAbort);
+        let message = body;
+        try {
+          message = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? body;
+        } catch {
+          // not JSON: the text as it came
+        }
+        reject(new Error(`relay refused (${res.statusCode}): ${message}`));
+      });
+    });
+    ws.once('open', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(ws);
+    });
+    ws.once('error', (err) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(err);
+    });
+  });
+}
+
+export { REMOTE_BROWSER_TYPE };
+
+export function remoteBrowserExecutor(deps: RemoteBrowserDeps): Executor {
+  return (session, ctx) => runRemote(deps, session, ctx);
+}
+
+async function runRemote(
+  deps: RemoteBrowserDeps,
+  session: ClaimedSession,
+  ctx: ExecuteContext,
+): Promise<SessionOutcome> {
+  const maxPayload = deps.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES;
+  const t0 = Date.now();
+  const server = await deps.launchServer();
+  let browserWs: WebSocket | undefined;
+  let relayWs: WebSocket | undefined;
+  try {
+    browserWs = await open(server.wsEndpoint, { maxPayload }, ctx.signal);
+    relayWs = await open(
+      relayUrl(deps.apiBaseUrl, deps.runnerId, session.id),
+      {
+        maxPayload,
+        headers: {
+          ...(deps.runnerToken ? { authorization: `Bearer ${deps.runnerToken}` } : {}),
+          [RELAY_LEASE_HEADER]: session.leaseToken,
+        },
+      },
+      ctx.signal,
+    );
+    return await pipe(browserWs, relayWs, server, session, ctx, t0);
+  } catch (err) {
+    if (ctx.signal.aborted) return { status: 'cancelled', errorMessage: 'aborted' };
+    return { status: 'error', errorMessage: (err as Error).message };
+  } finally {
+    browserWs?.terminate();
+    relayWs?.terminate();
+    await server.close().catch(() => undefined);
+  }
+}
+
+function pipe(
+  browser: WebSocket,
+  relay: WebSocket,
+  server: SessionBrowserServer,
+  session: ClaimedSession,
+  ctx: ExecuteContext,
+  t0: number,
+): Promise<SessionOutcome> {
+  const stats: RemoteBrowserResult['relay'] = {
+    bytesFromClient: 0,
+    bytesToClient: 0,
+    messagesFromClient: 0,
+    messagesToClient: 0,
+    ms: 0,
+  };
+  const result = (): RemoteBrowserResult => ({ relay: { ...stats, ms: Date.now() - t0 } });
+  return new Promise<SessionOutcome>((resolve) => {
+    let done = false;
+    const finish = (o: SessionOutcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', onAbort);
+      resolve({ ...o, result: result() });
+    };
+    const timer = setTimeout(() => {
+      relay.close(1008, `session timeout (${session.timeoutMs} ms)`);
+      finish({
+        status: 'failed',
+        errorMessage: `the connection outlived the session's timeoutMs (${session.timeoutMs} ms)`,
+      });
+    }, session.timeoutMs);
+    const onAbort = () => {
+      relay.close(1001, 'session ended by the runner');
+      finish({ status: 'cancelled', errorMessage: 'aborted' });
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+
+    relay.on('message', (data: Buffer, isBinary) => {
+      stats.bytesFromClient += data.length;
+      stats.messagesFromClient++;
+      browser.send(data, { binary: isBinary });
+    });
+    browser.on('message', (data: Buffer, isBinary) => {
+      stats.bytesToClient += data.length;
+      stats.messagesToClient++;
+      relay.send(data, { binary: isBinary });
+    });
+    relay.on('close', (code, reason) => {
+      const why = reason.toString();
+      if (code === RELAY_CLIENT_CLOSED) finish({ status: 'succeeded' });
+      else if (code === RELAY_CLIENT_LOST)
+        finish({ status: 'failed', errorMessage: `the client's connection ended: ${why}` });
+      else
+        finish({
+          status: 'error',
+          errorMessage: `relay closed (${code}${why ? `: ${why}` : ''})`,
+        });
+    });
+    const browserGone = () => {
+      relay.close(1011, 'the browser closed');
+      finish({ status: 'error', errorMessage: 'the browser closed during the connection' });
+    };
+    browser.on('close', browserGone);
+    void server.closed.then(browserGone);
+    relay.on('error', () => undefined);
+    browser.on('error', () => undefined);
+  });
+}

@@ -1,0 +1,201 @@
+import { createRequire } from 'node:module';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { WebSocketServer } from 'ws';
+import { SfwError, type ErrorBody, type ErrorCode } from '../../core/errors.js';
+import { SESSION_TIMEOUT_MS_RANGE } from '../../core/types.js';
+import {
+  RELAY_IDLE_TIMEOUT_MS,
+  RELAY_LEASE_HEADER,
+  RELAY_MAX_MESSAGE_BYTES,
+  REMOTE_BROWSER_TYPE,
+} from '../../protocol/relay.js';
+import { getSession, insertSessions } from '../../store/sessions.js';
+import { authorize, crossSiteReason, hostAllowed, hostPolicy } from '../auth.js';
+import { RelayHub } from '../relay.js';
+
+/**
+ * `GET /v1/browser`: a remote Playwright client (`chromium.connect(ws://…/v1/browser?token=…)`) becomes a
+ * session of type `browser`, queued like any other; the runner that claims it dials
+ * `GET /v1/runners/:runnerId/sessions/:sessionId/relay` and the hub passes messages between the two.
+ * Every check (token, Host and Origin, Playwright version, query) answers before any upgrade.
+ */
+
+/** A remote browser session without its own timeoutMs may stay connected this long. */
+export const DEFAULT_REMOTE_TIMEOUT_MS = 300_000;
+
+const PLAYWRIGHT_VERSION = (
+  createRequire(import.meta.url)('playwright-core/package.json') as { version: string }
+).version;
+const PLAYWRIGHT_MINOR = PLAYWRIGHT_VERSION.split('.').slice(0, 2).join('.');
+
+const RELAY_RE = /^\/v1\/runners\/([^/]+)\/sessions\/([^/]+)\/relay$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** An answer written on the raw socket, in the API's error shape, with no upgrade. */
+function refuse(socket: Duplex, err: SfwError): void {
+  const body = JSON.stringify({
+    error: { code: err.code, message: err.message, ...(err.path ? { path: err.path } : {}) },
+  } satisfies ErrorBody);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+const fail = (code: ErrorCode, message: string, path?: string) =>
+  new SfwError(code, path ? `${path}: ${message}` : message, path ? { path } : undefined);
+
+function intParam(q: URLSearchParams, name: string, min: number, max: number): number | undefined {
+  const raw = q.get(name);
+  if (raw === null) return undefined;
+  const n = Number(raw);
+  if (!/^-?\d+$/.test(raw) || n < min || n > max)
+    throw fail('VALIDATION', `must be an integer from ${min} to ${max}`, `query.${name}`);
+  return n;
+}
+
+/** The Playwright client's version from its User-Agent (`Playwright/1.65.1 (…)`), refused unless major.minor match. */
+export function checkPlaywrightClient(userAgent: string | undefined): void {
+  const m = /^Playwright\/(\d+\.\d+)\.\d+/.exec(userAgent ?? '');
+  if (!m || m[1] === PLAYWRIGHT_MINOR) return;
+  throw fail(
+    'VALIDATION',
+    `Playwright ${m[1]} cannot drive this fleet's browsers: the runners use playwright-core ${PLAYWRIGHT_VERSION}; connect with playwright or playwright-core ${PLAYWRIGHT_MINOR}.x`,
+    'headers.user-agent',
+  );
+}
+
+export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
+  const { deps } = fastify;
+  const limits = deps.relay ?? {};
+  const hub = new RelayHub({
+    db: deps.db,
+    log: fastify.log,
+    idleTimeoutMs: limits.idleTimeoutMs ?? RELAY_IDLE_TIMEOUT_MS,
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES,
+    perMessageDeflate: false,
+  });
+  const tokens = deps.auth.apiToken !== undefined || deps.auth.runnerToken !== undefined;
+  const hosts = deps.hostPolicy ?? hostPolicy(undefined, tokens);
+  let closing = false;
+
+  const admit = (req: IncomingMessage, token: string | undefined, scope: 'client' | 'runner') => {
+    if (closing) throw new SfwError('UNAVAILABLE', 'the API is shutting down: retry shortly');
+    if (!hostAllowed(hosts, req.headers.host))
+      throw new SfwError(
+        'HOST_NOT_ALLOWED',
+        `this API does not answer for Host ${String(req.headers.host).slice(0, 100)}: add the name to ALLOWED_HOSTS`,
+      );
+    // Browsers let any page open a WebSocket anywhere: one from another site's page is refused.
+    const reason = crossSiteReason({ method: 'POST', headers: req.headers });
+    if (reason !== undefined) throw new SfwError('CROSS_SITE', `cross-site WebSocket refused (${reason})`);
+    const authorization = token !== undefined ? `Bearer ${token}` : req.headers.authorization;
+    authorize(deps.auth, { headers: { authorization } }, scope);
+  };
+
+  const onClient = async (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => {
+    admit(req, url.searchParams.get('token') ?? undefined, 'client');
+    checkPlaywrightClient(req.headers['user-agent']);
+    const priority = intParam(url.searchParams, 'priority', -1000, 1000);
+    const timeoutMs =
+      intParam(url.searchParams, 'timeoutMs', SESSION_TIMEOUT_MS_RANGE.min, SESSION_TIMEOUT_MS_RANGE.max) ??
+      DEFAULT_REMOTE_TIMEOUT_MS;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const pending = hub.addClient(ws);
+      insertSessions(deps.db, [
+        {
+          type: REMOTE_BROWSER_TYPE,
+          input: {},
+          timeoutMs,
+          maxAttempts: 1,
+          ...(priority === undefined ? {} : { priority }),
+        },
+      ]).then(
+        ([out]) => hub.bind(pending, out!.row.id),
+        (err: unknown) => {
+          fastify.log.error({ err }, 'could not enqueue a remote browser session');
+          ws.close(1011, 'could not enqueue the session: retry shortly');
+        },
+      );
+    });
+  };
+
+  const onRunner = async (
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    runnerId: string,
+    sessionId: string,
+  ) => {
+    admit(req, undefined, 'runner');
+    const lease = req.headers[RELAY_LEASE_HEADER];
+    if (typeof lease !== 'string' || !UUID_RE.test(lease))
+      throw fail('VALIDATION', 'is required: the lease token of the claim', `headers.${RELAY_LEASE_HEADER}`);
+    if (!UUID_RE.test(sessionId)) throw fail('VALIDATION', 'must be a session id', 'params.sessionId');
+    const row = await getSession(deps.db, sessionId);
+    if (row.type !== REMOTE_BROWSER_TYPE)
+      throw fail('VALIDATION', `session ${sessionId} is a ${row.type} session, not ${REMOTE_BROWSER_TYPE}`);
+    if (row.status !== 'running' || row.lease_token !== lease || row.claimed_by !== runnerId)
+      throw new SfwError('LEASE_LOST', `session ${sessionId}: this lease is not the current one`);
+    if (!hub.has(sessionId))
+      throw new SfwError(
+        'NOT_FOUND',
+        `no client waits for session ${sessionId} on this API replica: its client left, or is connected to another replica`,
+      );
+    wss.handleUpgrade(req, socket, head, (ws) => hub.attachRunner(sessionId, lease, ws));
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://api.invalid');
+    } catch {
+      refuse(socket, new SfwError('BAD_REQUEST', 'the URL does not parse'));
+      return;
+    }
+    const relay = RELAY_RE.exec(url.pathname);
+    const work =
+      url.pathname === '/v1/browser'
+        ? onClient(req, socket, head, url)
+        : relay
+          ? onRunner(req, socket, head, decodeURIComponent(relay[1]!), decodeURIComponent(relay[2]!))
+          : Promise.reject(new SfwError('NOT_FOUND', `no WebSocket at ${url.pathname.slice(0, 200)}`));
+    work.catch((err: unknown) => {
+      if (err instanceof SfwError) refuse(socket, err);
+      else {
+        fastify.log.error({ err }, 'WebSocket upgrade failed');
+        refuse(socket, new SfwError('INTERNAL', 'internal error'));
+      }
+    });
+  };
+  fastify.server.on('upgrade', onUpgrade);
+  fastify.addHook('preClose', async () => {
+    closing = true;
+    hub.close();
+  });
+  fastify.addHook('onClose', async () => {
+    fastify.server.off('upgrade', onUpgrade);
+    wss.close();
+  });
+
+  // The same paths without an upgrade: say what they take.
+  const needsUpgrade = async () => {
+    throw new SfwError(
+      'BAD_REQUEST',
+      "this endpoint takes a WebSocket: chromium.connect('ws://HOST:PORT/v1/browser?token=…') from playwright-core (docs/remote.md)",
+    );
+  };
+  fastify.get('/v1/browser', { config: { scope: 'client' } }, needsUpgrade);
+  fastify.get(
+    '/v1/runners/:runnerId/sessions/:sessionId/relay',
+    { config: { scope: 'runner' } },
+    needsUpgrade,
+  );
+}

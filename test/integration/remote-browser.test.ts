@@ -1,0 +1,215 @@
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser } from 'playwright-core';
+import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
+import { requireChromium } from '../helpers/chromium.js';
+import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * Remote browsers through the queue: playwright-core's own chromium.connect() against GET /v1/browser, a
+ * real API, real runners as `sfw runner` processes (MAX_CONCURRENCY=2) and real Chromium against the
+ * fixture site. Each connection is a session of type `browser`.
+ */
+
+let api: TestApi;
+let site: FixtureServer;
+let chromiumPath: string;
+const procs: SfwProcess[] = [];
+
+function startRunnerProcess(runnerId: string): SfwProcess {
+  const p = spawnSfw(['runner'], {
+    API_BASE_URL: api.url,
+    RUNNER_TOKEN,
+    RUNNER_ID: runnerId,
+    MAX_CONCURRENCY: '2',
+    POLL_INTERVAL_MS: '1000',
+    HEARTBEAT_INTERVAL_MS: '500',
+    ALLOW_PRIVATE_TARGETS: 'true',
+    CHROMIUM_PATH: chromiumPath,
+  });
+  procs.push(p);
+  return p;
+}
+
+async function runnerLive(runnerId: string, proc: SfwProcess): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await api.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM runner_health WHERE runner_id = $1 AND status = 'running'`,
+        [runnerId],
+      );
+      return rows[0]!.n === 1;
+    },
+    { timeoutMs: 60_000, what: `runner ${runnerId} registered` },
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n${proc.output().slice(-3000)}`);
+  });
+}
+
+const endpoint = (extra = '') => `${api.url.replace('http', 'ws')}/v1/browser?token=${API_TOKEN}${extra}`;
+
+/** Sessions of type browser made since `skip` of them were (each test reads its own). */
+async function browserSessions(
+  skip = 0,
+): Promise<
+  { id: string; status: string; result: unknown; error_message: string | null; ms: number | null }[]
+> {
+  const { rows } = await api.db.query<{
+    id: string;
+    status: string;
+    result: unknown;
+    error_message: string | null;
+    ms: number | null;
+  }>(
+    `SELECT id, status, result, error_message,
+            (extract(epoch FROM finished_at - claimed_at) * 1000)::int AS ms
+     FROM sessions WHERE type = 'browser' ORDER BY created_at`,
+  );
+  return rows.slice(skip);
+}
+
+beforeAll(async () => {
+  chromiumPath = await requireChromium();
+  site = await startFixtureServer();
+  api = await startTestApi('remote-browser', { auth: true, staleSessionTimeoutMs: 5000 });
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) {
+    p.child.kill('SIGKILL');
+    await killTagged(p.tag);
+  }
+  await api?.stop();
+  await site?.close();
+});
+
+describe('GET /v1/browser', () => {
+  it('answers a bad token 401 before any upgrade', async () => {
+    const answer = await new Promise<{ status: number; body: string; upgraded: boolean }>(
+      (resolve, reject) => {
+        const req = request(`${api.url}/v1/browser?token=wrong`, {
+          headers: {
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'sec-websocket-version': '13',
+            'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          },
+        });
+        req.on('upgrade', (_res, socket) => {
+          socket.destroy();
+          resolve({ status: 101, body: '', upgraded: true });
+        });
+        req.on('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, upgraded: false }));
+        });
+        req.on('error', reject);
+        req.end();
+      },
+    );
+    expect(answer.upgraded).toBe(false);
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+    // chromium.connect itself fails with the answer, not a hang.
+    await expect(
+      chromium.connect(endpoint().replace(API_TOKEN, 'wrong'), { timeout: 10_000 }),
+    ).rejects.toThrow(/401/);
+    expect(await browserSessions()).toEqual([]);
+  });
+
+  it('refuses another Playwright minor version and bad query values with 400', async () => {
+    await expect(
+      chromium.connect(endpoint(), {
+        timeout: 10_000,
+        headers: { 'User-Agent': 'Playwright/1.40.0 (x64; test)' },
+      }),
+    ).rejects.toThrow(/400[\s\S]*Playwright 1\.40 cannot drive/);
+    await expect(chromium.connect(endpoint('&priority=high'), { timeout: 10_000 })).rejects.toThrow(
+      /query\.priority/,
+    );
+    expect(await browserSessions()).toEqual([]);
+  });
+
+  it('runs a connection as a browser session: new page, a fixture page, its text, close → succeeded', async () => {
+    await runnerLive('remote-runner-1', startRunnerProcess('remote-runner-1'));
+    const browser = await chromium.connect(endpoint('&priority=5'), { timeout: 60_000 });
+    const [running] = await browserSessions();
+    expect(running?.status).toBe('running');
+    const page = await browser.newPage();
+    await page.goto(`${site.url}/pages/simple.html`);
+    expect(await page.textContent('#text')).toBe('A simple page.');
+    await browser.close();
+    const [done] = await waitFor(
+      async () => {
+        const rows = await browserSessions();
+        return rows[0]?.status !== 'running' && rows;
+      },
+      { timeoutMs: 20_000, what: 'the session ended' },
+    );
+    expect(done).toMatchObject({ status: 'succeeded', error_message: null });
+    const relay = (done!.result as { relay: Record<string, number> }).relay;
+    expect(relay.bytesFromClient).toBeGreaterThan(0);
+    expect(relay.bytesToClient).toBeGreaterThan(relay.bytesFromClient);
+    expect(relay.messagesFromClient).toBeGreaterThan(3);
+    expect(done!.ms).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('holds a third connection queued while two run on a runner of MAX_CONCURRENCY=2', async () => {
+    const skip = (await browserSessions()).length;
+    const first = await chromium.connect(endpoint(), { timeout: 60_000 });
+    const second = await chromium.connect(endpoint(), { timeout: 60_000 });
+    let thirdAt = 0;
+    const third = chromium.connect(endpoint(), { timeout: 60_000 }).then((b) => {
+      thirdAt = Date.now();
+      return b;
+    });
+    await waitFor(async () => (await browserSessions(skip)).length === 3, { what: 'three sessions' });
+    // The third waits in the queue: its connect has not resolved while both slots are held.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await browserSessions(skip)).map((s) => s.status)).toEqual(['running', 'running', 'queued']);
+    expect(thirdAt).toBe(0);
+    const closedAt = Date.now();
+    await first.close();
+    const b3 = await third;
+    expect(thirdAt).toBeGreaterThanOrEqual(closedAt);
+    const page = await b3.newPage();
+    await page.goto(`${site.url}/pages/simple.html`);
+    expect(await page.title()).toBe('Simple fixture');
+    await b3.close();
+    await second.close();
+    await waitFor(async () => (await browserSessions(skip)).every((s) => s.status === 'succeeded'), {
+      timeoutMs: 20_000,
+      what: 'all three succeeded',
+    });
+  }, 120_000);
+
+  it('closes the client when its runner is killed, and the session ends error', async () => {
+    const skip = (await browserSessions()).length;
+    for (const p of procs.splice(0)) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+      await killTagged(p.tag);
+    }
+    const doomed = startRunnerProcess('remote-runner-2');
+    await runnerLive('remote-runner-2', doomed);
+    const browser: Browser = await chromium.connect(endpoint(), { timeout: 60_000 });
+    const page = await browser.newPage();
+    await page.goto(`${site.url}/pages/simple.html`);
+    const disconnected = new Promise<void>((resolve) => browser.once('disconnected', () => resolve()));
+    doomed.child.kill('SIGKILL');
+    await disconnected;
+    expect(browser.isConnected()).toBe(false);
+    const [s] = await waitFor(
+      async () => {
+        const rows = await browserSessions(skip);
+        return rows[0]?.status === 'error' && rows;
+      },
+      { timeoutMs: 20_000, what: 'the session ended error' },
+    );
+    expect(s!.error_message).toBe('Runner connection lost');
+  }, 90_000);
+});
