@@ -15,6 +15,8 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   status: () => import('./commands/status.js'),
   types: () => import('./commands/types.js'),
   cancel: () => import('./commands/cancel.js'),
+  wait: () => import('./commands/wait.js'),
+  export: () => import('./commands/export.js'),
   artifacts: () => import('./commands/artifacts.js'),
   schedules: () => import('./commands/schedules.js'),
   webhooks: () => import('./commands/webhooks.js'),

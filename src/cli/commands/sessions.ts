@@ -7,12 +7,13 @@ import { printSession } from '../session-view.js';
 export default defineCommand({
   name: 'sessions',
   summary: 'List sessions (newest first), or show one',
-  usage: 'sessions [id] [--status s] [--type t] [--schedule id] [--limit n] [--cursor c]',
+  usage: 'sessions [id] [--status s] [--type t] [--tag t] [--schedule id] [--limit n] [--cursor c]',
   flags: {
     status: { type: 'string', description: `Only this status: ${SESSION_STATUSES.join(', ')}` },
     type: { type: 'string', description: 'Only this session type' },
     runner: { type: 'string', description: 'Only sessions claimed by this runner' },
     schedule: { type: 'string', value: 'id', description: 'Only sessions made by this schedule' },
+    tag: { type: 'string', description: 'Only sessions carrying this tag' },
     limit: { type: 'string', description: 'Page size (1–1000, default 20)' },
     cursor: { type: 'string', description: 'nextCursor of the previous page' },
     ...JSON_FLAG,
@@ -36,6 +37,7 @@ export default defineCommand({
       const type = str(ctx, 'type');
       const runnerId = str(ctx, 'runner');
       const scheduleId = str(ctx, 'schedule');
+      const tag = str(ctx, 'tag');
       const cursor = str(ctx, 'cursor');
       // Summaries: a list never carries inputs or results (`sfw sessions <id>` shows one whole).
       const page = await client.listSessions({
@@ -45,6 +47,7 @@ export default defineCommand({
         ...(type ? { type } : {}),
         ...(runnerId ? { runnerId } : {}),
         ...(scheduleId ? { scheduleId } : {}),
+        ...(tag ? { tag } : {}),
         ...(cursor ? { cursor } : {}),
       });
       if (ctx.flags.json) {
