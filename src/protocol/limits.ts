@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type * as wire from '@session-framework/sdk';
 import { fillText, hasPlaceholder } from './placeholders.js';
-import type { Same } from './schemas.js';
+import { LeaseToken, RunnerIdSchema, SessionId, type Same } from './schemas.js';
 
 /** Request and answer schemas of /v1/limits; each is the SDK's type of the same name (checked below). */
 
@@ -30,6 +30,7 @@ export const LimitView = Type.Object({
   waiting: Type.Integer(),
   claimedLastMinute: Nullable(Type.Integer()),
   releaseAt: Nullable(Type.String()),
+  backoffUntil: Nullable(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -37,6 +38,44 @@ export type LimitView = wire.LimitView;
 
 export const LimitList = Type.Object({ items: Type.Array(LimitView) });
 export type LimitList = wire.LimitList;
+
+export const BackoffParams = Type.Object(
+  { runnerId: RunnerIdSchema, sessionId: SessionId },
+  { additionalProperties: false },
+);
+
+export const ReportBackoffBody = Type.Object(
+  {
+    leaseToken: LeaseToken,
+    retryAfterMs: Type.Integer({ minimum: 0, maximum: 366 * 86_400_000 }),
+    status: Type.Integer({ minimum: 100, maximum: 599 }),
+    url: Type.Optional(Type.String({ maxLength: 2000 })),
+  },
+  { additionalProperties: false },
+);
+export type ReportBackoffBody = wire.ReportBackoffBody;
+
+export const ReportBackoffReply = Type.Object({
+  key: Nullable(Type.String()),
+  backoffUntil: Nullable(Type.String()),
+});
+export type ReportBackoffReply = wire.ReportBackoffReply;
+
+/** The navigation statuses whose Retry-After a runner reports. */
+export const BACKOFF_STATUSES: readonly number[] = [429, 503];
+
+/**
+ * A Retry-After header's wait in ms: delay-seconds (`120`) or an HTTP date, from `now`; undefined when
+ * it is neither (RFC 9110 §10.2.3).
+ */
+export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  if (Number.isNaN(at) || !/[A-Za-z]/.test(v)) return undefined;
+  return Math.max(0, at - now);
+}
 
 interface StepLike {
   action?: unknown;
@@ -85,4 +124,6 @@ type _LimitWireAgreement = Agree<{
   PutLimitBody: Same<Static<typeof PutLimitBody>, wire.PutLimitBody>;
   LimitView: Same<Static<typeof LimitView>, wire.LimitView>;
   LimitList: Same<Static<typeof LimitList>, wire.LimitList>;
+  ReportBackoffBody: Same<Static<typeof ReportBackoffBody>, wire.ReportBackoffBody>;
+  ReportBackoffReply: Same<Static<typeof ReportBackoffReply>, wire.ReportBackoffReply>;
 }>;

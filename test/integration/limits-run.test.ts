@@ -23,11 +23,18 @@ interface CountingSite {
   close(): Promise<void>;
 }
 
-async function countingSite(): Promise<CountingSite> {
+/** `busyFirst`: the first request is answered 429 with Retry-After of that many seconds. */
+async function countingSite(opts: { busyFirst?: number } = {}): Promise<CountingSite> {
   const site = { now: 0, most: 0, served: 0 } as CountingSite;
+  let busy = opts.busyFirst;
   const server: Server = createServer((req, res) => {
     if (!req.url?.startsWith('/slow')) {
       res.writeHead(404).end();
+      return;
+    }
+    if (busy !== undefined) {
+      res.writeHead(429, { 'retry-after': String(busy), 'content-type': 'text/html' }).end('<h1>busy</h1>');
+      busy = undefined;
       return;
     }
     site.now++;
@@ -75,6 +82,7 @@ beforeAll(async () => {
             abort: (reason) => ctx.abort(reason),
             upload: (name, data, contentType) => ctx.upload(name, data, contentType),
             log: ctx.log,
+            ...(ctx.backoff ? { backoff: ctx.backoff } : {}),
           }),
       }),
     );
@@ -88,19 +96,20 @@ afterAll(async () => {
   await api?.stop();
 });
 
+const flowTo = (site: CountingSite) => ({
+  type: 'flow',
+  input: {
+    steps: [
+      { action: 'goto', url: `${site.url}/slow` },
+      { action: 'assert', selector: 'h1', text: 'slow' },
+    ],
+  },
+  artifacts: { screenshot: 'off' as const },
+});
+
 describe('a limited key on real runners', () => {
   it('never has more than `concurrency` sessions at the site at once, fleet-wide, while another key runs at full speed', async () => {
     await api.client.putLimit(limited.key, { concurrency: 2 });
-    const flowTo = (site: CountingSite) => ({
-      type: 'flow',
-      input: {
-        steps: [
-          { action: 'goto', url: `${site.url}/slow` },
-          { action: 'assert', selector: 'h1', text: 'slow' },
-        ],
-      },
-      artifacts: { screenshot: 'off' as const },
-    });
     // The limited site's sessions first: FIFO would give them every slot if the claim waited on them.
     const { items: a } = await api.client.createSessions(Array.from({ length: 12 }, () => flowTo(limited)));
     const { items: b } = await api.client.createSessions(Array.from({ length: 12 }, () => flowTo(free)));
@@ -140,5 +149,38 @@ describe('a limited key on real runners', () => {
     expect(free.most).toBeGreaterThan(2);
     const after = await api.client.getLimit(limited.key);
     expect(after).toMatchObject({ running: 0, waiting: 0 });
+  }, 120_000);
+});
+
+describe("a site's Retry-After on real runners", () => {
+  it('claims no session of its key until then, and says so in the limit and /metrics', async () => {
+    const site = await countingSite({ busyFirst: 2 });
+    try {
+      // The first session meets 429 with Retry-After: 2 (and fails its assert on the busy page).
+      const first = await api.client.createSession(flowTo(site));
+      const limit = await waitFor(
+        async () => {
+          const l = await api.client.getLimit(site.key).catch(() => undefined);
+          return l?.backoffUntil ? l : false;
+        },
+        { what: 'the backoff reported by the runner', timeoutMs: 30_000, intervalMs: 50 },
+      );
+      expect(limit).toMatchObject({ concurrency: null, perMinute: null });
+      const until = Date.parse(limit.backoffUntil!);
+      expect(until - Date.now()).toBeGreaterThan(500);
+      const metrics = await api.client.metrics();
+      const line = metrics
+        .split('\n')
+        .find((l) => l.startsWith(`sfw_limit_backoff_seconds{key="${site.key}"}`));
+      expect(Number(line?.split(' ')[1])).toBeGreaterThan(0);
+      // Sessions of the key enqueued now wait for the time, then run (the site answers 200 from now on).
+      const { items } = await api.client.createSessions(Array.from({ length: 3 }, () => flowTo(site)));
+      const done = await Promise.all(items.map((s) => api.client.waitUntilDone(s.id, { timeoutMs: 60_000 })));
+      expect(done.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+      for (const s of done) expect(Date.parse(s.claimedAt!)).toBeGreaterThanOrEqual(until);
+      expect((await api.client.waitUntilDone(first.id, { timeoutMs: 30_000 })).status).toBe('failed');
+    } finally {
+      await site.close();
+    }
   }, 120_000);
 });

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/store/db.js';
-import { deleteLimit, getLimit, putLimit } from '../../src/store/limits.js';
+import { deleteLimit, getLimit, putLimit, recordBackoff } from '../../src/store/limits.js';
 import {
   cancelSession,
   completeSessions,
@@ -14,6 +14,7 @@ import {
 import type { ClaimedSession, CompleteItem } from '../../src/protocol/schemas.js';
 import { freshDb } from '../helpers/db.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Per-key limits at the store, where every runner's claim meets them: sfw_claim_many under many
 // concurrent claimers (each claim its own transaction), the parking of a full key's sessions and their
@@ -435,5 +436,66 @@ describe('/v1/limits and concurrencyKey over HTTP', () => {
     expect(listed.items.map((s) => s.concurrencyKey).sort()).toEqual(
       [null, 'a.example', 'b.example:8080', 'mine'].sort(),
     );
+  });
+});
+
+describe("a site's Retry-After", () => {
+  it('holds every session of the key until then, fenced by the lease, and the key row goes once it is over', async () => {
+    await enqueue('site', 1, { concurrencyKey: 'busy.example' });
+    const [first] = await claim('site-1', 'site', 1);
+    const ref = { sessionId: first!.id, runnerId: 'site-1', leaseToken: first!.leaseToken };
+    // A stale holder is refused and changes nothing.
+    await expect(
+      recordBackoff(db, { ...ref, leaseToken: '00000000-0000-4000-8000-000000000000' }, 60_000),
+    ).rejects.toMatchObject({ code: 'LEASE_LOST' });
+    expect(await count(`SELECT count(*)::int AS n FROM limits WHERE key = 'busy.example'`, [])).toBe(0);
+
+    const out = await recordBackoff(db, ref, 1500);
+    expect(out.key).toBe('busy.example');
+    const until = out.backoffUntil!.getTime();
+    // A shorter one later does not shorten it.
+    expect((await recordBackoff(db, ref, 100)).backoffUntil!.getTime()).toBe(until);
+    expect((await getLimit(db, 'busy.example')).backoff_until?.getTime()).toBe(until);
+    await enqueue('site', 3, { concurrencyKey: 'busy.example' });
+    await enqueue('site', 2, { concurrencyKey: 'calm.example' });
+    // Other keys go on; none of the key's sessions is claimed before the time.
+    const during = await claim('site-2', 'site', 10);
+    expect(during.map((c) => c.id)).toHaveLength(2);
+    expect(await heldOf('busy.example')).toBe(3);
+    const { rows } = await db.query<{ now: Date }>('SELECT now() AS now');
+    expect(rows[0]!.now.getTime()).toBeLessThan(until);
+    const after = await waitFor(
+      async () => {
+        const got = await claim('site-3', 'site', 10);
+        return got.length > 0 && got;
+      },
+      { what: 'the key claimed again', timeoutMs: 10_000, intervalMs: 100 },
+    );
+    const { rows: at } = await db.query<{ t: Date }>(
+      `SELECT min(claimed_at) AS t FROM sessions WHERE concurrency_key = 'busy.example' AND id <> $1`,
+      [first!.id],
+    );
+    expect(at[0]!.t.getTime()).toBeGreaterThanOrEqual(until);
+    expect(after.length + (await claim('site-3', 'site', 10)).length).toBe(3);
+    // A row kept for the backoff alone goes at the next look once nothing waits.
+    await completeSessions(db, [succeeded(first!)]);
+    await db.query(`UPDATE limits SET release_at = now() WHERE key = 'busy.example'`);
+    await claim('site-4', 'site', 1);
+    expect(await count(`SELECT count(*)::int AS n FROM limits WHERE key = 'busy.example'`, [])).toBe(0);
+  });
+
+  it('of a limited key keeps the limit and shows in the limit', async () => {
+    await putLimit(db, 'both.example', { concurrency: 5 });
+    await enqueue('both', 1, { concurrencyKey: 'both.example' });
+    const [s] = await claim('both-1', 'both', 1);
+    await recordBackoff(db, { sessionId: s!.id, runnerId: 'both-1', leaseToken: s!.leaseToken }, 30_000);
+    const l = await getLimit(db, 'both.example');
+    expect(l.concurrency).toBe(5);
+    expect(l.backoff_until).not.toBeNull();
+    await enqueue('both', 2, { concurrencyKey: 'both.example' });
+    expect(await claim('both-2', 'both', 5)).toHaveLength(0);
+    // Deleting the limit drops the backoff with it.
+    await deleteLimit(db, 'both.example');
+    expect(await claim('both-2', 'both', 5)).toHaveLength(2);
   });
 });

@@ -25,10 +25,32 @@ export type LimitView = {
   claimedLastMinute: number | null;
   /** When the waiting sessions are next looked at (null when none wait). */
   releaseAt: string | null;
+  /**
+   * No session of the key is claimed before this: its site answered a navigation with HTTP 429 or 503 and
+   * Retry-After (null: no backoff now). A key may be listed for a backoff alone (concurrency and perMinute null).
+   */
+  backoffUntil: string | null;
   createdAt: string;
   updatedAt: string;
 };
 
 export type LimitList = {
   items: LimitView[];
+};
+
+/** Runner: a session's navigation got HTTP 429 or 503 with Retry-After (POST /v1/runners/:id/sessions/:sid/backoff). */
+export type ReportBackoffBody = {
+  leaseToken: string;
+  /** What Retry-After asked for, in ms (held to at most an hour). */
+  retryAfterMs: number;
+  /** The navigation's HTTP status. */
+  status: number;
+  url?: string;
+};
+
+export type ReportBackoffReply = {
+  /** The session's key (null: it has none, nothing changed). */
+  key: string | null;
+  /** The key's backoff time (the later one, when another session asked for longer). */
+  backoffUntil: string | null;
 };

@@ -18,6 +18,9 @@ function show(ctx: CommandContext, l: LimitView): void {
       `running      ${l.running}`,
       `waiting      ${l.waiting}${l.releaseAt ? ` (next look ${l.releaseAt})` : ''}`,
       `last minute  ${bound(l.claimedLastMinute)} claimed`,
+      ...(l.backoffUntil
+        ? [`backing off  until ${l.backoffUntil} (the site answered 429/503 with Retry-After)`]
+        : []),
       `updated      ${l.updatedAt}`,
     ].join('\n'),
   );
@@ -70,7 +73,7 @@ export default defineCommand({
           else
             ctx.out(
               table(
-                ['KEY', 'CONCURRENCY', 'PER MINUTE', 'RUNNING', 'WAITING', 'LAST MINUTE'],
+                ['KEY', 'CONCURRENCY', 'PER MINUTE', 'RUNNING', 'WAITING', 'LAST MINUTE', 'BACKOFF UNTIL'],
                 items.map((l) => [
                   l.key,
                   bound(l.concurrency),
@@ -78,6 +81,7 @@ export default defineCommand({
                   l.running,
                   l.waiting,
                   bound(l.claimedLastMinute),
+                  l.backoffUntil ?? '',
                 ]),
               ),
             );

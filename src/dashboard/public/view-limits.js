@@ -14,7 +14,8 @@ export function mount(el) {
         A session counts under its <code>concurrencyKey</code> (a flow's default: the host of its first
         <code>goto</code>). Across all runners, at most <em>concurrency</em> sessions of a limited key run at
         once and at most <em>per minute</em> are claimed in any 60 s; the rest wait, and other work is claimed
-        meanwhile.
+        meanwhile. A site that answers a navigation with 429 or 503 and <code>Retry-After</code> gets no
+        session of its key until then (listed here while it lasts).
       </p>
       <div id="limit-table">Loading…</div>
       <form id="limit-form" class="form">
@@ -46,6 +47,7 @@ export function mount(el) {
               'Waiting',
               'Claimed last minute',
               'Next look',
+              'Backing off until',
               '',
             ],
             items.map((l) => [
@@ -56,6 +58,7 @@ export function mount(el) {
               l.waiting,
               bound(l.claimedLastMinute),
               l.releaseAt ? time(l.releaseAt) : '—',
+              l.backoffUntil ? time(l.backoffUntil) : '—',
               html`<button type="button" class="limit-delete" data-key="${l.key}">Delete</button>`,
             ]),
             { id: 'limits', caption: `${items.length} limit${items.length === 1 ? '' : 's'}` },

@@ -1,9 +1,24 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../core/errors.js';
-import { LimitList, LimitParams, LimitView, PutLimitBody } from '../../protocol/limits.js';
+import {
+  BackoffParams,
+  LimitList,
+  LimitParams,
+  LimitView,
+  PutLimitBody,
+  ReportBackoffBody,
+  ReportBackoffReply,
+} from '../../protocol/limits.js';
 import { findUnstorable } from '../../protocol/text.js';
-import { deleteLimit, getLimit, listLimits, putLimit, type LimitRow } from '../../store/limits.js';
+import {
+  deleteLimit,
+  getLimit,
+  listLimits,
+  putLimit,
+  recordBackoff,
+  type LimitRow,
+} from '../../store/limits.js';
 
 /** Per-key limits (docs/limits.md): set, read and drop a key's bound; the claim enforces it. */
 
@@ -16,6 +31,7 @@ export function limitView(r: LimitRow): LimitView {
     waiting: r.waiting,
     claimedLastMinute: r.per_minute === null ? null : r.claimed_last_minute,
     releaseAt: r.release_at && r.waiting > 0 ? r.release_at.toISOString() : null,
+    backoffUntil: r.backoff_until ? r.backoff_until.toISOString() : null,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
   };
@@ -56,6 +72,29 @@ export async function limitRoutes(fastify: FastifyInstance): Promise<void> {
       if (req.body.concurrency === undefined && req.body.perMinute === undefined)
         throw new ValidationError('body', 'must set concurrency, perMinute or both');
       return limitView(await putLimit(db, req.params.key, req.body));
+    },
+  );
+
+  // A runner's session met HTTP 429/503 with Retry-After: its key claims nothing until then (fenced).
+  app.post(
+    '/v1/runners/:runnerId/sessions/:sessionId/backoff',
+    {
+      config: { scope: 'runner' },
+      schema: { params: BackoffParams, body: ReportBackoffBody, response: { 200: ReportBackoffReply } },
+    },
+    async (req) => {
+      const { runnerId, sessionId } = req.params;
+      const out = await recordBackoff(
+        db,
+        { sessionId, runnerId, leaseToken: req.body.leaseToken },
+        req.body.retryAfterMs,
+      );
+      if (out.key !== null)
+        req.log.info(
+          { sessionId, key: out.key, status: req.body.status, until: out.backoffUntil },
+          'site asked to back off',
+        );
+      return { key: out.key, backoffUntil: out.backoffUntil ? out.backoffUntil.toISOString() : null };
     },
   );
 

@@ -18,9 +18,13 @@ CREATE TABLE limits (
   recent      timestamptz[] NOT NULL DEFAULT '{}',
   -- When a claim next looks at the key's held sessions (NULL: none held).
   release_at  timestamptz,
+  -- The site said to come back later (HTTP 429 or 503 with Retry-After on a navigation): no session of
+  -- the key is claimed before this time. A key may have a row for this alone (no bounds), dropped once
+  -- the time has passed and nothing waits.
+  backoff_until timestamptz,
   created_at  timestamptz NOT NULL DEFAULT now(),
   updated_at  timestamptz NOT NULL DEFAULT now(),
-  CHECK (concurrency IS NOT NULL OR per_minute IS NOT NULL)
+  CHECK (concurrency IS NOT NULL OR per_minute IS NOT NULL OR backoff_until IS NOT NULL)
 );
 CREATE INDEX limits_release_idx ON limits (release_at) WHERE release_at IS NOT NULL;
 
@@ -91,22 +95,43 @@ BEGIN
 END
 $$;
 
--- A limit's room now: how many more of its sessions may be claimed. p_recent is the window's claims (this
--- claim's own included), p_extra the key's sessions this claim has taken and not yet marked running.
+-- A site said to come back later: a running session's navigation got HTTP 429 or 503 with Retry-After.
+-- Fenced by the session's lease like every runner write; the session's key (none: nothing to do) claims
+-- nothing until then (the later time wins when two say so). Answers the key's backoff time, NULL when the
+-- lease is not held or the session has no key.
+CREATE FUNCTION sfw_back_off(p_session uuid, p_runner text, p_lease uuid, p_until timestamptz)
+RETURNS TABLE (key text, backoff_until timestamptz) LANGUAGE sql AS $$
+  INSERT INTO limits AS l (key, backoff_until, release_at)
+  SELECT s.concurrency_key, p_until, p_until FROM sessions s
+  WHERE s.id = p_session AND s.lease_token = p_lease AND s.claimed_by = p_runner AND s.status = 'running'
+    AND s.concurrency_key IS NOT NULL
+  ON CONFLICT (key) DO UPDATE SET
+    backoff_until = greatest(l.backoff_until, excluded.backoff_until),
+    release_at = CASE WHEN l.release_at IS NULL THEN NULL
+                      ELSE greatest(l.release_at, excluded.backoff_until) END,
+    updated_at = now()
+  RETURNING l.key, l.backoff_until
+$$;
+
+-- A limit's room now: how many more of its sessions may be claimed (none while it backs off). p_recent is
+-- the window's claims (this claim's own included), p_extra the key's sessions this claim has taken and not
+-- yet marked running.
 CREATE FUNCTION sfw_limit_room(p_key text, p_concurrency integer, p_per_minute integer, p_recent timestamptz[],
-                               p_extra integer)
-RETURNS integer LANGUAGE sql STABLE AS $$
-  SELECT greatest(0, least(
+                               p_extra integer, p_backoff_until timestamptz)
+RETURNS integer LANGUAGE sql VOLATILE AS $$
+  SELECT CASE WHEN p_backoff_until > clock_timestamp() THEN 0 ELSE greatest(0, coalesce(least(
     p_concurrency - p_extra - (SELECT count(*) FROM session_running r WHERE r.concurrency_key = p_key)::integer,
-    p_per_minute - cardinality(p_recent)))
+    p_per_minute - cardinality(p_recent)), 2147483647)) END
 $$;
 
 -- When a key with held sessions is next looked at: once its window moves on if per_minute is what is full,
 -- else in a second (its slots free through the queue trigger; this catches one that freed while the
 -- sessions were being parked).
-CREATE FUNCTION sfw_limit_next_look(p_per_minute integer, p_recent timestamptz[], p_at timestamptz)
+CREATE FUNCTION sfw_limit_next_look(p_per_minute integer, p_recent timestamptz[], p_at timestamptz,
+                                    p_backoff_until timestamptz)
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
-  SELECT CASE WHEN p_per_minute IS NOT NULL AND cardinality(p_recent) >= p_per_minute
+  SELECT CASE WHEN p_backoff_until > p_at THEN p_backoff_until
+              WHEN p_per_minute IS NOT NULL AND cardinality(p_recent) >= p_per_minute
               THEN greatest(p_recent[cardinality(p_recent) - p_per_minute + 1] + sfw_limit_window(), p_at + interval '50 milliseconds')
               ELSE p_at + interval '1 second' END
 $$;
@@ -124,13 +149,19 @@ BEGIN
   FOR l IN SELECT * FROM limits WHERE release_at <= now() ORDER BY key FOR UPDATE SKIP LOCKED LOOP
     v_at := clock_timestamp();
     v_recent := ARRAY(SELECT t FROM unnest(l.recent) t WHERE t > v_at - sfw_limit_window() ORDER BY t);
-    v_room := sfw_limit_room(l.key, l.concurrency, l.per_minute, v_recent, 0)
+    v_room := sfw_limit_room(l.key, l.concurrency, l.per_minute, v_recent, 0, l.backoff_until)
               - (SELECT count(*) FROM session_ready q WHERE q.concurrency_key = l.key)::integer;
-    v_n := v_n + sfw_release_held(l.key, coalesce(v_room, 2147483647));
-    UPDATE limits SET recent = v_recent,
-      release_at = CASE WHEN EXISTS (SELECT 1 FROM session_held h WHERE h.concurrency_key = l.key)
-                        THEN sfw_limit_next_look(l.per_minute, v_recent, v_at) END
-    WHERE key = l.key;
+    v_n := v_n + sfw_release_held(l.key, v_room);
+    IF l.concurrency IS NULL AND l.per_minute IS NULL AND NOT l.backoff_until > v_at
+       AND NOT EXISTS (SELECT 1 FROM session_held h WHERE h.concurrency_key = l.key) THEN
+      -- A row kept only for a backoff that is over.
+      DELETE FROM limits WHERE key = l.key;
+    ELSE
+      UPDATE limits SET recent = v_recent,
+        release_at = CASE WHEN EXISTS (SELECT 1 FROM session_held h WHERE h.concurrency_key = l.key)
+                          THEN sfw_limit_next_look(l.per_minute, v_recent, v_at, l.backoff_until) END
+      WHERE key = l.key;
+    END IF;
   END LOOP;
   RETURN v_n;
 END
@@ -327,7 +358,7 @@ BEGIN
       END IF;
       v_recent := ARRAY(SELECT t FROM unnest(l.recent) t WHERE t > clock_timestamp() - sfw_limit_window() ORDER BY t);
       v_room := sfw_limit_room(v_key, l.concurrency, l.per_minute, v_recent,
-                               cardinality(array_positions(v_keys, v_key)));
+                               cardinality(array_positions(v_keys, v_key)), l.backoff_until);
       -- The claim time, after the count: later than the end of every session the count saw ended, and than
       -- every claim the window holds.
       v_now := clock_timestamp();
@@ -357,7 +388,8 @@ BEGIN
         INSERT INTO session_held (id, type, priority, created_at, run_at, concurrency_key)
         SELECT id, type, priority, created_at, run_at, concurrency_key FROM moved ON CONFLICT (id) DO NOTHING;
         -- Parked ones of this claim's candidates (locked by it, so in p) are gone from the ready table.
-        UPDATE limits x SET recent = v_recent, release_at = sfw_limit_next_look(l.per_minute, v_recent, v_now)
+        UPDATE limits x SET recent = v_recent,
+          release_at = sfw_limit_next_look(l.per_minute, v_recent, v_now, l.backoff_until)
         WHERE x.key = v_key;
       ELSIF l.per_minute IS NOT NULL THEN
         UPDATE limits x SET recent = v_recent WHERE x.key = v_key;
