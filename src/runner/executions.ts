@@ -5,6 +5,7 @@ import { completionBody } from './reports.js';
 import type { Executor, SessionOutcome, SessionRef } from './types.js';
 import { uploadArtifact, type ArtifactUploadDeps } from './artifacts-upload.js';
 import { sessionStateAccess, type StateAccessDeps } from './state-access.js';
+import { backoffReporter, type BackoffReportDeps } from './backoff-report.js';
 
 /**
  * The sessions a runner holds: each claimed session runs in the executor (abandoned as `error` when it
@@ -29,6 +30,8 @@ export interface ExecutionsDeps {
   uploads: ArtifactUploadDeps;
   /** Named states through the API (state.use, state.save). */
   states: StateAccessDeps;
+  /** Sites' Retry-After, reported to the API (see backoff-report.ts). */
+  backoffs?: BackoffReportDeps;
   log: Logger;
   /** Session types that take a browser context (and so count against memory-aware admission). */
   browserTypes: ReadonlySet<string>;
@@ -144,6 +147,7 @@ export class Executions {
           upload,
           state: sessionStateAccess(this.deps.states, s, log),
           log,
+          ...(this.deps.backoffs ? { backoff: backoffReporter(this.deps.backoffs, s, log) } : {}),
         }),
         hard,
       ]);

@@ -93,6 +93,7 @@ export class Runner {
         retry: this.retry,
         forced: this.forceAbort.signal,
       },
+      backoffs: { runnerId: this.runnerId, client: this.client },
       log: this.log,
       browserTypes,
       hardGraceMs: opts.hardTimeoutGraceMs ?? 30_000,

@@ -33,6 +33,8 @@ export interface ExecuteContext {
   /** The session's named state (`state.use`, `state.save`) through the API, under its lease. */
   state: SessionStateAccess;
   log: EventLog;
+  /** Reports a site's Retry-After (429/503 on a navigation), so its key is left alone until then. */
+  backoff?: (retryAfterMs: number, info: { status: number; url: string }) => void;
 }
 
 export interface SessionOutcome {
@@ -58,7 +60,7 @@ export type RunnerApi = Pick<
   SfwClient,
   'claim' | 'heartbeat' | 'completeMany' | 'uploadArtifact' | 'stopRunner'
 > &
-  Partial<Pick<SfwClient, 'registerTypes' | 'getSessionState' | 'saveSessionState'>>;
+  Partial<Pick<SfwClient, 'registerTypes' | 'getSessionState' | 'saveSessionState' | 'reportBackoff'>>;
 
 /** One attempt of a session, as every write about it names it (fencing). */
 export interface SessionRef {

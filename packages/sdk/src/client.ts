@@ -42,7 +42,7 @@ import type {
   StateList,
   StateSaveOutcome,
 } from './states.js';
-import type { LimitList, LimitView, PutLimitBody } from './limits.js';
+import type { LimitList, LimitView, PutLimitBody, ReportBackoffBody, ReportBackoffReply } from './limits.js';
 import type {
   CreateWebhookBody,
   ListDeliveriesQuery,
@@ -469,6 +469,18 @@ export class SfwClient {
   /** Drops a key's limit; its waiting sessions go back to the queue at once. Answers the limit as it was. */
   deleteLimit(key: string): Promise<LimitView> {
     return this.call('DELETE', `/v1/limits/${encodeURIComponent(key)}`, { idempotent: true });
+  }
+
+  /**
+   * Runner: a session's site answered 429/503 with Retry-After; its key claims nothing until then
+   * (under the session's lease: a lost one is 409 LEASE_LOST).
+   */
+  reportBackoff(runnerId: string, sessionId: string, body: ReportBackoffBody): Promise<ReportBackoffReply> {
+    return this.call(
+      'POST',
+      `/v1/runners/${encodeURIComponent(runnerId)}/sessions/${encodeURIComponent(sessionId)}/backoff`,
+      { body, idempotent: true },
+    );
   }
 
   // ---- named states --------------------------------------------------------------------------------
