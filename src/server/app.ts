@@ -35,6 +35,7 @@ import { artifactRoutes } from './routes/artifacts.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { limitRoutes } from './routes/limits.js';
+import { retentionRoutes } from './routes/retention.js';
 import { browserRoutes } from './routes/browser.js';
 import type { RelayLimits } from './relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
@@ -461,6 +462,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(opsRoutes);
   await app.register(webhookRoutes);
   await app.register(limitRoutes);
+  await app.register(retentionRoutes);
   await app.register(batchRoutes);
   await app.register(stateRoutes);
   await app.register(browserRoutes);

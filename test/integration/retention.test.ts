@@ -18,6 +18,7 @@ import {
   type RetentionSettings,
 } from '../../src/server/retention.js';
 import { LocalSessionFolders } from '../../src/server/retention-files.js';
+import { retentionLine } from '../../src/cli/commands/status.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { freshDb } from '../helpers/db.js';
 import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
@@ -305,6 +306,19 @@ describe('pruning', () => {
     expect(metricsAfter).toContain('sfw_retention_seconds{status="failed"} 0');
     const last = /^sfw_retention_last_run_timestamp_seconds (\S+)$/m.exec(metricsAfter)?.[1];
     expect(Math.abs(Number(last) - Date.now() / 1000)).toBeLessThan(60);
+
+    // GET /v1/retention (the SDK's retention(), what sfw status prints) says the same.
+    const view = await api.client.retention();
+    expect(view).toMatchObject({
+      retentionMs: settings,
+      pruned: { succeeded: 5, failed: 0, error: 2, cancelled: 2 },
+      prunedArtifactBytes: 4321 + 1000,
+      orphanFolders: 1,
+    });
+    expect(Date.parse(view.lastRunAt!)).toBeGreaterThan(Date.now() - 60_000);
+    expect(retentionLine(view, Date.parse(view.lastRunAt!) + 12_000)).toBe(
+      'succeeded 1 min · failed kept · error 1 d · cancelled 1 h   pruned 9, last run 12 s ago',
+    );
 
     // The next pass finds nothing more.
     const again = await retention().runOnce();

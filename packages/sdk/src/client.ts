@@ -43,6 +43,7 @@ import type {
   StateSaveOutcome,
 } from './states.js';
 import type { LimitList, LimitView, PutLimitBody, ReportBackoffBody, ReportBackoffReply } from './limits.js';
+import type { RetentionView } from './retention.js';
 import type {
   CreateWebhookBody,
   ListDeliveriesQuery,
@@ -447,6 +448,13 @@ export class SfwClient {
       `/v1/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/retry`,
       { idempotent: true },
     );
+  }
+
+  // ---- retention ---------------------------------------------------------------------------------
+
+  /** Retention settings of the answering API replica and what retention removed (fleet-wide). */
+  retention(): Promise<RetentionView> {
+    return this.call('GET', '/v1/retention', { idempotent: true });
   }
 
   // ---- per-key limits ------------------------------------------------------------------------------

@@ -7,4 +7,5 @@ export type * from './flow.js';
 export * from './webhooks.js';
 export type * from './states.js';
 export type * from './limits.js';
+export type * from './retention.js';
 export * from './batches.js';

@@ -1,7 +1,32 @@
-import { ApiError } from '@session-framework/sdk';
+import { ApiError, type RetentionView } from '@session-framework/sdk';
 import { CLIENT_CONFIG, clientFrom } from '../client.js';
 import { JSON_FLAG, defineCommand, table } from '../command.js';
 import { typesTable } from './types.js';
+
+/** How long a duration is, in its largest whole unit (30 d, 12 h, 90 min); 0 keeps forever. */
+function span(ms: number): string {
+  if (ms === 0) return 'kept';
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['min', 60_000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size} ${unit}`;
+  return `${ms} ms`;
+}
+
+/** `succeeded 30 d · failed 90 d · error 30 d · cancelled kept   pruned 1234, last run 12 s ago`. */
+export function retentionLine(r: RetentionView, now = Date.now()): string {
+  const kept = (Object.keys(r.retentionMs) as (keyof RetentionView['retentionMs'])[])
+    .map((s) => `${s} ${span(r.retentionMs[s])}`)
+    .join(' · ');
+  const pruned = Object.values(r.pruned).reduce((n, v) => n + v, 0);
+  const last =
+    r.lastRunAt === null
+      ? 'never'
+      : `${Math.max(0, Math.round((now - Date.parse(r.lastRunAt)) / 1000))} s ago`;
+  return `${kept}   pruned ${pruned}, last run ${last}`;
+}
 
 export default defineCommand({
   name: 'status',
@@ -13,7 +38,7 @@ export default defineCommand({
   async run(ctx) {
     const client = clientFrom(ctx);
     try {
-      const [queue, runners, alerts, types] = await Promise.all([
+      const [queue, runners, alerts, types, retention] = await Promise.all([
         client.queue(),
         client.runners(),
         client.alerts(),
@@ -22,9 +47,21 @@ export default defineCommand({
           if (err instanceof ApiError && err.status === 404) return undefined;
           throw err;
         }),
+        client.retention().catch((err: unknown) => {
+          if (err instanceof ApiError && err.status === 404) return undefined;
+          throw err;
+        }),
       ]);
       if (ctx.flags.json) {
-        ctx.out(JSON.stringify({ queue, runners, alerts, ...(types ? { types } : {}) }));
+        ctx.out(
+          JSON.stringify({
+            queue,
+            runners,
+            alerts,
+            ...(types ? { types } : {}),
+            ...(retention ? { retention } : {}),
+          }),
+        );
         return;
       }
       ctx.out('QUEUE');
@@ -61,6 +98,10 @@ export default defineCommand({
         ctx.out('');
         ctx.out('TYPES');
         ctx.out(typesTable(types, 70));
+      }
+      if (retention) {
+        ctx.out('');
+        ctx.out(`RETENTION  ${retentionLine(retention)}`);
       }
       ctx.out('');
       ctx.out('ALERTS');
