@@ -32,6 +32,7 @@ import { SessionTypes } from './session-types.js';
 import { DEFAULT_RUNNER_RETENTION_MS } from './alerts.js';
 import { opsRoutes } from './routes/ops.js';
 import { artifactRoutes } from './routes/artifacts.js';
+import { LocalArtifactStore, type ArtifactStore } from './artifact-store.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { limitRoutes } from './routes/limits.js';
@@ -64,6 +65,8 @@ export interface AppDeps {
   maxBodyBytes: number;
   maxArtifactBytes: number;
   artifactsDir: string;
+  /** Where artifact bytes live (ARTIFACTS_URL); absent: the local directory artifactsDir. */
+  artifactStore?: ArtifactStore | undefined;
   /** Token-bucket limits on client endpoints; absent: no limit. */
   rateLimit?: RateLimitOptions | undefined;
   logger?: FastifyServerOptions['loggerInstance'];
@@ -103,6 +106,7 @@ declare module 'fastify' {
     sessionTypes: SessionTypes;
     routeList: RouteOptions[];
     webhookSender: WebhookSender | undefined;
+    artifactStore: ArtifactStore;
   }
 }
 
@@ -369,6 +373,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorate('routeList', trackRoutes(app));
   app.decorate('deps', deps);
+  app.decorate('artifactStore', deps.artifactStore ?? new LocalArtifactStore(deps.artifactsDir));
   const waiters = new Waiters(deps.notifier, deps.fallbackPollMs);
   app.decorate('waiters', waiters);
   app.decorate(
