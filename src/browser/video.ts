@@ -117,7 +117,6 @@ export async function findVideoRecorder(opts: FindVideoOptions = {}): Promise<Vi
   return ok === true ? { kind: 'screencast', ffmpeg: system } : { kind: 'none', reason: `${ok}: ${HELP}` };
 }
 
-const FPS = 25;
 /** Frames waiting for ffmpeg beyond this are dropped rather than held in memory. */
 const MAX_PENDING_BYTES = 32 << 20;
 
@@ -132,8 +131,9 @@ export interface ScreencastRecording {
 const even = (n: number) => Math.max(2, Math.floor(n / 2) * 2);
 
 /**
- * Records `page` into `file` (VP8 WebM): its CDP screencast frames (JPEG, sent when the page paints) are
- * written to ffmpeg at a constant 25 frames per second, each frame repeated until the next one comes.
+ * Records `page` into `file` (VP8 WebM): its CDP screencast frames (JPEG, sent when the page paints) go to
+ * ffmpeg as they come, timed by when ffmpeg reads them (a variable frame rate: a page that does not
+ * change costs no frames), and the last one again at the end so the video lasts as long as the session.
  */
 export async function startScreencast(
   page: Page,
@@ -144,7 +144,8 @@ export async function startScreencast(
   const w = even(size.width);
   const h = even(size.height);
   const args = [
-    ...['-loglevel', 'error', '-f', 'image2pipe', '-c:v', 'mjpeg', '-framerate', String(FPS), '-i', 'pipe:0'],
+    ...['-loglevel', 'error', '-use_wallclock_as_timestamps', '1'],
+    ...['-f', 'image2pipe', '-c:v', 'mjpeg', '-i', 'pipe:0', '-fps_mode', 'passthrough'],
     ...['-an', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M'],
     ...['-qmin', '0', '-qmax', '50', '-crf', '8', '-pix_fmt', 'yuv420p'],
     ...['-vf', `scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:0:0:gray`],
@@ -165,35 +166,23 @@ export async function startScreencast(
   child.stdin?.on('error', () => {});
 
   let last: Buffer | undefined;
-  let startedAt = 0;
-  let written = 0;
   let stopped = false;
-  const write = (frame: Buffer, until: number) => {
+  const write = (frame: Buffer) => {
     const stdin = child.stdin;
-    if (!stdin || stdin.destroyed) return;
-    while (written < until) {
-      written++;
-      if (stdin.writableLength > MAX_PENDING_BYTES) continue;
-      stdin.write(frame);
-    }
+    if (!stdin || stdin.destroyed || stdin.writableLength > MAX_PENDING_BYTES) return;
+    stdin.write(frame);
   };
-  const frameAt = (t: number) => Math.floor((t - startedAt) * FPS);
 
   let cdp: CDPSession | undefined;
   try {
     cdp = await page.context().newCDPSession(page);
     const session = cdp;
-    session.on(
-      'Page.screencastFrame',
-      (f: { data: string; sessionId: number; metadata?: { timestamp?: number } }) => {
-        session.send('Page.screencastFrameAck', { sessionId: f.sessionId }).catch(() => {});
-        if (stopped) return;
-        const t = f.metadata?.timestamp ?? Date.now() / 1000;
-        if (!last) startedAt = t;
-        else write(last, Math.max(written + 1, frameAt(t)));
-        last = Buffer.from(f.data, 'base64');
-      },
-    );
+    session.on('Page.screencastFrame', (f: { data: string; sessionId: number }) => {
+      session.send('Page.screencastFrameAck', { sessionId: f.sessionId }).catch(() => {});
+      if (stopped) return;
+      last = Buffer.from(f.data, 'base64');
+      write(last);
+    });
     await session.send('Page.startScreencast', { format: 'jpeg', quality: 80, maxWidth: w, maxHeight: h });
   } catch (err) {
     child.kill('SIGKILL');
@@ -211,7 +200,7 @@ export async function startScreencast(
         await exited;
         return 'the page sent no frame';
       }
-      write(last, Math.max(written + 1, frameAt(Date.now() / 1000)));
+      write(last);
       child.stdin?.end();
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
       const code = await exited;

@@ -52,7 +52,13 @@ export const DEFAULT_CAPTURE_SETTINGS: CaptureSettings = {
 type Upload = (name: string, data: Buffer, contentType: string) => Promise<void>;
 
 const DOWNLOAD_WAIT_MS = 10_000;
-const DEFAULT_VIDEO_SIZE = { width: 1280, height: 720 };
+const DEFAULT_VIEWPORT = { width: 1280, height: 720 };
+
+/** The viewport scaled down to fit 800x800, as Playwright sizes its videos. */
+function videoSize(viewport: { width: number; height: number }): { width: number; height: number } {
+  const scale = Math.min(1, 800 / Math.max(viewport.width, viewport.height));
+  return { width: Math.round(viewport.width * scale), height: Math.round(viewport.height * scale) };
+}
 
 function kept(mode: CaptureMode, failed: boolean): boolean {
   return mode === 'on' || (mode === 'on-failure' && failed);
@@ -123,7 +129,13 @@ export class SessionCapture {
     if (har === 'off' && video === 'off' && options.downloads !== true) return undefined;
     const recorder = video === 'off' ? undefined : await settings.videoRecorder();
     const dir = await mkdtemp(join(tmpdir(), 'sfw-capture-'));
-    const capture = new SessionCapture(options, settings, dir, recorder, viewport ?? DEFAULT_VIDEO_SIZE);
+    const capture = new SessionCapture(
+      options,
+      settings,
+      dir,
+      recorder,
+      videoSize(viewport ?? DEFAULT_VIEWPORT),
+    );
     if (recorder?.kind === 'none') capture.warnings.push(`video needs ffmpeg: ${recorder.reason}`);
     return capture;
   }
