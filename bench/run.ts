@@ -14,6 +14,7 @@ import { runBuilds } from './parts/builds.js';
 import { runSchedules } from './parts/schedules.js';
 import { runWebhooks } from './parts/webhooks.js';
 import { runLimits } from './parts/limits.js';
+import { runCapture } from './parts/capture.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -32,6 +33,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   schedules: runSchedules,
   webhooks: runWebhooks,
   limits: runLimits,
+  capture: runCapture,
 };
 
 export interface BenchRun {
