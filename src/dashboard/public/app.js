@@ -10,6 +10,7 @@ import * as settings from './view-settings.js';
 import * as webhooks from './view-webhooks.js';
 import * as states from './view-states.js';
 import * as limits from './view-limits.js';
+import * as batch from './view-batch.js';
 
 const POLL_MS = 3000;
 const ROUTES = [
@@ -23,6 +24,8 @@ const ROUTES = [
   { re: /^\/states$/, view: states, nav: 'states' },
   { re: /^\/states\/(?<name>[A-Za-z0-9][A-Za-z0-9._:-]{0,99})$/, view: states, nav: 'states' },
   { re: /^\/limits$/, view: limits, nav: 'limits' },
+  { re: /^\/tags$/, view: batch, nav: 'batches' },
+  { re: /^\/tags\/(?<tag>[A-Za-z0-9][A-Za-z0-9._:/=@+%-]{0,200})$/, view: batch, nav: 'batches' },
   { re: /^\/settings$/, view: settings, nav: 'settings' },
 ];
 

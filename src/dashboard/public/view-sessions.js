@@ -2,6 +2,7 @@
 // summaries (no inputs or results); a session's own view reads it whole.
 import { get, query } from './api.js';
 import { badge, duration, html, raw, render, table, time } from './util.js';
+import { exportButtons, exportMarkup } from './view-batch.js';
 
 export const title = 'Sessions';
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'error', 'cancelled'];
@@ -13,6 +14,7 @@ export function mount(el, params) {
     type: params.get('type') ?? '',
     runnerId: params.get('runnerId') ?? '',
     scheduleId: params.get('scheduleId') ?? '',
+    tag: params.get('tag') ?? '',
   };
   // Cursors of the pages before the current one (the first page has none).
   const cursors = [];
@@ -36,6 +38,16 @@ export function mount(el, params) {
           autocomplete="off"
           pattern="[A-Za-z0-9][A-Za-z0-9._:\\-]*"
         />
+        <label for="filter-tag">Tag</label>
+        <input
+          id="filter-tag"
+          name="tag"
+          value="${filter.tag}"
+          placeholder="any tag"
+          autocomplete="off"
+          maxlength="64"
+          pattern="[A-Za-z0-9][A-Za-z0-9._:\\/=@+\\-]*"
+        />
         <label for="filter-runner">Runner</label>
         <input
           id="filter-runner"
@@ -46,6 +58,10 @@ export function mount(el, params) {
         />
         <button type="submit">Apply</button>
       </form>
+      <p class="actions" id="session-actions">
+        ${filter.tag ? html`<a id="batch-link" href="#/tags/${encodeURIComponent(filter.tag)}">Batch progress of ${filter.tag}</a>` : ''}
+        ${exportMarkup}
+      </p>
       <p id="list-state" class="hint" aria-live="polite"></p>
       <div id="session-list">Loading…</div>
       <nav class="pager" aria-label="Pages">
@@ -60,8 +76,15 @@ export function mount(el, params) {
       status: form.status.value,
       type: form.type.value.trim(),
       runnerId: form.runnerId.value.trim(),
+      tag: form.tag.value.trim(),
     })}`;
   });
+  // The export takes the filters it knows (tag, status, type); a runner or schedule filter is not one.
+  exportButtons(
+    el.querySelector('#session-actions'),
+    () => ({ tag: filter.tag, status: filter.status, type: filter.type }),
+    (t) => (el.querySelector('#list-state').textContent = t),
+  );
   form.status.addEventListener('change', () => form.requestSubmit());
   const newer = el.querySelector('#page-newer');
   const older = el.querySelector('#page-older');
@@ -80,7 +103,7 @@ export function mount(el, params) {
       page.items.length === 0
         ? html`<p>
             No
-            sessions${filter.status || filter.type || filter.runnerId || filter.scheduleId ? ' match these filters' : ' yet'}.
+            sessions${filter.status || filter.type || filter.runnerId || filter.scheduleId || filter.tag ? ' match these filters' : ' yet'}.
           </p>`
         : table(
             ['Session', 'Type', 'Status', 'Priority', 'Attempt', 'Created', 'Ran for', 'Runner'],
