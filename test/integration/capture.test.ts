@@ -1,6 +1,10 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateSessionBody, SessionView } from '@session-framework/sdk';
 import { BrowserPool } from '../../src/browser/pool.js';
+import { main } from '../../src/cli/main.js';
 import { findVideoRecorder } from '../../src/browser/video.js';
 import {
   DEFAULT_CAPTURE_SETTINGS,
@@ -138,6 +142,42 @@ describe('with ffmpeg where the machine has it', () => {
     });
     expect(passing.status).toBe('succeeded');
     expect(names(passing)).toEqual([]);
+  });
+
+  it('sfw enqueue takes --har, --video and --downloads; sfw artifacts get fetches the captures', async () => {
+    const env = { API_BASE_URL: api.url };
+    const steps = [
+      { action: 'goto', url: page('downloads.html') },
+      { action: 'click', selector: '#small' },
+      { action: 'waitFor', ms: 700 },
+    ];
+    const video = recorder.kind === 'none' ? 'off' : 'on';
+    const argv = ['enqueue', 'flow', '--input', JSON.stringify({ steps }), '--har', 'on', '--video', video];
+    expect(await main([...argv, '--downloads'], env)).toBe(0);
+    const [newest] = (await api.client.listSessions({ fields: [], limit: 1 })).items;
+    expect(newest).toBeDefined();
+    const s = await api.client.waitUntilDone(newest!.id, { timeoutMs: 60_000 });
+    expect(s.artifactOptions).toMatchObject({ har: 'on', video, downloads: true });
+    expect(s.status, s.errorMessage ?? '').toBe('succeeded');
+
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-capture-cli-'));
+    try {
+      const wanted = [
+        'session.har',
+        'download-1-monthly_report_May_.csv',
+        ...(video === 'on' ? ['video.webm'] : []),
+      ];
+      for (const name of wanted) {
+        const out = path.join(dir, name);
+        expect(await main(['artifacts', 'get', s.id, name, '-o', out], env), name).toBe(0);
+        expect(await readFile(out)).toEqual((await api.client.getArtifact(s.id, name)).data);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // A bad mode is the CLI's own message (exit 2), before any request.
+    expect(await main(['enqueue', 'flow', '--har', 'always'], env)).toBe(2);
+    expect(await main(['enqueue', 'flow', '--video', 'yes'], env)).toBe(2);
   });
 
   it('refuses bad capture options with 400 at their path and stores nothing', async () => {
