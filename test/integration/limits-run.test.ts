@@ -100,8 +100,9 @@ const flowTo = (site: CountingSite) => ({
   type: 'flow',
   input: {
     steps: [
-      { action: 'goto', url: `${site.url}/slow` },
-      { action: 'assert', selector: 'h1', text: 'slow' },
+      // Generous step timeouts: twelve pages at once on a loaded 2-core machine can take their time.
+      { action: 'goto', url: `${site.url}/slow`, timeoutMs: 45_000 },
+      { action: 'assert', selector: 'h1', text: 'slow', timeoutMs: 5_000 },
     ],
   },
   artifacts: { screenshot: 'off' as const },
@@ -129,7 +130,11 @@ describe('a limited key on real runners', () => {
     const done = await Promise.all(
       [...a, ...b].map((s) => api.client.waitUntilDone(s.id, { timeoutMs: 60_000 })),
     );
-    expect(done.map((s) => s.status)).toEqual(Array.from({ length: 24 }, () => 'succeeded'));
+    const failures = done.filter((s) => s.status !== 'succeeded').map((s) => s.errorMessage);
+    expect(
+      done.map((s) => s.status),
+      JSON.stringify(failures),
+    ).toEqual(Array.from({ length: 24 }, () => 'succeeded'));
     expect(limited.served).toBe(12);
     expect(limited.most).toBeGreaterThanOrEqual(1);
     expect(limited.most).toBeLessThanOrEqual(2);
