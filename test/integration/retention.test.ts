@@ -19,7 +19,9 @@ import {
 } from '../../src/server/retention.js';
 import { LocalSessionFolders } from '../../src/server/retention-files.js';
 import { retentionLine } from '../../src/cli/commands/status.js';
+import { API_CONFIG_KEYS, startApi } from '../../src/server/main.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { waitFor } from '../helpers/wait.js';
 import { freshDb } from '../helpers/db.js';
 import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
 
@@ -419,6 +421,42 @@ describe('two API replicas pruning at once', () => {
       }
     },
   );
+});
+
+describe('sfw api', () => {
+  it('runs the pruning loop with the settings of its variables, and /metrics shows it', async () => {
+    const { db, url } = await freshDb('retention_api');
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-retention-api-'));
+    const cfg = loadConfig(API_CONFIG_KEYS, {
+      env: {
+        DATABASE_URL: url,
+        PORT: '0',
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'silent',
+        RETENTION_MS: '3600000',
+        RETENTION_CANCELLED_MS: '0',
+        RETENTION_INTERVAL_MS: '1000',
+      },
+    });
+    const api = await startApi(cfg);
+    try {
+      const gone = await finish(db, 'api', 'succeeded', 3, 2 * HOUR);
+      const cancelled = await finish(db, 'api', 'cancelled', 2, 2 * HOUR);
+      const recent = await finish(db, 'api', 'failed', 1, 30 * 60_000);
+      await waitFor(async () => (await present(db, gone)).length === 0, {
+        what: 'the API to prune the old succeeded sessions',
+      });
+      expect(await present(db, [...cancelled, ...recent])).toEqual([...cancelled, ...recent].sort());
+      const text = await (await fetch(`${api.url}/metrics`)).text();
+      expect(text).toContain('sfw_retention_pruned_sessions_total{status="succeeded"} 3');
+      expect(text).toContain('sfw_retention_seconds{status="succeeded"} 3600');
+      expect(text).toContain('sfw_retention_seconds{status="cancelled"} 0');
+    } finally {
+      await api.stop();
+      await db.end();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });
 
 interface PlanNode {
