@@ -11,7 +11,7 @@ import {
  * The one config schema. Each field binds an environment variable and a flag; precedence is
  * flag > env > default. Commands pick the fields they use; values are validated once at start and frozen.
  */
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'url' | 'level' | 'key32';
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'url' | 'level' | 'key32' | 's3url';
 
 interface FieldSpec {
   env: string;
@@ -62,6 +62,63 @@ export const CONFIG_FIELDS = {
     flag: 'artifacts-dir',
     kind: 'string',
     description: 'Where artifacts are stored (default DATA_DIR/artifacts)',
+  },
+  artifactsUrl: {
+    env: 'ARTIFACTS_URL',
+    flag: 'artifacts-url',
+    kind: 's3url',
+    description:
+      'Store artifacts in an S3-compatible bucket instead: s3://bucket/prefix (AWS S3, MinIO, R2, Supabase Storage; see docs/operations.md)',
+  },
+  s3Endpoint: {
+    env: 'S3_ENDPOINT',
+    flag: 's3-endpoint',
+    kind: 'url',
+    description: 'S3 endpoint of a store other than AWS (MinIO, R2, Supabase Storage); unset: AWS S3',
+  },
+  s3Region: {
+    env: 'S3_REGION',
+    flag: 's3-region',
+    kind: 'string',
+    description: "The bucket's region (unset: AWS_REGION or the AWS config; us-east-1 with S3_ENDPOINT)",
+  },
+  s3ForcePathStyle: {
+    env: 'S3_FORCE_PATH_STYLE',
+    flag: 's3-force-path-style',
+    kind: 'bool',
+    default: false,
+    description:
+      'Address the bucket as endpoint/bucket rather than bucket.endpoint (MinIO, Supabase Storage)',
+  },
+  artifactsRedirect: {
+    env: 'ARTIFACTS_REDIRECT',
+    flag: 'artifacts-redirect',
+    kind: 'bool',
+    default: false,
+    description:
+      'With ARTIFACTS_URL: artifact downloads answer 302 to a presigned URL (5 minutes) instead of streaming through the API',
+  },
+  awsAccessKeyId: {
+    env: 'AWS_ACCESS_KEY_ID',
+    flag: 'aws-access-key-id',
+    kind: 'string',
+    description:
+      "S3 credentials with AWS_SECRET_ACCESS_KEY (unset: the AWS SDK's default chain: profile, web identity, instance role)",
+    secret: true,
+  },
+  awsSecretAccessKey: {
+    env: 'AWS_SECRET_ACCESS_KEY',
+    flag: 'aws-secret-access-key',
+    kind: 'string',
+    description: 'Secret of AWS_ACCESS_KEY_ID',
+    secret: true,
+  },
+  awsSessionToken: {
+    env: 'AWS_SESSION_TOKEN',
+    flag: 'aws-session-token',
+    kind: 'string',
+    description: 'Session token of temporary AWS credentials',
+    secret: true,
   },
   allowedHosts: {
     env: 'ALLOWED_HOSTS',
@@ -498,7 +555,25 @@ function parseValue(spec: FieldSpec, raw: string, source: string): string | numb
     case 'key32':
       keyBytes(raw, source);
       return raw;
+    case 's3url':
+      parseArtifactsUrl(raw, source);
+      return raw;
   }
+}
+
+/**
+ * ARTIFACTS_URL as bucket and key prefix: s3://bucket or s3://bucket/some/prefix, the bucket named as S3
+ * names them (3-63 lowercase letters, digits, dots and hyphens); throws a ConfigError naming `source`.
+ */
+export function parseArtifactsUrl(raw: string, source = 'ARTIFACTS_URL'): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/?#]+)(\/[^?#]*)?$/.exec(raw.trim());
+  const bucket = m?.[1] ?? '';
+  const prefix = (m?.[2] ?? '').replace(/^\/+|\/+$/g, '');
+  if (!m || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || prefix.split('/').some((p) => p === '..'))
+    throw new ConfigError(
+      `${source} must be s3://bucket or s3://bucket/prefix (a bucket of 3-63 lowercase letters, digits, dots and hyphens), got "${raw}"`,
+    );
+  return { bucket, prefix };
 }
 
 /**

@@ -130,12 +130,3 @@ export interface S3StoreOptions {
   credentials?:
     { accessKeyId: string; secretAccessKey: string; sessionToken?: string | undefined } | undefined;
 }
-
-export type ArtifactStoreSpec = { kind: 'local'; dir: string } | ({ kind: 's3' } & S3StoreOptions);
-
-/** Builds the store; the AWS SDK is loaded only for s3 (local users pay nothing for it at start). */
-export async function createArtifactStore(spec: ArtifactStoreSpec): Promise<ArtifactStore> {
-  if (spec.kind === 'local') return new LocalArtifactStore(spec.dir);
-  const { S3ArtifactStore } = await import('./artifact-store-s3.js');
-  return new S3ArtifactStore(spec);
-}

@@ -11,6 +11,8 @@ import { migrate } from '../store/migrate.js';
 import { Notifier } from '../store/notify.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js';
 import { buildApp } from './app.js';
+import type { ArtifactStore } from './artifact-store.js';
+import { artifactStoreSpec, createArtifactStore } from './artifact-store-config.js';
 import { hostPolicy } from './auth.js';
 import { Reaper } from './reaper.js';
 import { Retention, retentionSettings } from './retention.js';
@@ -26,6 +28,14 @@ export const API_CONFIG_KEYS = [
   'databaseUrl',
   'dataDir',
   'artifactsDir',
+  'artifactsUrl',
+  's3Endpoint',
+  's3Region',
+  's3ForcePathStyle',
+  'artifactsRedirect',
+  'awsAccessKeyId',
+  'awsSecretAccessKey',
+  'awsSessionToken',
   'apiToken',
   'runnerToken',
   'staleSessionTimeoutMs',
@@ -142,6 +152,7 @@ export async function startApi(
   const { loopback } = await checkAuthConfig(cfg);
   const hosts = hostPolicy(cfg.allowedHosts, cfg.apiToken !== undefined);
   const log = opts.log ?? createLogger(cfg.logLevel, { component: 'api' });
+  const storeSpec = artifactStoreSpec(cfg);
   let embedded = opts.embedded;
   let ownEmbedded = false;
   let databaseUrl = cfg.databaseUrl;
@@ -160,7 +171,9 @@ export async function startApi(
   });
   let notifier: Notifier | undefined;
   let app: FastifyInstance | undefined;
+  let artifactStore: ArtifactStore | undefined;
   try {
+    artifactStore = await createArtifactStore(storeSpec);
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     if (!cfg.dbPollOnly) {
@@ -177,6 +190,7 @@ export async function startApi(
       maxArtifactBytes: cfg.maxArtifactBytes,
       rateLimit: { perSec: cfg.rateLimitPerSec, burst: cfg.rateLimitBurst },
       artifactsDir: path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
+      artifactStore,
       logger: log,
       version: VERSION,
       alertThresholds: {
@@ -206,6 +220,7 @@ export async function startApi(
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {
     await app?.close().catch(() => {});
+    await artifactStore?.close();
     await notifier?.stop();
     await db.end().catch(() => {});
     if (ownEmbedded) await embedded?.stop();
@@ -255,6 +270,7 @@ export async function startApi(
       await retention.stop();
       await scheduler.stop();
       await running.close();
+      await artifactStore.close();
       await notifier?.stop();
       await db.end().catch(() => {});
       if (ownEmbedded) await embedded?.stop();
