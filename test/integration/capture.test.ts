@@ -1,6 +1,10 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateSessionBody, SessionView } from '@session-framework/sdk';
 import { BrowserPool } from '../../src/browser/pool.js';
@@ -249,4 +253,48 @@ describe('with a small capture limit and no ffmpeg', () => {
     expect(names(s)).toEqual(['console.log']);
     expect((await api.client.getArtifact(s.id, 'console.log')).data.toString()).toContain(warning);
   });
+});
+
+describe("Playwright's own ffmpeg", () => {
+  it.skipIf(recorder.kind !== 'screencast')(
+    'records with recordVideo when an ffmpeg is where playwright-core looks for its own',
+    async () => {
+      if (recorder.kind !== 'screencast') return;
+      // A browsers folder holding "Playwright's ffmpeg" (the system's, linked), read by playwright-core
+      // when it loads: in a process of its own.
+      const browsers = await mkdtemp(path.join(os.tmpdir(), 'sfw-pw-browsers-'));
+      try {
+        const pkg = createRequire(import.meta.url).resolve('playwright-core/package.json');
+        const { browsers: list } = JSON.parse(
+          await readFile(path.join(path.dirname(pkg), 'browsers.json'), 'utf8'),
+        ) as {
+          browsers: { name: string; revision: string }[];
+        };
+        const dir = path.join(browsers, `ffmpeg-${list.find((b) => b.name === 'ffmpeg')!.revision}`);
+        await mkdir(dir);
+        await symlink(recorder.ffmpeg, path.join(dir, 'ffmpeg-linux'));
+        const child = fileURLToPath(new URL('../fixtures/capture-child.ts', import.meta.url));
+        const { stdout } = await promisify(execFile)(
+          process.execPath,
+          ['--import', 'tsx', child, page('simple.html')],
+          {
+            env: { ...process.env, PLAYWRIGHT_BROWSERS_PATH: browsers },
+            timeout: 90_000,
+          },
+        );
+        const got = JSON.parse(stdout.trim().split('\n').pop()!) as {
+          outcome: { status: string };
+          recorder: { kind: string };
+          artifacts: Record<string, { head: string; size: number }>;
+        };
+        expect(got.recorder.kind).toBe('playwright');
+        expect(got.outcome.status).toBe('succeeded');
+        expect(got.artifacts['video.webm']?.head).toBe(EBML);
+        expect(got.artifacts['video.webm']?.size).toBeGreaterThan(0);
+      } finally {
+        await rm(browsers, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });
