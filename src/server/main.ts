@@ -236,18 +236,16 @@ export async function startApi(
     log,
   );
   reaper.start();
-  const folders = new LocalSessionFolders(
-    path.resolve(cfg.artifactsDir ?? path.join(cfg.dataDir, 'artifacts')),
-  );
+  // Pruned sessions' artifacts go through the store; the orphan sweep walks a local directory only.
   const retention = new Retention(
     db,
-    folders,
+    artifactStore,
     {
       settings: retentionSettings(cfg),
       intervalMs: cfg.retentionIntervalMs,
       minAgeMs: cfg.alertFailureWindowMs,
     },
-    folders,
+    storeSpec.kind === 'local' ? new LocalSessionFolders(storeSpec.dir) : undefined,
     log,
   );
   retention.start();

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SfwClient } from '@session-framework/sdk';
 import { ConfigError } from '../../src/core/errors.js';
 import { loadConfig } from '../../src/core/config.js';
 import { uuidv7 } from '../../src/core/ids.js';
@@ -439,8 +440,22 @@ describe('sfw api', () => {
       },
     });
     const api = await startApi(cfg);
+    const client = new SfwClient({ baseUrl: api.url, retries: 0 });
     try {
-      const gone = await finish(db, 'api', 'succeeded', 3, 2 * HOUR);
+      // A session with an artifact stored through the API's artifact store (ARTIFACTS_DIR's default).
+      const [withFile] = await insertSessions(db, [{ type: 'api-files' }]);
+      const { sessions } = await client.claim('api-runner', {
+        slots: 1,
+        types: ['api-files'],
+        maxConcurrency: 5,
+      });
+      const s = sessions[0]!;
+      await client.uploadArtifact(s.id, 'shot.png', s.leaseToken, Buffer.alloc(100), 'image/png');
+      await client.complete(s.id, { leaseToken: s.leaseToken, status: 'succeeded' });
+      const folder = path.join(dataDir, 'artifacts', withFile!.row.id);
+      expect((await stat(folder)).isDirectory()).toBe(true);
+      await backdate(db, [s.id], 2 * HOUR);
+      const gone = [s.id, ...(await finish(db, 'api', 'succeeded', 3, 2 * HOUR))];
       const cancelled = await finish(db, 'api', 'cancelled', 2, 2 * HOUR);
       const recent = await finish(db, 'api', 'failed', 1, 30 * 60_000);
       await waitFor(async () => (await present(db, gone)).length === 0, {
@@ -448,10 +463,12 @@ describe('sfw api', () => {
       });
       expect(await present(db, [...cancelled, ...recent])).toEqual([...cancelled, ...recent].sort());
       const text = await (await fetch(`${api.url}/metrics`)).text();
-      expect(text).toContain('sfw_retention_pruned_sessions_total{status="succeeded"} 3');
+      expect(text).toContain('sfw_retention_pruned_sessions_total{status="succeeded"} 4');
+      await expect(stat(folder)).rejects.toMatchObject({ code: 'ENOENT' });
       expect(text).toContain('sfw_retention_seconds{status="succeeded"} 3600');
       expect(text).toContain('sfw_retention_seconds{status="cancelled"} 0');
     } finally {
+      await client.close();
       await api.stop();
       await db.end();
       await rm(dataDir, { recursive: true, force: true });
