@@ -15,14 +15,15 @@ const TYPES: Record<string, string> = {
 };
 
 /**
- * The dashboard's pages run only their own files: no inline script or style, no other origin; images may
- * be blob: URLs (artifacts are fetched with the token and shown as blobs).
+ * The dashboard's pages run only their own files: no inline script or style, no other origin; images and
+ * videos may be blob: URLs (artifacts are fetched with the token and shown as blobs).
  */
 export const DASHBOARD_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
   "img-src 'self' blob: data:",
+  "media-src 'self' blob:",
   "connect-src 'self'",
   "object-src 'none'",
   "base-uri 'none'",

@@ -87,6 +87,9 @@ async function runFlow(steps: unknown[], artifacts: CreateSessionBody['artifacts
   return done;
 }
 
+/** The first test's session: the dashboard's session view shows its captures. */
+let captured: SessionView | undefined;
+
 const names = (s: SessionView) => s.artifacts.map((a) => a.name).sort();
 const warnings = (s: SessionView) =>
   ((s.result as { warnings?: string[] } | null)?.warnings ?? []).join('\n');
@@ -123,6 +126,36 @@ describe('with ffmpeg where the machine has it', () => {
       expect(video.data.subarray(0, 4).toString('hex')).toBe(EBML);
     }
     expect(warnings(s)).toBe('');
+    captured = s;
+  });
+
+  it("the dashboard's session view plays the video and lists the HAR and the download", async () => {
+    const s = captured;
+    if (!s) throw new Error('the capture test above did not run');
+    const lease = await pool.acquire();
+    try {
+      const view = lease.page;
+      await view.goto(`${api.url}/#/sessions/${s.id}`);
+      const files = view.locator('ul.files');
+      await files.getByText('session.har').waitFor({ timeout: 15_000 });
+      expect(await files.textContent()).toContain('download-1-monthly_report_May_.csv');
+      expect(await files.textContent()).toContain('Import HAR');
+      if (recorder.kind !== 'none') {
+        const video = view.locator('video[data-artifact-video="video.webm"]');
+        await view.waitForFunction(
+          () => {
+            const v = document.querySelector('video[data-artifact-video]');
+            return v instanceof HTMLVideoElement && v.src.startsWith('blob:') && v.readyState >= 1;
+          },
+          undefined,
+          { timeout: 15_000 },
+        );
+        expect(await video.evaluate((v: HTMLVideoElement) => v.videoWidth)).toBe(800);
+        expect(await files.textContent()).not.toContain('video.webm');
+      }
+    } finally {
+      await lease.release();
+    }
   });
 
   it('keeps on-failure captures of a failing flow and drops those of a passing one', async () => {

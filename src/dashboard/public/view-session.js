@@ -87,7 +87,8 @@ export function mount(el, params, ctx) {
       : null;
     const waited = s.claimedAt ? Date.parse(s.claimedAt) - Date.parse(s.runAt) : null;
     const images = s.artifacts.filter((a) => a.contentType.startsWith('image/'));
-    const files = s.artifacts.filter((a) => !a.contentType.startsWith('image/'));
+    const videos = s.artifacts.filter((a) => a.contentType.startsWith('video/'));
+    const files = s.artifacts.filter((a) => !/^(image|video)\//.test(a.contentType));
     const canCancel = !TERMINAL.includes(s.status) && !s.cancelRequested;
     render(
       el,
@@ -166,6 +167,25 @@ export function mount(el, params, ctx) {
             : ''
         }
         ${
+          videos.length
+            ? html`<section aria-labelledby="video-h">
+                <h3 id="video-h">Video</h3>
+                ${videos.map(
+                  (a) =>
+                    html`<figure>
+                      <video
+                        controls
+                        preload="metadata"
+                        data-artifact-video="${a.name}"
+                        aria-label="Video ${a.name} of session ${s.id}"
+                      ></video>
+                      <figcaption>${a.name}</figcaption>
+                    </figure>`,
+                )}
+              </section>`
+            : ''
+        }
+        ${
           files.length
             ? html`<section aria-labelledby="files-h">
                 <h3 id="files-h">Files</h3>
@@ -176,6 +196,7 @@ export function mount(el, params, ctx) {
                         <a href="#" data-download="${a.name}">${a.name}</a> (${a.contentType}, ${a.size}
                         bytes)
                         ${a.name.endsWith('.zip') ? html`<br /><span class="hint">A Playwright trace: download it, then open it with <code>npx playwright show-trace ${a.name}</code> (or drop it on trace.playwright.dev).</span>` : ''}
+                        ${a.name.endsWith('.har') ? html`<br /><span class="hint">The session's requests as a HAR: open it in the browser's developer tools (Network, Import HAR) or a HAR viewer.</span>` : ''}
                       </li>`,
                   )}
                 </ul>
@@ -226,6 +247,14 @@ export function mount(el, params, ctx) {
           img.src = u;
         })
         .catch((err) => img.replaceWith(document.createTextNode(`(screenshot unavailable: ${err.message})`)));
+    }
+    for (const video of el.querySelectorAll('video[data-artifact-video]')) {
+      blobUrl(artifactPath(video.dataset.artifactVideo))
+        .then((u) => {
+          urls.push(u);
+          video.src = u;
+        })
+        .catch((err) => video.replaceWith(document.createTextNode(`(video unavailable: ${err.message})`)));
     }
     for (const link of el.querySelectorAll('a[data-download]')) {
       link.addEventListener('click', async (e) => {
