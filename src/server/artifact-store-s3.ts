@@ -27,8 +27,9 @@ export const PRESIGN_SECONDS = 300;
 export class S3ArtifactStore implements ArtifactStore {
   readonly location: string;
   private readonly client: S3Client;
-  /** Multipart uploads started (for tests and logs: large bodies never go up in one piece). */
+  /** Multipart uploads completed and parts sent (for tests: large bodies go up in parts as they arrive). */
   multipartUploads = 0;
+  partsSent = 0;
 
   constructor(private readonly opts: S3StoreOptions) {
     this.location = `s3://${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}`;
@@ -62,6 +63,9 @@ export class S3ArtifactStore implements ArtifactStore {
       partSize: PART_BYTES,
       queueSize: PART_QUEUE,
       leavePartsOnError: false,
+    });
+    upload.on('httpUploadProgress', () => {
+      this.partsSent++;
     });
     try {
       await upload.done();

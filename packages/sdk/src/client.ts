@@ -103,7 +103,11 @@ interface Answer {
   status: number;
   contentType: string;
   data: Buffer;
+  /** The Location header of a redirect. */
+  location?: string | undefined;
 }
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 /** Failures that leave the request unsent: safe to retry whatever the call. */
@@ -279,13 +283,48 @@ export class SfwClient {
     }
   }
 
+  /**
+   * An artifact's bytes. An API whose artifacts live in object storage may answer with a redirect to a
+   * presigned URL (ARTIFACTS_REDIRECT): it is followed once, without the API token.
+   */
   async getArtifact(id: string, name: string): Promise<{ contentType: string; data: Buffer }> {
-    const { contentType, data } = await this.send(
-      'GET',
-      `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`,
-      { idempotent: true },
-    );
+    const path = `/v1/sessions/${encodeURIComponent(id)}/artifacts/${encodeURIComponent(name)}`;
+    const answer = await this.send('GET', path, { idempotent: true });
+    if (!REDIRECT_STATUSES.has(answer.status)) return { contentType: answer.contentType, data: answer.data };
+    if (!answer.location)
+      throw new ApiError(answer.status, 'INTERNAL', `HTTP ${answer.status} without a Location`);
+    const { contentType, data } = await this.fetchRedirect(new URL(answer.location, this.url(path)));
     return { contentType, data };
+  }
+
+  /** GET of a redirect's target: its own transport and socket, no Authorization (it is not the API). */
+  private async fetchRedirect(target: URL): Promise<Answer> {
+    if (target.protocol !== 'http:' && target.protocol !== 'https:')
+      throw new ApiError(502, 'INTERNAL', `the API redirected to ${target.protocol} URL`);
+    const transport = target.protocol === 'https:' ? https : http;
+    const res = await new Promise<Answer>((resolve, reject) => {
+      const req = transport.request(
+        target,
+        { method: 'GET', headers: { 'user-agent': this.userAgent } },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('error', (err) => reject(unreachable(err)));
+          r.on('end', () =>
+            resolve({
+              status: r.statusCode ?? 0,
+              contentType: r.headers['content-type'] ?? '',
+              data: Buffer.concat(chunks),
+            }),
+          );
+        },
+      );
+      req.on('error', (err) => reject(unreachable(err)));
+      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.end();
+    });
+    if (res.status >= 400) throw toApiError(res.status, res.data.toString('utf8'));
+    return res;
   }
 
   queue(): Promise<QueueView> {
@@ -605,6 +644,7 @@ export class SfwClient {
                 status: res.statusCode ?? 0,
                 contentType: res.headers['content-type'] ?? '',
                 data: Buffer.concat(chunks),
+                location: res.headers.location,
               }),
             );
           },
