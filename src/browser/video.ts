@@ -202,7 +202,7 @@ export async function startScreencast(
       }
       write(last);
       child.stdin?.end();
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       const code = await exited;
       clearTimeout(timer);
       return code === 0 ? undefined : `ffmpeg exited ${code}: ${stderr.trim().slice(0, 300)}`;

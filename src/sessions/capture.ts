@@ -281,6 +281,8 @@ export class SessionCapture {
     const limit = new Limit(this.settings.maxBytes);
     try {
       await pipeline(await d.createReadStream(), limit, createWriteStream(file));
+      // Playwright's own copy goes now, not when the context closes (a kept context lives on).
+      await d.delete().catch(() => {});
       return { name, file };
     } catch (err) {
       await rm(file, { force: true });
@@ -292,6 +294,7 @@ export class SessionCapture {
         this.warnings.push(
           `${name} not kept: ${(await d.failure().catch(() => null)) ?? (err as Error).message}`,
         );
+      await d.delete().catch(() => {});
       return undefined;
     }
   }

@@ -418,9 +418,9 @@ async function finishCapture(
   log: LogFn,
   sessionId: string,
 ): Promise<ExecutionOutcome> {
-  await bounded(capture.beforeClose(), 35_000);
+  await bounded(capture.beforeClose(), 20_000);
   if (capture.needsClose && lease) await bounded(lease.release(), ARTIFACT_STEP_TIMEOUT_MS);
-  const warnings = (await bounded(capture.upload(failed, upload), 60_000)) ?? [
+  const warnings = (await bounded(capture.upload(failed, upload), 30_000)) ?? [
     ...capture.warnings,
     'capture not uploaded in time',
   ];
