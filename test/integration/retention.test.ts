@@ -22,6 +22,7 @@ import { LocalSessionFolders } from '../../src/server/retention-files.js';
 import { retentionLine } from '../../src/cli/commands/status.js';
 import { API_CONFIG_KEYS, startApi } from '../../src/server/main.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { startTestS3 } from '../helpers/s3.js';
 import { waitFor } from '../helpers/wait.js';
 import { freshDb } from '../helpers/db.js';
 import { pgbouncerBinary, startPgBouncer } from '../helpers/pgbouncer.js';
@@ -471,6 +472,60 @@ describe('sfw api', () => {
       await client.close();
       await api.stop();
       await db.end();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+  it("with ARTIFACTS_URL=s3://… removes the pruned sessions' objects from the bucket", async () => {
+    const s3 = await startTestS3('sfw-retention');
+    const { db, url } = await freshDb('retention_s3');
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-retention-s3-'));
+    const api = await startApi(
+      loadConfig(API_CONFIG_KEYS, {
+        env: {
+          DATABASE_URL: url,
+          PORT: '0',
+          DATA_DIR: dataDir,
+          LOG_LEVEL: 'silent',
+          ARTIFACTS_URL: 's3://sfw-retention/runs',
+          S3_ENDPOINT: s3.endpoint,
+          S3_REGION: 'us-east-1',
+          S3_FORCE_PATH_STYLE: 'true',
+          AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+          RETENTION_MS: '3600000',
+          RETENTION_INTERVAL_MS: '1000',
+        },
+      }),
+    );
+    const client = new SfwClient({ baseUrl: api.url, retries: 0 });
+    try {
+      const made = await insertSessions(db, [{ type: 's3-files' }, { type: 's3-files' }]);
+      const { sessions } = await client.claim('s3-runner', {
+        slots: 2,
+        types: ['s3-files'],
+        maxConcurrency: 5,
+      });
+      expect(sessions).toHaveLength(2);
+      for (const s of sessions) {
+        await client.uploadArtifact(s.id, 'shot.png', s.leaseToken, Buffer.alloc(300), 'image/png');
+        await client.complete(s.id, { leaseToken: s.leaseToken, status: 'succeeded' });
+      }
+      const [old, young] = made.map((m) => m.row.id);
+      await backdate(db, [old!], 2 * HOUR);
+      expect((await s3.list(`runs/${old}/`)).size).toBe(1);
+      await waitFor(async () => (await present(db, [old!])).length === 0, {
+        what: 'the API to prune the old session',
+      });
+      await waitFor(async () => (await s3.list(`runs/${old}/`)).size === 0, {
+        what: "the old session's object to leave the bucket",
+      });
+      expect((await s3.list(`runs/${young}/`)).size).toBe(1);
+      expect(await present(db, [young!])).toEqual([young]);
+    } finally {
+      await client.close();
+      await api.stop();
+      await db.end();
+      await s3.stop();
       await rm(dataDir, { recursive: true, force: true });
     }
   });
