@@ -1,6 +1,7 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS, type ExportedSession, type TagView } from '@session-framework/sdk';
+import { fireDueSchedules } from '../../src/store/schedules.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -138,6 +139,40 @@ describe('tags at enqueue and on the list', () => {
     const tags = ['x'.repeat(64), 'a.b_c:d/e=f@g+h-i', ...Array.from({ length: 18 }, (_, i) => `n${i}`)];
     const s = await api.client.createSession({ type: 'x', tags });
     expect(s.tags).toEqual(tags);
+  });
+});
+
+describe('tags in a schedule', () => {
+  it("a schedule's template carries tags to every session it fires", async () => {
+    const s = await api.client.createSchedule({
+      name: 'tagged-schedule',
+      cron: '0 0 1 1 *',
+      enabled: false,
+      session: { type: 'scheduled-tagged', tags: ['from-schedule'] },
+    });
+    expect(s.session.tags).toEqual(['from-schedule']);
+    const fireAt = new Date(Date.now() - 1000);
+    await api.db.query('UPDATE schedules SET enabled = true, next_run_at = $2 WHERE id = $1', [s.id, fireAt]);
+    const out = await fireDueSchedules(
+      api.db,
+      (row) =>
+        row.id === s.id
+          ? { fire: [fireAt], skipped: 0, nextRunAt: new Date(Date.now() + 3600_000) }
+          : { fire: [], skipped: 0, nextRunAt: row.next_run_at },
+      100,
+    );
+    expect(out.created.filter((c) => c.scheduleId === s.id)).toHaveLength(1);
+    const made = await api.client.listSessions({ tag: 'from-schedule', fields: [] });
+    expect(made.items).toHaveLength(1);
+    expect(made.items[0]).toMatchObject({ scheduleId: s.id, tags: ['from-schedule'] });
+    const bad = await post('/v1/schedules', {
+      name: 'bad-tags',
+      cron: '0 0 1 1 *',
+      session: { type: 'x', tags: ['no spaces'] },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ path: 'body.session.tags.0' });
+    await api.client.deleteSchedule(s.id);
   });
 });
 
@@ -336,7 +371,7 @@ describe('GET /v1/sessions/export', () => {
           if (v === null) return '';
           if (c === 'tags') return (v as string[]).join(';');
           if (c === 'result') return JSON.stringify(v);
-          return String(v as string | number);
+          return typeof v === 'number' ? `${v}` : (v as string);
         }),
       );
     }
@@ -368,18 +403,19 @@ describe('GET /v1/sessions/export', () => {
     }
   });
 
-  /** The export's own backend: its transaction stays open while it streams. */
-  async function exportBackends(): Promise<{ state: string; query: string }[]> {
-    const { rows } = await api.db.query<{ state: string; query: string }>(
-      `SELECT state, query FROM pg_stat_activity
+  /** The export's own backend (its transaction stays open while it streams) and when its last FETCH began. */
+  async function exportBackends(): Promise<{ state: string; query: string; started: Date }[]> {
+    const { rows } = await api.db.query<{ state: string; query: string; started: Date }>(
+      `SELECT state, query, query_start AS started FROM pg_stat_activity
        WHERE datname = current_database() AND query LIKE 'FETCH % FROM sfw_export' AND pid <> pg_backend_pid()`,
     );
     return rows.filter((r) => r.state === 'idle in transaction' || r.state === 'active');
   }
 
-  it('streams 10,000 sessions in chunks: the first bytes come while the cursor is still open', async () => {
+  it('streams 10,000 sessions as the reader reads: FETCH by FETCH, with the cursor open between', async () => {
     const tag = 'export-10k';
-    const pad = 'z'.repeat(1000);
+    // About 40 MB of JSON lines: far more than the socket buffers hold, so a paused reader stops the FETCHes.
+    const pad = 'z'.repeat(4000);
     await api.db.query(
       `INSERT INTO sessions (id, type, input, status, finished_at, result, tags)
        SELECT gen_random_uuid(), 'export-bulk', '{}', 'succeeded', now(), jsonb_build_object('i', g, 'pad', $2::text),
@@ -392,21 +428,39 @@ describe('GET /v1/sessions/export', () => {
     const it = res.body[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.done).toBe(false);
-    // About 10 MB to send: with the reader paused the server waits on it mid-export, cursor open.
-    await waitFor(async () => (await exportBackends()).length === 1, { what: 'the export mid-stream' });
-    let bytes = (first.value as Buffer).length;
-    let chunks = 1;
-    let text = (first.value as Buffer).toString();
+    // The reader pauses: once the socket buffers are full the server waits on it mid-export, its cursor
+    // open, no new FETCH for as long as the reader does not read.
+    const paused = await waitFor(
+      async () => {
+        const before = (await exportBackends())[0];
+        await new Promise((r) => setTimeout(r, 300));
+        const after = (await exportBackends())[0];
+        return (
+          before && after?.state === 'idle in transaction' && +after.started === +before.started && after
+        );
+      },
+      { what: 'the export paused mid-stream' },
+    );
+    const parts = [first.value as Buffer];
+    let bytes = parts[0]!.length;
+    // Reading on makes the server FETCH on: a FETCH newer than the pause, the cursor still open. (An export
+    // that read every row before answering would have no FETCH left to make.)
+    while (bytes < 20_000_000) {
+      const n = await it.next();
+      if (n.done) throw new Error(`the export ended after ${bytes} bytes`);
+      parts.push(n.value as Buffer);
+      bytes += (n.value as Buffer).length;
+    }
+    const reading = (await exportBackends())[0];
+    expect(reading?.query).toMatch(/^FETCH 500 FROM sfw_export/);
+    expect(reading!.started.getTime()).toBeGreaterThan(paused.started.getTime());
     for (;;) {
       const n = await it.next();
       if (n.done) break;
-      chunks++;
-      bytes += (n.value as Buffer).length;
-      text += (n.value as Buffer).toString();
+      parts.push(n.value as Buffer);
     }
-    expect(chunks).toBeGreaterThan(10);
-    expect(bytes).toBeGreaterThan(10_000 * 1000);
-    const lines = text.trimEnd().split('\n');
+    expect(parts.length).toBeGreaterThan(100);
+    const lines = Buffer.concat(parts).toString().trimEnd().split('\n');
     expect(lines).toHaveLength(10_000);
     const seen = new Set(lines.map((l) => (JSON.parse(l) as { result: { i: number } }).result.i));
     expect(seen.size).toBe(10_000);
