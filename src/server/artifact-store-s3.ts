@@ -80,17 +80,18 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   async get(key: string, opts: GetOptions): Promise<StoredObject | null> {
+    const redirect = this.opts.redirect && opts.stream !== true;
     const command = new GetObjectCommand({
       Bucket: this.opts.bucket,
       Key: this.key(key),
-      ...(this.opts.redirect
+      ...(redirect
         ? {
             ResponseContentType: opts.contentType,
             ResponseContentDisposition: `inline; filename="${opts.fileName}"`,
           }
         : {}),
     });
-    if (this.opts.redirect)
+    if (redirect)
       return {
         kind: 'redirect',
         url: await getSignedUrl(this.client, command, { expiresIn: PRESIGN_SECONDS }),

@@ -34,6 +34,8 @@ export interface GetOptions {
   /** What a redirect's presigned URL answers with (the stream's headers are set by the route). */
   contentType: string;
   fileName: string;
+  /** Answer with the bytes even where the store would redirect (the dashboard, whose CSP allows 'self' only). */
+  stream?: boolean | undefined;
 }
 
 export type StoredObject =

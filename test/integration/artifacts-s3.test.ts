@@ -294,6 +294,13 @@ describe('artifacts in S3', () => {
     expect(location.startsWith(`${s3.endpoint}/${s3.bucket}/${PREFIX}/${flowSession}/`)).toBe(true);
     expect(location).toContain('X-Amz-Signature=');
     const expected = (await reader.client.getArtifact(flowSession, 'page.png')).data;
+    // redirect=false (the dashboard's, whose CSP reaches only the API) streams through the API instead.
+    const proxied = await fetch(
+      `${redirecting.url}/v1/sessions/${flowSession}/artifacts/page.png?redirect=false`,
+      { redirect: 'manual' },
+    );
+    expect(proxied.status).toBe(200);
+    expect(Buffer.from(await proxied.arrayBuffer())).toEqual(expected);
     const viaSdk = await redirecting.client.getArtifact(flowSession, 'page.png');
     expect(viaSdk.data).toEqual(expected);
     expect(viaSdk.contentType).toBe('image/png');

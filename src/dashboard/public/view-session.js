@@ -239,7 +239,7 @@ export function mount(el, params, ctx) {
     );
     while (urls.length) URL.revokeObjectURL(urls.pop());
     const artifactPath = (name) =>
-      `/v1/sessions/${encodeURIComponent(s.id)}/artifacts/${encodeURIComponent(name)}`;
+      `/v1/sessions/${encodeURIComponent(s.id)}/artifacts/${encodeURIComponent(name)}?redirect=false`;
     for (const img of el.querySelectorAll('img[data-artifact]')) {
       blobUrl(artifactPath(img.dataset.artifact))
         .then((u) => {

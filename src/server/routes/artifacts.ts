@@ -129,13 +129,27 @@ export async function artifactRoutes(fastify: FastifyInstance): Promise<void> {
 
   app.get(
     '/v1/sessions/:id/artifacts/:name',
-    { config: { scope: 'client' }, schema: { params: ArtifactParams } },
+    {
+      config: { scope: 'client' },
+      schema: {
+        params: ArtifactParams,
+        // redirect=false: the bytes through the API even with ARTIFACTS_REDIRECT (the dashboard asks so).
+        querystring: Type.Object(
+          { redirect: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
+      },
+    },
     async (req, reply) => {
       const { id, name } = req.params;
       const row = await getSession(db, id);
       const info = row.artifacts.find((a) => a.name === name);
       if (!info) throw new NotFoundError(`artifact ${name} of session ${id}`);
-      const found = await store.get(artifactKey(id, info), { contentType: info.contentType, fileName: name });
+      const found = await store.get(artifactKey(id, info), {
+        contentType: info.contentType,
+        fileName: name,
+        stream: req.query.redirect === false,
+      });
       if (!found) throw new NotFoundError(`artifact file ${name} of session ${id}`);
       // A presigned URL carries its own short-lived signature; the API token is never part of it.
       if (found.kind === 'redirect')
