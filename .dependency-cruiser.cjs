@@ -73,7 +73,8 @@ module.exports = {
     },
     {
       name: 'aws-sdk-only-in-the-s3-store',
-      comment: 'The AWS SDK is loaded only when ARTIFACTS_URL is s3://: local users pay nothing for it at start.',
+      comment:
+        'The AWS SDK is loaded only when ARTIFACTS_URL is s3://: local users pay nothing for it at start.',
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/server/artifact-store-s3\\.ts$' },
       to: { path: 'node_modules/@aws-sdk/' },
