@@ -103,7 +103,10 @@ export class SessionCapture {
   private screencast: ScreencastRecording | undefined;
   private screencastFile: string | undefined;
   private downloadCount = 0;
-  private readonly saving: Promise<SavedDownload | undefined>[] = [];
+  private readonly saving: { name: string; done: Promise<SavedDownload | undefined> }[] = [];
+  /** Past the wait for downloads: one still being saved is dropped, said once. */
+  private downloadsSettled = false;
+  private saved: SavedDownload[] = [];
   private detachDownloads = () => {};
 
   private constructor(
@@ -158,7 +161,10 @@ export class SessionCapture {
   async attach(page: Page, context: BrowserContext): Promise<void> {
     this.page = page;
     if (this.downloads) {
-      const onDownload = (d: Download) => this.saving.push(this.saveDownload(d));
+      const onDownload = (d: Download) => {
+        const name = downloadArtifactName(++this.downloadCount, d.suggestedFilename());
+        this.saving.push({ name, done: this.saveDownload(d, this.downloadCount, name) });
+      };
       const onPage = (p: Page) => p.on('download', onDownload);
       page.on('download', onDownload);
       context.on('page', onPage);
@@ -186,6 +192,8 @@ export class SessionCapture {
   /** Ends what must end while the context is open: the screencast, and the downloads still being saved. */
   async beforeClose(): Promise<void> {
     this.detachDownloads();
+    // Playwright removes a context's downloads when it closes.
+    this.saved = await this.settleDownloads();
     if (this.screencast) {
       const problem = await this.screencast.stop();
       this.screencast = undefined;
@@ -201,14 +209,13 @@ export class SessionCapture {
    * warnings (also kept in `warnings`).
    */
   async upload(failed: boolean, upload: Upload): Promise<string[]> {
-    const downloads = await this.settleDownloads();
     if (kept(this.har, failed))
       await this.uploadFile('session.har', join(this.dir, 'session.har'), 'application/json', upload);
     if (kept(this.video, failed)) {
       const file = await this.videoFile();
       if (file) await this.uploadFile('video.webm', file, 'video/webm', upload);
     }
-    for (const d of downloads) await this.uploadFile(d.name, d.file, 'application/octet-stream', upload);
+    for (const d of this.saved) await this.uploadFile(d.name, d.file, 'application/octet-stream', upload);
     return this.warnings;
   }
 
@@ -253,25 +260,22 @@ export class SessionCapture {
       timer = setTimeout(() => resolve('late'), DOWNLOAD_WAIT_MS);
     });
     const saved = await Promise.all(
-      this.saving.map(async (p, i) => {
-        const r = await Promise.race([p, late]);
+      this.saving.map(async ({ name, done }) => {
+        const r = await Promise.race([done, late]);
         if (r === 'late') {
-          this.warnings.push(
-            `download ${i + 1} dropped: not finished ${DOWNLOAD_WAIT_MS / 1000} s after the session`,
-          );
+          this.warnings.push(`${name} dropped: not finished ${DOWNLOAD_WAIT_MS / 1000} s after the session`);
           return undefined;
         }
         return r;
       }),
     );
+    this.downloadsSettled = true;
     clearTimeout(timer);
     return saved.filter((d): d is SavedDownload => d !== undefined);
   }
 
   /** Streams one download to the capture's folder, within the size limit. */
-  private async saveDownload(d: Download): Promise<SavedDownload | undefined> {
-    const n = ++this.downloadCount;
-    const name = downloadArtifactName(n, d.suggestedFilename());
+  private async saveDownload(d: Download, n: number, name: string): Promise<SavedDownload | undefined> {
     if (n > this.settings.maxDownloads) {
       this.warnings.push(`${name} dropped: over ${this.settings.maxDownloads} downloads (MAX_DOWNLOADS)`);
       await d.cancel().catch(() => {});
@@ -286,14 +290,12 @@ export class SessionCapture {
       return { name, file };
     } catch (err) {
       await rm(file, { force: true });
-      if (err instanceof TooLarge)
-        this.warnings.push(
-          `${name} dropped: over the ${mib(this.settings.maxBytes)} limit (MAX_CAPTURE_BYTES)`,
-        );
-      else
-        this.warnings.push(
-          `${name} not kept: ${(await d.failure().catch(() => null)) ?? (err as Error).message}`,
-        );
+      const why =
+        err instanceof TooLarge
+          ? `${name} dropped: over the ${mib(this.settings.maxBytes)} limit (MAX_CAPTURE_BYTES)`
+          : `${name} not kept: ${(await d.failure().catch(() => null)) ?? (err as Error).message}`;
+      // One the wait gave up on was said to be dropped already.
+      if (!this.downloadsSettled) this.warnings.push(why);
       await d.delete().catch(() => {});
       return undefined;
     }

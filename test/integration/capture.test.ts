@@ -217,6 +217,21 @@ describe('with ffmpeg where the machine has it', () => {
     expect(await main(['enqueue', 'flow', '--video', 'yes'], env)).toBe(2);
   });
 
+  it('waits for a download still coming in when the session ends', async () => {
+    const s = await runFlow(
+      [
+        { action: 'goto', url: page('downloads.html') },
+        { action: 'click', selector: '#slow' },
+        { action: 'waitFor', ms: 300 },
+      ],
+      { har: 'on', downloads: true, screenshot: 'off' },
+    );
+    expect(s.status, s.errorMessage ?? '').toBe('succeeded');
+    expect(warnings(s)).toBe('');
+    expect(names(s)).toEqual(['download-1-slow.txt', 'session.har']);
+    expect((await api.client.getArtifact(s.id, 'download-1-slow.txt')).data).toEqual(Buffer.alloc(1000, 'x'));
+  });
+
   it('refuses bad capture options with 400 at their path and stores nothing', async () => {
     const before = (await api.client.listSessions({ fields: [] })).items.length;
     const bad: [unknown, string][] = [
