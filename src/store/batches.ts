@@ -40,14 +40,14 @@ export interface TagCountRow {
   last_finished: Date | null;
 }
 
+/** The statement of tagCounts ($1: the tag), named so its plan can be checked. */
+export const TAG_COUNTS_SQL = `SELECT status, count(*)::integer AS n, min(created_at) AS oldest,
+       max(created_at) AS newest, max(finished_at) AS last_finished
+FROM sessions WHERE cardinality(tags) > 0 AND tags @> ARRAY[$1::text] GROUP BY status`;
+
 /** A tag's sessions by status, with the creation times of the oldest and newest: reads the tag's rows only. */
 export async function tagCounts(db: Queryable, tag: string): Promise<TagCountRow[]> {
-  const { rows } = await db.query<TagCountRow>(
-    `SELECT status, count(*)::integer AS n, min(created_at) AS oldest, max(created_at) AS newest,
-            max(finished_at) AS last_finished
-     FROM sessions WHERE cardinality(tags) > 0 AND tags @> ARRAY[$1::text] GROUP BY status`,
-    [tag],
-  );
+  const { rows } = await db.query<TagCountRow>(TAG_COUNTS_SQL, [tag]);
   return rows;
 }
 

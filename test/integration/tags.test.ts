@@ -1,6 +1,7 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS, type ExportedSession, type TagView } from '@session-framework/sdk';
+import { TAG_COUNTS_SQL } from '../../src/store/batches.js';
 import { fireDueSchedules } from '../../src/store/schedules.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
@@ -216,10 +217,7 @@ describe('GET /v1/tags/:tag', () => {
       `INSERT INTO sessions (id, type, input) SELECT gen_random_uuid(), 'history', '{}' FROM generate_series(1, 20000)`,
     );
     await api.db.query('ANALYZE sessions');
-    const { rows } = await api.db.query<{ 'QUERY PLAN': string }>(
-      `EXPLAIN SELECT status, count(*) FROM sessions WHERE cardinality(tags) > 0 AND tags @> ARRAY[$1::text] GROUP BY status`,
-      ['counted'],
-    );
+    const { rows } = await api.db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${TAG_COUNTS_SQL}`, ['counted']);
     const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
     expect(plan).toContain('sessions_tags_idx');
     expect(plan).not.toContain('Seq Scan');
