@@ -15,6 +15,7 @@ import { runSchedules } from './parts/schedules.js';
 import { runWebhooks } from './parts/webhooks.js';
 import { runLimits } from './parts/limits.js';
 import { runCapture } from './parts/capture.js';
+import { runRemote } from './parts/remote.js';
 
 /**
  * `npm run bench [-- part…]`: runs the named parts (default all) against one embedded Postgres, prints a
@@ -34,6 +35,7 @@ export const PARTS: Record<string, (ctx: BenchContext) => Promise<PartResult>> =
   webhooks: runWebhooks,
   limits: runLimits,
   capture: runCapture,
+  remote: runRemote,
 };
 
 export interface BenchRun {

@@ -40,10 +40,20 @@ function relayUrl(apiBaseUrl: string, runnerId: string, sessionId: string): stri
   return u.toString();
 }
 
-/** Opens a WebSocket, settling once it is open (or failed, or the signal aborted). */
-function open(url: string, opts: WebSocket.ClientOptions, signal: AbortSignal): Promise<WebSocket> {
+interface Opened {
+  ws: WebSocket;
+  /** Messages that came before the pipe listened (the API sends the client's first at once). */
+  early: { data: Buffer; binary: boolean }[];
+  stopBuffering(): void;
+}
+
+/** Opens a WebSocket, settling once it is open (or failed, or the signal aborted); buffers what comes first. */
+function open(url: string, opts: WebSocket.ClientOptions, signal: AbortSignal): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts);
+    const early: Opened['early'] = [];
+    const buffer = (data: Buffer, binary: boolean) => early.push({ data, binary });
+    ws.on('message', buffer);
     const onAbort = () => {
       ws.terminate();
       reject(new Error('aborted'));
@@ -66,7 +76,7 @@ function open(url: string, opts: WebSocket.ClientOptions, signal: AbortSignal): 
     });
     ws.once('open', () => {
       signal.removeEventListener('abort', onAbort);
-      resolve(ws);
+      resolve({ ws, early, stopBuffering: () => ws.off('message', buffer) });
     });
     ws.once('error', (err) => {
       signal.removeEventListener('abort', onAbort);
@@ -89,8 +99,9 @@ async function runRemote(
   const maxPayload = deps.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES;
   const t0 = Date.now();
   const server = await deps.launchServer();
-  let browserWs: WebSocket | undefined;
-  let relayWs: WebSocket | undefined;
+  ctx.log.info({ ms: Date.now() - t0 }, 'remote browser: Playwright server started');
+  let browserWs: Opened | undefined;
+  let relayWs: Opened | undefined;
   try {
     browserWs = await open(server.wsEndpoint, { maxPayload }, ctx.signal);
     relayWs = await open(
@@ -104,20 +115,21 @@ async function runRemote(
       },
       ctx.signal,
     );
+    ctx.log.info({ ms: Date.now() - t0 }, 'remote browser: relay attached');
     return await pipe(browserWs, relayWs, server, session, ctx, t0);
   } catch (err) {
     if (ctx.signal.aborted) return { status: 'cancelled', errorMessage: 'aborted' };
     return { status: 'error', errorMessage: (err as Error).message };
   } finally {
-    browserWs?.terminate();
-    relayWs?.terminate();
+    browserWs?.ws.terminate();
+    relayWs?.ws.terminate();
     await server.close().catch(() => undefined);
   }
 }
 
 function pipe(
-  browser: WebSocket,
-  relay: WebSocket,
+  browserSide: Opened,
+  relaySide: Opened,
   server: SessionBrowserServer,
   session: ClaimedSession,
   ctx: ExecuteContext,
@@ -130,6 +142,8 @@ function pipe(
     messagesToClient: 0,
     ms: 0,
   };
+  const browser = browserSide.ws;
+  const relay = relaySide.ws;
   const result = (): RemoteBrowserResult => ({ relay: { ...stats, ms: Date.now() - t0 } });
   return new Promise<SessionOutcome>((resolve) => {
     let done = false;
@@ -153,16 +167,22 @@ function pipe(
     };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
 
-    relay.on('message', (data: Buffer, isBinary) => {
+    const fromClient = (data: Buffer, binary: boolean) => {
       stats.bytesFromClient += data.length;
       stats.messagesFromClient++;
-      browser.send(data, { binary: isBinary });
-    });
-    browser.on('message', (data: Buffer, isBinary) => {
+      browser.send(data, { binary });
+    };
+    const toClient = (data: Buffer, binary: boolean) => {
       stats.bytesToClient += data.length;
       stats.messagesToClient++;
-      relay.send(data, { binary: isBinary });
-    });
+      relay.send(data, { binary });
+    };
+    browserSide.stopBuffering();
+    relaySide.stopBuffering();
+    relay.on('message', fromClient);
+    browser.on('message', toClient);
+    for (const m of browserSide.early.splice(0)) toClient(m.data, m.binary);
+    for (const m of relaySide.early.splice(0)) fromClient(m.data, m.binary);
     relay.on('close', (code, reason) => {
       const why = reason.toString();
       if (code === RELAY_CLIENT_CLOSED) finish({ status: 'succeeded' });

@@ -48,6 +48,14 @@ async function runnerLive(runnerId: string, proc: SfwProcess): Promise<void> {
   });
 }
 
+/** chromium.connect, its failure naming what the runners said. */
+async function connect(url: string): Promise<Browser> {
+  return chromium.connect(url, { timeout: 60_000 }).catch((err: unknown) => {
+    const said = procs.map((p) => p.output().slice(-3000)).join('\n---\n');
+    throw new Error(`${(err as Error).message}\n${said}`);
+  });
+}
+
 const endpoint = (extra = '') => `${api.url.replace('http', 'ws')}/v1/browser?token=${API_TOKEN}${extra}`;
 
 /** Sessions of type browser made since `skip` of them were (each test reads its own). */
@@ -136,7 +144,7 @@ describe('GET /v1/browser', () => {
 
   it('runs a connection as a browser session: new page, a fixture page, its text, close → succeeded', async () => {
     await runnerLive('remote-runner-1', startRunnerProcess('remote-runner-1'));
-    const browser = await chromium.connect(endpoint('&priority=5'), { timeout: 60_000 });
+    const browser = await connect(endpoint('&priority=5'));
     const [running] = await browserSessions();
     expect(running?.status).toBe('running');
     const page = await browser.newPage();
@@ -153,17 +161,17 @@ describe('GET /v1/browser', () => {
     expect(done).toMatchObject({ status: 'succeeded', error_message: null });
     const relay = (done!.result as { relay: Record<string, number> }).relay;
     expect(relay.bytesFromClient).toBeGreaterThan(0);
-    expect(relay.bytesToClient).toBeGreaterThan(relay.bytesFromClient);
+    expect(relay.bytesToClient).toBeGreaterThan(relay.bytesFromClient!);
     expect(relay.messagesFromClient).toBeGreaterThan(3);
-    expect(done!.ms).toBeGreaterThan(0);
+    expect(done!.ms ?? 0).toBeGreaterThan(0);
   }, 90_000);
 
   it('holds a third connection queued while two run on a runner of MAX_CONCURRENCY=2', async () => {
     const skip = (await browserSessions()).length;
-    const first = await chromium.connect(endpoint(), { timeout: 60_000 });
-    const second = await chromium.connect(endpoint(), { timeout: 60_000 });
+    const first = await connect(endpoint());
+    const second = await connect(endpoint());
     let thirdAt = 0;
-    const third = chromium.connect(endpoint(), { timeout: 60_000 }).then((b) => {
+    const third = connect(endpoint()).then((b) => {
       thirdAt = Date.now();
       return b;
     });
@@ -196,7 +204,7 @@ describe('GET /v1/browser', () => {
     }
     const doomed = startRunnerProcess('remote-runner-2');
     await runnerLive('remote-runner-2', doomed);
-    const browser: Browser = await chromium.connect(endpoint(), { timeout: 60_000 });
+    const browser: Browser = await connect(endpoint());
     const page = await browser.newPage();
     await page.goto(`${site.url}/pages/simple.html`);
     const disconnected = new Promise<void>((resolve) => browser.once('disconnected', () => resolve()));
