@@ -11,7 +11,8 @@ import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import type { ArtifactStore } from '../../src/server/artifact-store.js';
 import { artifactStoreSpec } from '../../src/server/artifact-store-config.js';
 import { S3ArtifactStore } from '../../src/server/artifact-store-s3.js';
-import { API_CONFIG_KEYS } from '../../src/server/main.js';
+import { API_CONFIG_KEYS, startApi } from '../../src/server/main.js';
+import { SfwClient } from '../../src/sdk/client.js';
 import { executeSession } from '../../src/sessions/execute.js';
 import { flowSessionType } from '../../src/sessions/registry.js';
 import type { Db } from '../../src/store/db.js';
@@ -346,6 +347,41 @@ describe('artifacts in S3', () => {
     } finally {
       await api.stop();
       await new Promise((resolve) => elsewhere.close(resolve));
+    }
+  });
+
+  it('an API started from ARTIFACTS_URL and the S3 variables stores in and serves from the bucket', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-s3-env-'));
+    const cfg = loadConfig(API_CONFIG_KEYS, {
+      env: {
+        DATABASE_URL: database.url,
+        PORT: '0',
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'silent',
+        ARTIFACTS_URL: `s3://${s3.bucket}/${PREFIX}`,
+        S3_ENDPOINT: s3.endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      },
+    });
+    const api = await startApi(cfg);
+    const client = new SfwClient({ baseUrl: api.url, retries: 0 });
+    try {
+      // What the test replicas wrote, and a new upload of its own, in the bucket and nowhere on its disk.
+      const shot = await client.getArtifact(flowSession, 'page.png');
+      expect(shot.data).toEqual((await reader.client.getArtifact(flowSession, 'page.png')).data);
+      const s = await client.createSession({ type: 's3-env' });
+      const { sessions } = await client.claim('s3-env', { slots: 1, types: ['s3-env'], maxConcurrency: 1 });
+      await client.uploadArtifact(s.id, 'note.txt', sessions[0]!.leaseToken, Buffer.from('via env'));
+      const objects = await objectsOf(s.id);
+      expect((await s3.read(objects.get('note.txt')!)).toString()).toBe('via env');
+      expect((await reader.client.getArtifact(s.id, 'note.txt')).data.toString()).toBe('via env');
+      expect(await readdir(path.join(dataDir, 'artifacts')).catch(() => [])).toEqual([]);
+    } finally {
+      await client.close();
+      await api.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 
