@@ -1,4 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestApi, type TestApi } from '../helpers/api.js';
@@ -6,6 +9,11 @@ import { requireChromium } from '../helpers/chromium.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** The dashboard's batch views in Chromium, against a real API: a tag's progress, the tag filter, export. */
+
+/** SFW_UPDATE_SCREENSHOTS=1 writes the screenshot into docs/images. */
+const SHOTS = process.env.SFW_UPDATE_SCREENSHOTS
+  ? fileURLToPath(new URL('../../docs/images/', import.meta.url))
+  : await mkdtemp(path.join(os.tmpdir(), 'sfw-dashboard-batches-'));
 
 let api: TestApi;
 let browser: Browser;
@@ -69,6 +77,7 @@ describe('dashboard batches', () => {
       status: 'succeeded',
     });
     await waitFor(async () => (await counts()).succeeded === 1, { what: 'the live update' });
+    await page.screenshot({ path: path.join(SHOTS, 'dashboard-batches.png') });
 
     // The CSV export of the tag, downloaded.
     const [download] = await Promise.all([
