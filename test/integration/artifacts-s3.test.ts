@@ -278,6 +278,21 @@ describe('artifacts in S3', () => {
       await expect(
         small.runnerClient.uploadArtifact(s.id, 'big.txt', c.leaseToken, Buffer.alloc(4096, 1)),
       ).rejects.toMatchObject({ httpStatus: 413 });
+      // Sent without a length (chunked): counted as it passes, stopped past the limit.
+      const chunked = await new Promise<number>((resolve, reject) => {
+        const req = request(new URL(`/v1/sessions/${s.id}/artifacts/big.txt`, small.url), {
+          method: 'PUT',
+          headers: { 'content-type': 'text/plain', 'x-lease-token': c.leaseToken },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        for (let i = 0; i < 8; i++) req.write(Buffer.alloc(512, 2));
+        req.end();
+      });
+      expect(chunked).toBe(413);
       expect(await objectsOf(s.id)).toEqual(new Map());
       expect((await writer.client.getSession(s.id)).artifacts).toEqual([]);
     } finally {
