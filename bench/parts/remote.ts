@@ -7,7 +7,7 @@ import { chromiumPath, type PartResult, type Row } from '../lib/report.js';
 import { ratio, round } from '../lib/stats.js';
 
 /**
- * Remote browsers: the same loop (connect, then N pages: goto a local page, read its heading) through
+ * Remote browsers: the same loop (connect, then N pages: goto a local page, read its title) through
  * GET /v1/browser (queue, runner, relay) and against a local Playwright server with no relay, in one run.
  * Time to first page: connect → first page's text. Pages/s over the loop. The relay's added latency per
  * command: a round trip that does nothing in the browser (page.evaluate('1')), median of many, remote
@@ -24,13 +24,13 @@ async function loop(connect: () => Promise<Browser>, base: string, pages: number
   const t0 = performance.now();
   const browser = await connect();
   const page = await browser.newPage();
-  await page.goto(`${base}/pages/simple.html`);
-  await page.textContent('h1');
+  await page.goto(`${base}/list.html`);
+  await page.title();
   const firstPageMs = performance.now() - t0;
   const t1 = performance.now();
   for (let i = 0; i < pages; i++) {
-    await page.goto(`${base}/pages/simple.html?i=${i}`);
-    await page.textContent('h1');
+    await page.goto(`${base}/list.html?i=${i}`);
+    await page.title();
   }
   const pagesPerSecond = pages / ((performance.now() - t1) / 1000);
   const lat: number[] = [];
@@ -98,7 +98,7 @@ export async function runRemote(ctx: BenchContext): Promise<PartResult> {
       relayAddedMsPerCommand: round(pick(remote, 'commandMs') - pick(local, 'commandMs'), 2),
     },
     notes: [
-      `${rounds} round(s), each: connect, ${pages} pages (goto a local page, read its h1), ${commands} page.evaluate('1') round trips; medians over rounds`,
+      `${rounds} round(s), each: connect, ${pages} pages (goto a local page, read its title), ${commands} page.evaluate('1') round trips; medians over rounds`,
       'remote includes the queue and a fresh Chromium per session on the runner (launchServer), local connects to a Chromium already started',
       'one sfw api and one sfw runner (MAX_CONCURRENCY=1) on this machine: the relay adds two local WebSocket hops',
     ],

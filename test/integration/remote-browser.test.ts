@@ -195,6 +195,31 @@ describe('GET /v1/browser', () => {
     });
   }, 120_000);
 
+  it('cancels a session whose client gives up while queued, and closes a cancelled one', async () => {
+    const skip = (await browserSessions()).length;
+    const a = await connect(endpoint());
+    const b = await connect(endpoint());
+    // Both slots held: this one waits, and its client's own timeout ends the wait.
+    await expect(chromium.connect(endpoint(), { timeout: 2000 })).rejects.toThrow(/Timeout 2000ms/);
+    const gaveUp = await waitFor(
+      async () => {
+        const s = (await browserSessions(skip))[2];
+        return s?.status === 'cancelled' && s;
+      },
+      { timeoutMs: 10_000, what: 'the left session cancelled' },
+    );
+    expect(gaveUp.error_message).toBe('Cancelled while queued');
+    const [running] = await browserSessions(skip);
+    const disconnected = new Promise<void>((resolve) => a.once('disconnected', () => resolve()));
+    await api.client.cancelSession(running!.id);
+    await disconnected;
+    await waitFor(async () => (await browserSessions(skip))[0]?.status === 'cancelled', {
+      timeoutMs: 20_000,
+      what: 'the running session cancelled',
+    });
+    await b.close();
+  }, 90_000);
+
   it('closes the client when its runner is killed, and the session ends error', async () => {
     const skip = (await browserSessions()).length;
     for (const p of procs.splice(0)) {
