@@ -28,14 +28,5 @@ export function relayPath(runnerId: string, sessionId: string): string {
   return `/v1/runners/${encodeURIComponent(runnerId)}/sessions/${encodeURIComponent(sessionId)}/relay`;
 }
 
-/** What a `browser` session's result records. */
-export interface RemoteBrowserResult {
-  relay: {
-    bytesFromClient: number;
-    bytesToClient: number;
-    messagesFromClient: number;
-    messagesToClient: number;
-    /** From the runner's claim to the end of the connection. */
-    ms: number;
-  };
-}
+/** What a `browser` session's result records (the SDK's wire type). */
+export type { RemoteBrowserResult } from '@session-framework/sdk';

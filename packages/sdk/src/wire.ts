@@ -506,3 +506,15 @@ export type StopBody = {
   /** Sessions to hand back to the queue. */
   requeue?: LeaseRef[];
 };
+
+/** The result of a session of type `browser` (a remote Playwright connection, GET /v1/browser). */
+export type RemoteBrowserResult = {
+  relay: {
+    bytesFromClient: number;
+    bytesToClient: number;
+    messagesFromClient: number;
+    messagesToClient: number;
+    /** From the runner's claim to the end of the connection. */
+    ms: number;
+  };
+};
