@@ -38,6 +38,11 @@ export class S3ArtifactStore implements ArtifactStore {
       // An endpoint of another S3-compatible store still needs a region to sign with.
       region: opts.region ?? (opts.endpoint ? 'us-east-1' : undefined),
       forcePathStyle: opts.forcePathStyle,
+      // The SDK's default CRC32 checksums on every put and get are refused by several S3-compatible
+      // stores (R2, older MinIO, Supabase): beyond AWS, checksums only where the operation needs them.
+      ...(opts.endpoint
+        ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
+        : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     });
   }
