@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS, type ExportedSession, type TagView } from '@session-framework/sdk';
-import { TAG_COUNTS_SQL } from '../../src/store/batches.js';
+import { TAG_COUNTS_SQL, cancelMatching } from '../../src/store/batches.js';
 import { fireDueSchedules } from '../../src/store/schedules.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
@@ -278,6 +278,55 @@ describe('POST /v1/sessions/cancel', () => {
       requested: 0,
     });
     expect((await api.client.getSession(c.id)).status).toBe('queued');
+  });
+
+  it('locks the running sessions it flags in id order, whatever order its plan reads them', async () => {
+    const tag = 'cancel-order';
+    await api.client.createSessions(
+      Array.from({ length: 300 }, () => ({ type: 'cancel-order', tags: [tag] })),
+    );
+    const { sessions } = await api.runnerClient.claim('cancel-order-runner', {
+      slots: 300,
+      types: ['cancel-order'],
+      maxConcurrency: 500,
+    });
+    expect(sessions).toHaveLength(300);
+    const ids = sessions.map((s) => s.id).sort();
+    // The table rewritten in descending id order: any scan of it (sequential or by bitmap) reads the
+    // highest id first, so only an explicit order locks the lowest first.
+    await api.db.query('CREATE INDEX sessions_id_desc_tmp ON sessions (id DESC)');
+    await api.db.query('CLUSTER sessions USING sessions_id_desc_tmp');
+    await api.db.query('DROP INDEX sessions_id_desc_tmp');
+    const holder = await api.db.connect();
+    const probe = await api.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [ids[ids.length - 1]]);
+      const cancelling = cancelMatching(api.db, { tag });
+      await waitFor(
+        async () => {
+          const { rows } = await probe.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted AND a.datname = current_database() AND a.pid <> pg_backend_pid()`,
+          );
+          return rows[0]!.n > 0;
+        },
+        { timeoutMs: 5000, what: 'the cancel to wait for the held session' },
+      );
+      // While it waits for the highest id, it already holds the lowest.
+      const lowest = await probe
+        .query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE NOWAIT', [ids[0]])
+        .then(
+          () => 'free',
+          (err: { code?: string }) => err.code,
+        );
+      expect(lowest).toBe('55P03');
+      await holder.query('ROLLBACK');
+      expect(await cancelling).toEqual({ cancelled: 0, requested: 300 });
+    } finally {
+      holder.release();
+      probe.release();
+    }
   });
 
   it('refuses a body that picks nothing or picks badly, and changes nothing', async () => {
