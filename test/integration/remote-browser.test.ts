@@ -220,6 +220,29 @@ describe('GET /v1/browser', () => {
     await b.close();
   }, 90_000);
 
+  it('lets a draining runner finish a connection before it stops', async () => {
+    const skip = (await browserSessions()).length;
+    const browser = await connect(endpoint());
+    const runner = procs[0]!;
+    runner.child.kill('SIGTERM');
+    await waitFor(
+      async () => {
+        const { rows } = await api.db.query<{ status: string }>(
+          `SELECT status FROM runner_health WHERE runner_id = 'remote-runner-1'`,
+        );
+        return rows[0]?.status === 'draining';
+      },
+      { what: 'the runner draining' },
+    );
+    const page = await browser.newPage();
+    await page.goto(`${site.url}/pages/simple.html`);
+    expect(await page.textContent('#text')).toBe('A simple page.');
+    expect(runner.child.exitCode).toBe(null);
+    await browser.close();
+    expect(await runner.exited).toBe(0);
+    expect((await browserSessions(skip)).map((s) => s.status)).toEqual(['succeeded']);
+  }, 90_000);
+
   it('closes the client when its runner is killed, and the session ends error', async () => {
     const skip = (await browserSessions()).length;
     for (const p of procs.splice(0)) {
