@@ -9,7 +9,14 @@ export type ArtifactStoreSpec = { kind: 'local'; dir: string } | ({ kind: 's3' }
 export async function createArtifactStore(spec: ArtifactStoreSpec): Promise<ArtifactStore> {
   if (spec.kind === 'local') return new LocalArtifactStore(spec.dir);
   const { S3ArtifactStore } = await import('./artifact-store-s3.js');
-  return new S3ArtifactStore(spec);
+  const store = new S3ArtifactStore(spec);
+  if ((await store.region()) === undefined) {
+    await store.close();
+    throw new ConfigError(
+      `ARTIFACTS_URL=${store.location} needs a region: set S3_REGION (or AWS_REGION, or a region in the AWS config)`,
+    );
+  }
+  return store;
 }
 
 /** The store the API's settings name: ARTIFACTS_URL=s3://… with the S3_* settings, else the local directory. */

@@ -47,6 +47,11 @@ export class S3ArtifactStore implements ArtifactStore {
     });
   }
 
+  /** The region the SDK signs with (S3_REGION, else AWS_REGION or the AWS config); undefined when none is set. */
+  async region(): Promise<string | undefined> {
+    return this.client.config.region().catch(() => undefined);
+  }
+
   private key(key: string): string {
     return this.opts.prefix ? `${this.opts.prefix}/${key}` : key;
   }

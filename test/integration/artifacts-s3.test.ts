@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import type { ArtifactStore } from '../../src/server/artifact-store.js';
-import { artifactStoreSpec } from '../../src/server/artifact-store-config.js';
+import { artifactStoreSpec, createArtifactStore } from '../../src/server/artifact-store-config.js';
 import { S3ArtifactStore } from '../../src/server/artifact-store-s3.js';
 import { API_CONFIG_KEYS, startApi } from '../../src/server/main.js';
 import { SfwClient } from '../../src/sdk/client.js';
@@ -400,7 +400,7 @@ describe('artifacts in S3', () => {
     }
   });
 
-  it('a bad ARTIFACTS_URL or S3 setting is an error naming the variable', () => {
+  it('a bad ARTIFACTS_URL or S3 setting is an error naming the variable', async () => {
     for (const bad of ['https://bucket/x', 's3://', 's3://Bad_Bucket/x', 's3://ab', 's3://bucket/../x']) {
       expect(() => loadConfig(API_CONFIG_KEYS, { env: { ARTIFACTS_URL: bad } }), bad).toThrow(
         /^ARTIFACTS_URL must be s3:\/\/bucket or s3:\/\/bucket\/prefix/,
@@ -424,5 +424,24 @@ describe('artifacts in S3', () => {
       ),
     ).toThrow(/AWS_SECRET_ACCESS_KEY is not set/);
     expect(artifactStoreSpec(loadConfig(API_CONFIG_KEYS, { env: {} }))).toMatchObject({ kind: 'local' });
+    // AWS S3 without any region: refused at start rather than at the first upload.
+    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    try {
+      const noRegion = artifactStoreSpec(
+        loadConfig(API_CONFIG_KEYS, { env: { ARTIFACTS_URL: 's3://my-bucket' } }),
+      );
+      await expect(createArtifactStore(noRegion)).rejects.toThrow(/needs a region: set S3_REGION/);
+      const withRegion = await createArtifactStore(
+        artifactStoreSpec(
+          loadConfig(API_CONFIG_KEYS, { env: { ARTIFACTS_URL: 's3://my-bucket', S3_REGION: 'eu-west-1' } }),
+        ),
+      );
+      expect(withRegion.location).toBe('s3://my-bucket');
+      await withRegion.close();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+    }
   });
 });
