@@ -2,6 +2,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS, type ExportedSession, type TagView } from '@session-framework/sdk';
 import { TAG_COUNTS_SQL, cancelMatching } from '../../src/store/batches.js';
+import { EXPORTS_AT_ONCE } from '../../src/server/routes/batches.js';
 import { fireDueSchedules } from '../../src/store/schedules.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { waitFor } from '../helpers/wait.js';
@@ -525,6 +526,34 @@ describe('GET /v1/sessions/export', () => {
     await waitFor(async () => (await exportBackends()).length === 0, { what: 'the export closed' });
     // The API goes on answering, its pool whole.
     expect((await get('/v1/tags/export-10k')).status).toBe(200);
+  });
+
+  it(`streams at most ${EXPORTS_AT_ONCE} exports at once per replica; one more is 429 until one ends`, async () => {
+    const open = await Promise.all(
+      Array.from({ length: EXPORTS_AT_ONCE }, async () => {
+        const ac = new AbortController();
+        const res = await request(`${api.url}/v1/sessions/export?tag=export-10k`, { signal: ac.signal });
+        expect(res.statusCode).toBe(200);
+        return { ac, res };
+      }),
+    );
+    const refused = await get('/v1/sessions/export?tag=export-10k');
+    expect(refused.status).toBe(429);
+    expect(refused.headers['retry-after']).toBe('5');
+    expect(JSON.parse(refused.text)).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+    // The rest of the API is served meanwhile.
+    expect((await get('/v1/tags/export-10k')).status).toBe(200);
+    open[0]!.ac.abort();
+    await open[0]!.res.body.text().catch(() => {});
+    await waitFor(async () => (await exportBackends()).length === EXPORTS_AT_ONCE - 1, {
+      what: 'one export closed',
+    });
+    // Its place is free once its stream has closed.
+    await waitFor(async () => (await get('/v1/sessions/export?tag=exported')).status === 200, {
+      what: 'an export let through again',
+    });
+    for (const o of open.slice(1)) o.ac.abort();
+    await waitFor(async () => (await exportBackends()).length === 0, { what: 'every export closed' });
   });
 
   it('the SDK reads the export as a stream', async () => {

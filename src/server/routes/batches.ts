@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TagView as TagViewType } from '@session-framework/sdk';
-import { ValidationError } from '../../core/errors.js';
+import { SfwError, ValidationError } from '../../core/errors.js';
 import { SESSION_STATUSES, isTerminal, type SessionStatus } from '../../core/types.js';
 import {
   CancelSessionsBody,
@@ -18,6 +18,11 @@ import { EXPORT_CONTENT_TYPES, exportText } from '../export-format.js';
 
 /** How many rows each FETCH of an export reads: the most it holds in memory at once. */
 const EXPORT_CHUNK_ROWS = 500;
+/**
+ * Exports one API replica streams at once. Each holds a pooled connection for as long as its reader reads,
+ * so more would starve the pool the rest of the API needs; one more is 429 RATE_LIMITED.
+ */
+export const EXPORTS_AT_ONCE = 4;
 
 export function tagView(tag: string, rows: TagCountRow[]): TagViewType {
   const byStatus = Object.fromEntries(SESSION_STATUSES.map((s) => [s, 0])) as Record<SessionStatus, number>;
@@ -49,6 +54,7 @@ export function tagView(tag: string, rows: TagCountRow[]): TagViewType {
 export async function batchRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { db } = app.deps;
+  let exporting = 0;
 
   app.get(
     '/v1/tags/:tag',
@@ -84,6 +90,19 @@ export async function batchRoutes(fastify: FastifyInstance): Promise<void> {
       const since = q.since === undefined ? undefined : new Date(q.since);
       if (since && Number.isNaN(since.getTime()))
         throw new ValidationError('query.since', 'must be a date-time');
+      if (exporting >= EXPORTS_AT_ONCE) {
+        void reply.header('retry-after', '5');
+        throw new SfwError(
+          'RATE_LIMITED',
+          `${EXPORTS_AT_ONCE} exports are already streaming from this API replica: try again when one ends`,
+        );
+      }
+      exporting++;
+      let counted = true;
+      const done = () => {
+        if (counted) exporting--;
+        counted = false;
+      };
       const chunks = exportSessions(
         db,
         {
@@ -96,7 +115,10 @@ export async function batchRoutes(fastify: FastifyInstance): Promise<void> {
       );
       // The first chunk is read before the answer starts, so a database that cannot be reached is a 5xx,
       // not a cut stream. After it, the reader's pace pulls each FETCH (a 64 KiB buffer between them).
-      const first = await chunks.next();
+      const first = await chunks.next().catch((err: unknown) => {
+        done();
+        throw err;
+      });
       const rest = async function* () {
         if (first.done) return;
         yield first.value;
@@ -106,6 +128,7 @@ export async function batchRoutes(fastify: FastifyInstance): Promise<void> {
       // A reader that goes away destroys the stream, which ends the iteration: the cursor is closed and its
       // connection given back.
       const body = Readable.from(text, { objectMode: false, highWaterMark: 64 * 1024 });
+      body.once('close', done);
       return reply
         .header('content-type', EXPORT_CONTENT_TYPES[format])
         .header('content-disposition', `attachment; filename="sessions.${format}"`)
