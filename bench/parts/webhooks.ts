@@ -10,7 +10,7 @@ import { nowMs, ratio, round, summarize, type Summary } from '../lib/stats.js';
  * Webhook delivery latency: a session becomes final (finishedAt, the completing transaction's time) →
  * a receiver on 127.0.0.1 has the verified delivery. Baseline in the same run: a client long-polling
  * GET /v1/sessions/:id/wait for the same session, the poller a user would otherwise write (both woken
- * by NOTIFY at the commit). Then a burst: many sessions completed in one batch, until every delivery
+ * by NOTIFY at the commit). Then a burst: many sessions completed in back-to-back batches of 100 (a batch holds at most 100), until every delivery
  * arrived. Both on one `sfw api` process with its default webhook settings.
  */
 
@@ -84,7 +84,7 @@ async function sequential(api: BenchApi, r: Receiver, n: number): Promise<Sequen
   return { webhook: summarize(hook.slice(skip)), wait: summarize(wait.slice(skip)) };
 }
 
-/** n sessions completed in one batch: time until the last delivery, and each one's latency. */
+/** n sessions completed in back-to-back batches of 100: time until the last delivery, and each one's latency. */
 async function burst(api: BenchApi, r: Receiver, n: number) {
   await api.client.createSessions(Array.from({ length: n }, () => ({ type: 'bench-webhook-burst' })));
   const { sessions } = await api.runnerClient.claim('bench-webhooks-burst', {
@@ -93,10 +93,15 @@ async function burst(api: BenchApi, r: Receiver, n: number) {
     maxConcurrency: n,
   });
   const t0 = nowMs();
-  await api.runnerClient.completeMany(
-    'bench-webhooks-burst',
-    sessions.map((s) => ({ id: s.id, leaseToken: s.leaseToken, status: 'succeeded' as const })),
-  );
+  // A completion batch holds at most 100 sessions: the burst is back-to-back batches of 100.
+  for (let i = 0; i < sessions.length; i += 100) {
+    await api.runnerClient.completeMany(
+      'bench-webhooks-burst',
+      sessions
+        .slice(i, i + 100)
+        .map((s) => ({ id: s.id, leaseToken: s.leaseToken, status: 'succeeded' as const })),
+    );
+  }
   const committed = nowMs();
   await until(() => sessions.every((s) => r.got.has(s.id)), `${n} deliveries`, 120_000, 5);
   const last = Math.max(...sessions.map((s) => r.got.get(s.id)!));
@@ -120,7 +125,7 @@ export async function runWebhooks(ctx: BenchContext): Promise<PartResult> {
     r.secret = w.secret;
     ctx.log(`webhooks: ${n} sessions one at a time, a long-poll waiter on each as the baseline`);
     const seq = await sequential(api, r, n);
-    ctx.log(`webhooks: a burst of ${burstN} completions in one batch`);
+    ctx.log(`webhooks: a burst of ${burstN} completions in batches of 100`);
     const b = await burst(api, r, burstN);
     if (r.bad > 0) throw new Error(`${r.bad} deliveries did not verify`);
     const row = (system: string, s: Summary) => ({
