@@ -106,7 +106,7 @@ describe('code sessions', () => {
     name: 'greet',
     input: z.object({ user: z.object({ name: z.string().min(1) }), times: z.number().int().default(1) }),
     async run({ page, input, attempt, sessionId, log, artifacts }) {
-      const { user, times } = input as { user: { name: string }; times: number };
+      const { user, times } = input;
       await page.goto(url('form.html'));
       await page.fill('#name', user.name);
       await page.click('#submit');
