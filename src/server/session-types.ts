@@ -9,7 +9,7 @@ import { TYPE_SCHEMA_MAX_BYTES, type SessionTypeRegistration } from '../protocol
 import type { Db } from '../store/db.js';
 import type { Notifier } from '../store/notify.js';
 import {
-  hasTypeRegistrations,
+  runnersWithTypeRegistrations,
   resolveTypes,
   typeSchemaByHash,
   type ResolvedType,
@@ -31,6 +31,8 @@ const MAX_VALIDATORS = 1000;
 const REGISTERED_TTL_MS = 5 * 60_000;
 /** A runner found without a registration is asked to register again at most this often. */
 const ASK_AGAIN_MS = 30_000;
+/** How long a look for runners' registrations gathers the runners asked before it queries. */
+const LOOK_GATHER_MS = 20;
 /**
  * How long a replica uses what it looked up for a type (schema hash, defaults), while notifications are connected (a
  * registration anywhere clears it at once; this bounds the wait for a runner that stopped or went quiet).
@@ -148,6 +150,11 @@ export interface SessionTypesOptions {
   notifier?: Notifier | undefined;
 }
 
+interface LookWaiter {
+  resolve: (found: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
 export class SessionTypes {
   private readonly validators = new Map<string, InputCheck>();
   /** What this replica last saw of each runner's registration in the database, and when. */
@@ -261,9 +268,50 @@ export class SessionTypes {
     const known = this.seen.get(runnerId);
     if (known !== undefined && now - known.at < (known.found ? REGISTERED_TTL_MS : ASK_AGAIN_MS))
       return false;
-    const found = await hasTypeRegistrations(this.opts.db, runnerId);
+    const found = await this.lookUpRegistration(runnerId);
     this.remember(runnerId, found);
     return !found;
+  }
+
+  /** Runners waiting for the next look, and whether a look is in flight. */
+  private nextLook = new Map<string, LookWaiter[]>();
+  private looking = false;
+
+  /**
+   * Looks up whether a runner has registered, batched like the heartbeats themselves: while one look is in
+   * flight, the runners asked after it wait for the next, which asks for all of them in one query, and a
+   * look gathers the runners asked within LOOK_GATHER_MS. A fleet's heartbeats arriving together (their
+   * first after an API restart) cost a few queries, not one each; an unknown runner's heartbeat waits up to
+   * that much longer, once per REGISTERED_TTL_MS.
+   */
+  private lookUpRegistration(runnerId: string): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const list = this.nextLook.get(runnerId);
+      if (list) list.push({ resolve, reject });
+      else this.nextLook.set(runnerId, [{ resolve, reject }]);
+      if (!this.looking) {
+        this.looking = true;
+        setTimeout(() => this.look(), LOOK_GATHER_MS);
+      }
+    });
+  }
+
+  private look(): void {
+    const batch = this.nextLook;
+    this.nextLook = new Map();
+    runnersWithTypeRegistrations(this.opts.db, [...batch.keys()])
+      .then(
+        (found) => {
+          for (const [id, waiters] of batch) for (const w of waiters) w.resolve(found.has(id));
+        },
+        (err: unknown) => {
+          for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+        },
+      )
+      .finally(() => {
+        if (this.nextLook.size === 0) this.looking = false;
+        else setTimeout(() => this.look(), LOOK_GATHER_MS);
+      });
   }
 
   /**

@@ -119,12 +119,12 @@ export async function registerSessionTypes(
 }
 
 /** Whether a runner has any registration (else it is asked to register again: a fresh database). */
-export async function hasTypeRegistrations(db: Queryable, runnerId: string): Promise<boolean> {
-  const { rows } = await db.query<{ found: boolean }>(
-    'SELECT EXISTS (SELECT 1 FROM session_types WHERE runner_id = $1) AS found',
-    [runnerId],
+export async function runnersWithTypeRegistrations(db: Queryable, runnerIds: string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ runner_id: string }>(
+    'SELECT DISTINCT runner_id FROM session_types WHERE runner_id = ANY($1::text[])',
+    [runnerIds],
   );
-  return rows[0]?.found === true;
+  return new Set(rows.map((r) => r.runner_id));
 }
 
 /** What enqueue needs of a registered type: its schema's hash (null: none) and its defaults (null: the API's). */

@@ -551,7 +551,7 @@ describe('help and bad input', () => {
       const rows = r.stdout.split('\n').filter((l) => /^ {2}-/.test(l));
       expect(rows.length, names[i]).toBeGreaterThan(0);
       for (const row of rows) {
-        const m = /^ {2}((?:-\w, )?--[a-z-]+(?: <[\w-]+>)?(?: \/ [A-Z0-9_]+)?)(.*)$/.exec(row);
+        const m = /^ {2}((?:-\w, )?--[a-z0-9-]+(?: <[\w-]+>)?(?: \/ [A-Z0-9_]+)?)(.*)$/.exec(row);
         expect(m, `${names[i]}: ${row}`).not.toBeNull();
         expect(m![2], `${names[i]}: ${row}`).toMatch(/^$|^ {2,}\S/);
       }

@@ -71,7 +71,7 @@ describe('bench smoke', () => {
         ...(await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
       ].map((f) => readFile(path.join(ROOT, f), 'utf8')),
     );
-    const cited = new Set(docs.join('\n').match(/[a-z]+-\d{4}-\d\d-\d\dT[\d-]+Z\.json/g) ?? []);
+    const cited = new Set(docs.join('\n').match(/[a-z]+(?:-[a-z]+)*-\d{4}-\d\d-\d\dT[\d-]+Z\.json/g) ?? []);
     const kept = new Set((await readdir(CITED_DIR)).filter((f) => f.endsWith('.json')));
     expect(
       [...kept].filter((f) => !cited.has(f)),
