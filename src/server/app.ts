@@ -38,6 +38,7 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { limitRoutes } from './routes/limits.js';
 import { retentionRoutes } from './routes/retention.js';
 import { browserRoutes } from './routes/browser.js';
+import { Upgrades } from './upgrades.js';
 import type { RelayLimits } from './relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
@@ -107,6 +108,7 @@ declare module 'fastify' {
     routeList: RouteOptions[];
     webhookSender: WebhookSender | undefined;
     artifactStore: ArtifactStore;
+    upgrades: Upgrades;
   }
 }
 
@@ -400,6 +402,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }),
   );
   app.decorate('heartbeats', new HeartbeatBatcher(deps.db, deps.staleSessionTimeoutMs, 50, 1000, app.log));
+  const upgrades = new Upgrades(app.log);
+  upgrades.attach(app.server);
+  app.decorate('upgrades', upgrades);
+  app.addHook('onClose', async () => upgrades.detach());
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
 

@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer } from 'ws';
-import { SfwError, type ErrorBody, type ErrorCode } from '../../core/errors.js';
+import { SfwError, type ErrorCode } from '../../core/errors.js';
 import { SESSION_TIMEOUT_MS_RANGE } from '../../core/types.js';
 import {
   RELAY_IDLE_TIMEOUT_MS,
@@ -32,19 +32,6 @@ const PLAYWRIGHT_MINOR = PLAYWRIGHT_VERSION.split('.').slice(0, 2).join('.');
 
 const RELAY_RE = /^\/v1\/runners\/([^/]+)\/sessions\/([^/]+)\/relay$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** An answer written on the raw socket, in the API's error shape, with no upgrade. */
-function refuse(socket: Duplex, err: SfwError): void {
-  const body = JSON.stringify({
-    error: { code: err.code, message: err.message, ...(err.path ? { path: err.path } : {}) },
-  } satisfies ErrorBody);
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy();
-}
 
 const fail = (code: ErrorCode, message: string, path?: string) =>
   new SfwError(code, path ? `${path}: ${message}` : message, path ? { path } : undefined);
@@ -152,38 +139,15 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
     wss.handleUpgrade(req, socket, head, (ws) => hub.attachRunner(sessionId, lease, ws));
   };
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://api.invalid');
-    } catch {
-      refuse(socket, new SfwError('BAD_REQUEST', 'the URL does not parse'));
-      return;
-    }
-    const relay = RELAY_RE.exec(url.pathname);
-    const work =
-      url.pathname === '/v1/browser'
-        ? onClient(req, socket, head, url)
-        : relay
-          ? onRunner(req, socket, head, decodeURIComponent(relay[1]!), decodeURIComponent(relay[2]!))
-          : Promise.reject(new SfwError('NOT_FOUND', `no WebSocket at ${url.pathname.slice(0, 200)}`));
-    work.catch((err: unknown) => {
-      if (err instanceof SfwError) refuse(socket, err);
-      else {
-        fastify.log.error({ err }, 'WebSocket upgrade failed');
-        refuse(socket, new SfwError('INTERNAL', 'internal error'));
-      }
-    });
-  };
-  fastify.server.on('upgrade', onUpgrade);
+  fastify.upgrades.add(/^\/v1\/browser$/, (req, socket, head, url) => onClient(req, socket, head, url));
+  fastify.upgrades.add(RELAY_RE, (req, socket, head, _url, m) =>
+    onRunner(req, socket, head, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!)),
+  );
   fastify.addHook('preClose', async () => {
     closing = true;
     hub.close();
   });
-  fastify.addHook('onClose', async () => {
-    fastify.server.off('upgrade', onUpgrade);
-    wss.close();
-  });
+  fastify.addHook('onClose', async () => wss.close());
 
   // The same paths without an upgrade: say what they take.
   const needsUpgrade = async () => {

@@ -1,0 +1,81 @@
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
+import { SfwError, type ErrorBody } from '../core/errors.js';
+
+/**
+ * The API's WebSocket doors (`GET /v1/browser`, the runners' relay and live sockets): one `upgrade`
+ * listener on the HTTP server routes each upgrade by path to the handler that registered it. A handler
+ * checks everything before it upgrades; what it throws is answered on the raw socket in the API's error
+ * shape, so a WebSocket client sees a plain 4xx answer, never a hang.
+ */
+
+export type UpgradeHandler = (
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  url: URL,
+  match: RegExpExecArray,
+) => Promise<void>;
+
+/** An answer written on the raw socket, in the API's error shape, with no upgrade. */
+export function refuseUpgrade(socket: Duplex, err: SfwError): void {
+  const body = JSON.stringify({
+    error: { code: err.code, message: err.message, ...(err.path ? { path: err.path } : {}) },
+  } satisfies ErrorBody);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+export class Upgrades {
+  private readonly routes: { re: RegExp; handler: UpgradeHandler }[] = [];
+  private server: Server | undefined;
+
+  constructor(private readonly log: FastifyBaseLogger) {}
+
+  /** Routes upgrades whose path matches `re` (anchored) to `handler`. */
+  add(re: RegExp, handler: UpgradeHandler): void {
+    this.routes.push({ re, handler });
+  }
+
+  attach(server: Server): void {
+    this.server = server;
+    server.on('upgrade', this.onUpgrade);
+  }
+
+  detach(): void {
+    this.server?.off('upgrade', this.onUpgrade);
+    this.server = undefined;
+  }
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://api.invalid');
+    } catch {
+      refuseUpgrade(socket, new SfwError('BAD_REQUEST', 'the URL does not parse'));
+      return;
+    }
+    let work: Promise<void> | undefined;
+    for (const r of this.routes) {
+      const match = r.re.exec(url.pathname);
+      if (match) {
+        work = r.handler(req, socket, head, url, match);
+        break;
+      }
+    }
+    (
+      work ?? Promise.reject(new SfwError('NOT_FOUND', `no WebSocket at ${url.pathname.slice(0, 200)}`))
+    ).catch((err: unknown) => {
+      if (err instanceof SfwError) refuseUpgrade(socket, err);
+      else {
+        this.log.error({ err }, 'WebSocket upgrade failed');
+        refuseUpgrade(socket, new SfwError('INTERNAL', 'internal error'));
+      }
+    });
+  };
+}
