@@ -127,6 +127,13 @@ export const CONFIG_FIELDS = {
     description:
       'Host headers the API answers, comma-separated: names, *.globs, IPs, or * for any (unset: loopback names without tokens, any Host with tokens)',
   },
+  apiInternalUrl: {
+    env: 'API_INTERNAL_URL',
+    flag: 'api-internal-url',
+    kind: 'url',
+    description:
+      "Where the other API replicas reach this one (e.g. http://$(POD_IP):3000): live views and remote browsers then work whichever replica a runner's socket lands on (unset: one replica)",
+  },
   apiToken: {
     env: 'API_TOKEN',
     flag: 'api-token',

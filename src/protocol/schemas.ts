@@ -449,6 +449,7 @@ export const HeartbeatReply = Type.Object({
   cancel: Type.Array(Type.String()),
   lost: Type.Array(Type.String()),
   registerTypes: Type.Optional(Type.Boolean()),
+  live: Type.Optional(Type.Array(Type.String())),
 });
 export type HeartbeatReply = wire.HeartbeatReply;
 

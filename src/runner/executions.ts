@@ -2,7 +2,7 @@ import { lazyChild, type Logger } from '../core/log.js';
 import type { ClaimedSession } from '../protocol/schemas.js';
 import type { Outbox } from './outbox.js';
 import { completionBody } from './reports.js';
-import type { Executor, SessionOutcome, SessionRef } from './types.js';
+import type { Executor, LiveSource, SessionOutcome, SessionRef } from './types.js';
 import { uploadArtifact, type ArtifactUploadDeps } from './artifacts-upload.js';
 import { sessionStateAccess, type StateAccessDeps } from './state-access.js';
 import { backoffReporter, type BackoffReportDeps } from './backoff-report.js';
@@ -22,6 +22,8 @@ interface Running {
   reason: AbortReason | undefined;
   browser: boolean;
   done: Promise<void>;
+  /** Its page, for live viewers, once the executor has one. */
+  live: LiveSource | undefined;
 }
 
 export interface ExecutionsDeps {
@@ -39,6 +41,8 @@ export interface ExecutionsDeps {
   hardGraceMs: number;
   /** A session is no longer held: its slot is free. */
   released(): void;
+  /** A session's execution ended (its live view, if any, ends with it). */
+  ended?(sessionId: string): void;
 }
 
 export class Executions {
@@ -81,6 +85,7 @@ export class Executions {
       reason: undefined,
       browser: this.deps.browserTypes.has(session.type),
       done: Promise.resolve(),
+      live: undefined,
     };
     // The same session claimed again (its old lease lapsed while this runner was cut off, and it was
     // recovered and handed back to us): the old attempt is stale, stop it and never report it.
@@ -96,6 +101,13 @@ export class Executions {
       if (this.running.get(session.id) === entry) this.running.delete(session.id);
       this.release(session);
     });
+  }
+
+  /** What a live viewer of this attempt would see: undefined when it is not executing (or has no page yet). */
+  liveOf(id: string, leaseToken: string): { source: LiveSource | undefined } | undefined {
+    const entry = this.running.get(id);
+    if (!entry || entry.session.leaseToken !== leaseToken || entry.reason !== undefined) return undefined;
+    return { source: entry.live };
   }
 
   /** Aborts this attempt of the session (a newer attempt under another lease is left alone). */
@@ -148,6 +160,9 @@ export class Executions {
           state: sessionStateAccess(this.deps.states, s, log),
           log,
           ...(this.deps.backoffs ? { backoff: backoffReporter(this.deps.backoffs, s, log) } : {}),
+          live: (source) => {
+            entry.live = source;
+          },
         }),
         hard,
       ]);
@@ -156,7 +171,11 @@ export class Executions {
     } finally {
       clearTimeout(hardTimer);
     }
-    if (this.running.get(s.id) === entry) this.running.delete(s.id);
+    entry.live = undefined;
+    if (this.running.get(s.id) === entry) {
+      this.running.delete(s.id);
+      this.deps.ended?.(s.id);
+    }
     const ms = Date.now() - t0;
     switch (entry.reason) {
       case 'lost':

@@ -3,6 +3,7 @@ import { sleep } from '../core/time.js';
 import type { HeartbeatBody, HeartbeatReply } from '../protocol/schemas.js';
 import type { Admission } from './admission.js';
 import type { Executions } from './executions.js';
+import type { LiveStreams } from './live.js';
 import type { BrowserPoolHandle, RunnerApi } from './types.js';
 
 /**
@@ -25,6 +26,8 @@ export interface HeartbeatDeps {
   configured(config: HeartbeatReply['config']): void;
   /** Type registration: asked again by the API (a fresh database), or still owed after a failure. */
   registration?: { readonly pending: boolean; register(): Promise<void> };
+  /** Live views: the reply names the sessions somebody watches. */
+  live?: Pick<LiveStreams, 'want'>;
 }
 
 export class Heartbeat {
@@ -76,6 +79,7 @@ export class Heartbeat {
       const token = sent.get(id);
       if (token) executions.abort(id, token, 'lost');
     }
+    if (reply.live && reply.live.length > 0) this.deps.live?.want(reply.live, sent);
     return undefined;
   }
 

@@ -18,6 +18,7 @@ import type { UnpackProgress } from '../browser/packaged.js';
 import { EgressProxy } from '../browser/egress.js';
 import { BrowserPool } from '../browser/pool.js';
 import { launchBrowserServer } from '../browser/server.js';
+import { serverLiveSource } from '../browser/live.js';
 import { loadSessionTypes } from '../sessions/registry.js';
 import { executeSession } from '../sessions/execute.js';
 import { videoRecorderFor, type CaptureSettings } from '../sessions/capture.js';
@@ -200,6 +201,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
           runnerToken: cfg.runnerToken,
           runnerId,
           launchServer: () => launchBrowserServer({ executablePath: chromium, egress }),
+          liveSource: serverLiveSource,
         });
   const capture: CaptureSettings = {
     maxBytes: cfg.maxCaptureBytes,
@@ -209,6 +211,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
   const runner = new Runner({
     runnerId,
     client,
+    liveView: { apiBaseUrl: cfg.apiBaseUrl, runnerToken: cfg.runnerToken },
     types: served,
     pool,
     log: baseLog,
@@ -233,6 +236,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
         state: ctx.state,
         log: ctx.log,
         ...(ctx.backoff ? { backoff: ctx.backoff } : {}),
+        ...(ctx.live ? { live: ctx.live } : {}),
         capture,
         flow: { allowEvaluate: cfg.allowFlowEvaluate, checkUrl },
       });

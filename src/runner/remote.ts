@@ -9,7 +9,7 @@ import {
   relayPath,
   type RemoteBrowserResult,
 } from '../protocol/relay.js';
-import type { ExecuteContext, Executor, SessionOutcome } from './types.js';
+import type { ExecuteContext, Executor, LiveSource, SessionOutcome } from './types.js';
 
 /**
  * The `browser` session type: a remote Playwright client's browser. The runner starts a Playwright server
@@ -31,6 +31,8 @@ export interface RemoteBrowserDeps {
   runnerId: string;
   launchServer(): Promise<SessionBrowserServer>;
   maxMessageBytes?: number;
+  /** The server's browser as a live view (main.ts: serverLiveSource); absent: remote sessions show none. */
+  liveSource?(wsEndpoint: string): LiveSource & { close(): Promise<void> };
 }
 
 function relayUrl(apiBaseUrl: string, runnerId: string, sessionId: string): string {
@@ -100,6 +102,8 @@ async function runRemote(
   const t0 = Date.now();
   const server = await deps.launchServer();
   ctx.log.info({ ms: Date.now() - t0 }, 'remote browser: Playwright server started');
+  const live = deps.liveSource?.(server.wsEndpoint);
+  if (live) ctx.live?.(live);
   let browserWs: Opened | undefined;
   let relayWs: Opened | undefined;
   try {
@@ -123,6 +127,10 @@ async function runRemote(
   } finally {
     browserWs?.ws.terminate();
     relayWs?.ws.terminate();
+    if (live) {
+      ctx.live?.(undefined);
+      await live.close().catch(() => undefined);
+    }
     await server.close().catch(() => undefined);
   }
 }

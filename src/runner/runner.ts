@@ -9,6 +9,7 @@ import { ClaimLoop } from './claim-loop.js';
 import { drain, tellStopped } from './drain.js';
 import { Executions } from './executions.js';
 import { Heartbeat } from './heartbeat.js';
+import { LiveStreams } from './live.js';
 import { Outbox } from './outbox.js';
 import { TypeRegistration } from './registration.js';
 import { httpStatusOf, retryDelay } from './retry.js';
@@ -35,6 +36,7 @@ export class Runner {
   private readonly executions: Executions;
   private readonly claimLoop: ClaimLoop;
   private readonly heartbeat: Heartbeat;
+  private readonly live: LiveStreams | undefined;
   private readonly registration: TypeRegistration;
 
   private state: RunnerState = 'new';
@@ -98,7 +100,16 @@ export class Runner {
       browserTypes,
       hardGraceMs: opts.hardTimeoutGraceMs ?? 30_000,
       released: () => this.claimLoop.wakeSoon(),
+      ended: (id) => this.live?.ended(id),
     });
+    this.live = opts.liveView
+      ? new LiveStreams({
+          ...opts.liveView,
+          runnerId: this.runnerId,
+          log: this.log,
+          liveOf: (id, leaseToken) => this.executions.liveOf(id, leaseToken),
+        })
+      : undefined;
     this.claimLoop = new ClaimLoop({
       runnerId: this.runnerId,
       client: this.client,
@@ -144,6 +155,7 @@ export class Runner {
       }),
       configured: (config) => this.configured(config),
       registration: this.registration,
+      ...(this.live ? { live: this.live } : {}),
     });
   }
 
@@ -274,6 +286,7 @@ export class Runner {
     );
     // No heartbeat may land after the final status.
     this.state = 'stopped';
+    this.live?.closeAll();
     this.stopTimers.abort();
     await Promise.allSettled(this.loops);
     const stopped = await tellStopped(

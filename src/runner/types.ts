@@ -3,6 +3,7 @@ import type { CompletionStatus } from '../core/types.js';
 import type { SfwClient } from '../sdk/client.js';
 import type { ClaimedSession, SessionTypeRegistration } from '../protocol/schemas.js';
 import type { SessionStateAccess } from '../protocol/states.js';
+import type { LiveFrameMeta, LiveNotice } from '../protocol/live.js';
 
 /**
  * What the runner is given: the API client, the executor, the browser pool, its settings. All of its I/O is
@@ -35,6 +36,19 @@ export interface ExecuteContext {
   log: EventLog;
   /** Reports a site's Retry-After (429/503 on a navigation), so its key is left alone until then. */
   backoff?: (retryAfterMs: number, info: { status: number; url: string }) => void;
+  /** What a live viewer of the session would see (its page), once there is one; undefined: none. */
+  live?: (source: LiveSource | undefined) => void;
+}
+
+/** A frame of a live view: its header (the wire's LiveFrameMeta) and the JPEG. */
+export interface LiveFrame {
+  meta: LiveFrameMeta;
+  jpeg: Buffer;
+}
+
+/** A session's page as something to watch (src/browser/live.ts); `start` answers how to stop. */
+export interface LiveSource {
+  start(sink: { frame(f: LiveFrame): void; notice(n: LiveNotice): void }): Promise<() => Promise<void>>;
 }
 
 export interface SessionOutcome {
@@ -80,6 +94,8 @@ export interface RetryPolicy {
 export interface RunnerOptions {
   runnerId: string;
   client: RunnerApi;
+  /** Where live views are sent (the API's address and the runner token); absent: no live view. */
+  liveView?: { apiBaseUrl: string; runnerToken?: string | undefined } | undefined;
   types: readonly ServedType[];
   executor: Executor;
   pool?: BrowserPoolHandle | undefined;

@@ -39,6 +39,8 @@ import { limitRoutes } from './routes/limits.js';
 import { retentionRoutes } from './routes/retention.js';
 import { browserRoutes } from './routes/browser.js';
 import { Upgrades } from './upgrades.js';
+import { LiveHub } from './live.js';
+import { liveRoutes } from './routes/live.js';
 import type { RelayLimits } from './relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
@@ -85,6 +87,8 @@ export interface AppDeps {
   webhooks?: WebhookOptions | undefined;
   /** Named states: STATE_ENCRYPTION_KEY and STATE_TTL_MS (absent: stored in clear, kept until deleted). */
   states?: StateOptionsDeps | undefined;
+  /** Where the other API replicas reach this one (API_INTERNAL_URL); absent: sockets meet on one replica. */
+  internalUrl?: string | undefined;
   /** Bounds of the remote-browser relay (GET /v1/browser). */
   relay?: RelayLimits | undefined;
   /** RETENTION_MS per final status, for /metrics and GET /v1/retention (the loop runs beside the app). */
@@ -109,6 +113,7 @@ declare module 'fastify' {
     webhookSender: WebhookSender | undefined;
     artifactStore: ArtifactStore;
     upgrades: Upgrades;
+    live: LiveHub;
   }
 }
 
@@ -406,6 +411,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   upgrades.attach(app.server);
   app.decorate('upgrades', upgrades);
   app.addHook('onClose', async () => upgrades.detach());
+  const live = new LiveHub({
+    db: deps.db,
+    notifier: deps.notifier,
+    log: app.log,
+    internalUrl: deps.internalUrl,
+  });
+  app.decorate('live', live);
+  app.addHook('onReady', async () => live.start());
+  app.addHook('preClose', async () => live.close());
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
 
@@ -477,6 +491,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(batchRoutes);
   await app.register(stateRoutes);
   await app.register(browserRoutes);
+  await app.register(liveRoutes);
   const sender = deps.webhooks
     ? new WebhookSender(deps.db, deps.webhooks, deps.notifier, app.log)
     : undefined;

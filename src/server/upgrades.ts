@@ -2,6 +2,14 @@ import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { SfwError, type ErrorBody } from '../core/errors.js';
+import {
+  authorize,
+  crossSiteReason,
+  hostAllowed,
+  type AuthConfig,
+  type HostPolicy,
+  type Scope,
+} from './auth.js';
 
 /**
  * The API's WebSocket doors (`GET /v1/browser`, the runners' relay and live sockets): one `upgrade`
@@ -29,6 +37,28 @@ export function refuseUpgrade(socket: Duplex, err: SfwError): void {
     );
   }
   socket.destroy();
+}
+
+/**
+ * The checks every WebSocket door makes before it upgrades: the Host (ALLOWED_HOSTS), the Origin (a page
+ * of another site may open a WebSocket anywhere: refused) and the token of the scope, from `token` (a
+ * query parameter) or the Authorization header.
+ */
+export function admitUpgrade(
+  policy: { auth: AuthConfig; hosts: HostPolicy },
+  req: IncomingMessage,
+  token: string | undefined,
+  scope: Scope,
+): void {
+  if (!hostAllowed(policy.hosts, req.headers.host))
+    throw new SfwError(
+      'HOST_NOT_ALLOWED',
+      `this API does not answer for Host ${String(req.headers.host).slice(0, 100)}: add the name to ALLOWED_HOSTS`,
+    );
+  const reason = crossSiteReason({ method: 'POST', headers: req.headers });
+  if (reason !== undefined) throw new SfwError('CROSS_SITE', `cross-site WebSocket refused (${reason})`);
+  const authorization = token !== undefined ? `Bearer ${token}` : req.headers.authorization;
+  authorize(policy.auth, { headers: { authorization } }, scope);
 }
 
 export class Upgrades {

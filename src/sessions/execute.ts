@@ -8,6 +8,7 @@ import type { FlowResult, FlowSessionInput } from '../protocol/flow.js';
 import { storableJson, stripAnsi } from '../protocol/text.js';
 import { logFn, type LogFn, type LogSink } from '../browser/log.js';
 import type { BrowserLease, BrowserPool } from '../browser/pool.js';
+import { contextLiveSource, type LiveSource, type RevocableLiveSource } from '../browser/live.js';
 import { FlowStepError, runFlow, type FlowOptions } from './flow.js';
 import { createRedactor, redactJson, type Redact } from './redact.js';
 import type { SessionType } from './registry.js';
@@ -40,6 +41,8 @@ export interface ExecuteOptions {
   state?: SessionStateAccess;
   /** Told when a navigation is answered 429/503 with Retry-After (see backoff.ts). */
   backoff?: (retryAfterMs: number, info: { status: number; url: string }) => void;
+  /** Given the session's page to watch live once its context is leased, and undefined before it goes. */
+  live?: (source: LiveSource | undefined) => void;
   log?: LogSink;
   /** Limits and the video recorder of HAR, video and downloads (default: 50 MiB a file, 20 downloads, detected). */
   capture?: CaptureSettings;
@@ -206,6 +209,7 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
 
   let lease: BrowserLease | undefined;
   let capture: SessionCapture | undefined;
+  let live: RevocableLiveSource | undefined;
   try {
     if (type.browser) {
       if (!opts.pool)
@@ -228,6 +232,10 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
       } finally {
         aborted.dispose();
       }
+      if (lease && opts.live) {
+        live = contextLiveSource(lease.context);
+        opts.live(live);
+      }
     }
     return await runWithLease({
       opts,
@@ -249,6 +257,11 @@ async function execute(opts: ExecuteOptions, redact: Redact): Promise<ExecutionO
         upload('console.log', Buffer.from(consoleLines.text()), 'text/plain; charset=utf-8'),
         ARTIFACT_STEP_TIMEOUT_MS,
       );
+    }
+    // Nobody watches the context once it is another session's (a kept one is reused).
+    if (live) {
+      opts.live?.(undefined);
+      await bounded(live.close(), ARTIFACT_STEP_TIMEOUT_MS);
     }
     // The outcome does not wait for the context to close (or be cleared for reuse); the capture's files
     // go once it has.

@@ -40,6 +40,8 @@ export interface TestApiOptions {
   schedules?: boolean | { maxSleepMs?: number };
   /** Extra AppDeps fields (alert thresholds, runner retention…). */
   deps?: Partial<AppDeps>;
+  /** Listen on this port (default: any free one). */
+  port?: number;
 }
 
 /** A real API over real HTTP on 127.0.0.1 with its own database. */
@@ -65,7 +67,7 @@ export async function startTestApi(label: string, opts: TestApiOptions = {}): Pr
     ...opts.deps,
   };
   const app = await buildApp(deps);
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  await app.listen({ port: opts.port ?? 0, host: '127.0.0.1' });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   const url = `http://127.0.0.1:${port}`;

@@ -500,6 +500,8 @@ export type HeartbeatReply = {
   lost: string[];
   /** The API holds no type registration of this runner (e.g. a fresh database): register them again. */
   registerTypes?: boolean;
+  /** Sessions of this runner somebody watches live: dial their live socket (docs/remote.md). */
+  live?: string[];
 };
 
 export type StopBody = {

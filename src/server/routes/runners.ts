@@ -91,6 +91,8 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
     },
   );
 
+  // Sessions of the heartbeat somebody watches live: the runner dials their live sockets.
+  const live = (ids: string[]) => (ids.length > 0 ? { live: ids } : {});
   app.post(
     '/v1/runners/:runnerId/heartbeat',
     {
@@ -120,6 +122,7 @@ export async function runnerRoutes(fastify: FastifyInstance): Promise<void> {
         cancel: out.cancel,
         lost: out.lost,
         ...((await register) ? { registerTypes: true } : {}),
+        ...live(app.live.watched(b.sessions.map((s) => s.id))),
       };
     },
   );

@@ -1,0 +1,275 @@
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
+import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
+import { requireChromium } from '../helpers/chromium.js';
+import { watchLive } from '../helpers/live.js';
+import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * Live view with the real pieces: a real API, `sfw runner` processes with real Chromium, the fixture
+ * site's ticker page (it repaints ten times a second), viewers over real HTTP. The runner captures
+ * nothing until somebody watches, sends a few frames a second while they do, and stops when they leave.
+ */
+
+let api: TestApi;
+let site: FixtureServer;
+let chromiumPath: string;
+const procs: SfwProcess[] = [];
+
+function startRunner(apiUrl: string, runnerId: string): SfwProcess {
+  const p = spawnSfw(['runner'], {
+    API_BASE_URL: apiUrl,
+    RUNNER_TOKEN,
+    RUNNER_ID: runnerId,
+    MAX_CONCURRENCY: '2',
+    POLL_INTERVAL_MS: '1000',
+    HEARTBEAT_INTERVAL_MS: '500',
+    ALLOW_PRIVATE_TARGETS: 'true',
+    CHROMIUM_PATH: chromiumPath,
+  });
+  procs.push(p);
+  return p;
+}
+
+const said = () => procs.map((p) => p.output().slice(-3000)).join('\n---\n');
+
+async function running(a: TestApi, id: string): Promise<void> {
+  await waitFor(async () => (await a.client.getSession(id)).status === 'running', {
+    timeoutMs: 60_000,
+    what: `session ${id} running`,
+  }).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n${said()}`);
+  });
+}
+
+/** A flow that opens the ticker and stays on it for `ms`. */
+const tickerFlow = (ms: number) => ({
+  type: 'flow',
+  input: {
+    steps: [
+      { action: 'goto', url: `${site.url}/pages/ticker.html` },
+      { action: 'waitFor', ms },
+    ],
+  },
+  browser: { viewport: { width: 800, height: 600 } },
+  timeoutMs: ms + 30_000,
+});
+
+const isJpeg = (b64: string) => {
+  const b = Buffer.from(b64, 'base64');
+  return b.length > 100 && b[0] === 0xff && b[1] === 0xd8;
+};
+
+beforeAll(async () => {
+  chromiumPath = await requireChromium();
+  site = await startFixtureServer();
+  api = await startTestApi('live-view', { auth: true });
+  startRunner(api.url, 'live-runner');
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) {
+    p.child.kill('SIGKILL');
+    await killTagged(p.tag);
+  }
+  await api?.stop();
+  await site?.close();
+});
+
+describe('GET /v1/sessions/:id/live', () => {
+  it("streams a flow session's page only while somebody watches, a few frames a second", async () => {
+    const s = await api.client.createSession(tickerFlow(60_000));
+    await running(api, s.id);
+    // Running, watched by nobody: the runner has not dialled a live socket.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(api.app.live.sourceCount(s.id)).toBe(0);
+
+    const view = await watchLive(api.url, s.id, API_TOKEN);
+    expect(view.status).toBe(200);
+    expect(view.contentType).toMatch(/^text\/event-stream/);
+    await waitFor(() => view.frames().length >= 3, { timeoutMs: 20_000, what: 'three frames' }).catch(
+      (err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
+      },
+    );
+    expect(view.events[0]).toMatchObject({ event: 'state', data: { state: 'waiting' } });
+    expect(view.events.some((e) => e.event === 'state' && e.data.state === 'live')).toBe(true);
+    const f = view.frames()[0]!.data;
+    expect(isJpeg(f.jpeg!)).toBe(true);
+    expect(f).toMatchObject({ width: 800, height: 600 });
+    expect(f.url).toBe(`${site.url}/pages/ticker.html`);
+    expect(api.app.live.sourceCount(s.id)).toBe(1);
+
+    // The page repaints ten times a second; at most three frames a second reach the viewer.
+    const n0 = view.frames().length;
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const perSecond = (view.frames().length - n0) / ((Date.now() - t0) / 1000);
+    expect(perSecond).toBeGreaterThan(0.5);
+    expect(perSecond).toBeLessThanOrEqual(3.5);
+
+    // The viewer leaves: the API closes the runner's socket and the runner stops the screencast.
+    view.close();
+    await waitFor(() => api.app.live.sourceCount(s.id) === 0, {
+      timeoutMs: 10_000,
+      what: 'live socket closed',
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(api.app.live.sourceCount(s.id)).toBe(0);
+    await api.client.cancelSession(s.id);
+  }, 90_000);
+
+  it('answers MJPEG by default and ends the stream when the session ends', async () => {
+    const s = await api.client.createSession(tickerFlow(4000));
+    await running(api, s.id);
+    const res = await fetch(`${api.url}/v1/sessions/${s.id}/live`, {
+      headers: { authorization: `Bearer ${API_TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=sfw-live-frame');
+    const body = Buffer.from(await res.arrayBuffer()); // ends when the session does
+    const text = body.toString('latin1');
+    expect(text).toContain('--sfw-live-frame\r\nContent-Type: image/jpeg\r\nContent-Length: ');
+    expect(text.endsWith('--sfw-live-frame--\r\n')).toBe(true);
+    const part = text.indexOf('\r\n\r\n');
+    expect(body[part + 4]).toBe(0xff);
+    expect(body[part + 5]).toBe(0xd8);
+    const done = await api.client.waitUntilDone(s.id, { timeoutMs: 30_000 });
+    expect(done.status).toBe('succeeded');
+    // Over: nothing left to watch.
+    const after = await fetch(`${api.url}/v1/sessions/${s.id}/live`, {
+      headers: { authorization: `Bearer ${API_TOKEN}` },
+    });
+    expect(after.status).toBe(409);
+    expect(((await after.json()) as { error: { code: string } }).error.code).toBe('CONFLICT');
+  }, 90_000);
+
+  it("shows a remote browser session's page (the client's own context)", async () => {
+    const browser = await chromium.connect(`${api.url.replace('http', 'ws')}/v1/browser?token=${API_TOKEN}`, {
+      timeout: 60_000,
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 640, height: 480 } });
+      await page.goto(`${site.url}/pages/ticker.html`);
+      const { rows } = await api.db.query<{ id: string }>(
+        `SELECT id FROM sessions WHERE type = 'browser' AND status = 'running'`,
+      );
+      expect(rows).toHaveLength(1);
+      const view = await watchLive(api.url, rows[0]!.id, API_TOKEN);
+      await waitFor(() => view.frames().length >= 2, { timeoutMs: 20_000, what: 'frames' }).catch(
+        (err: unknown) => {
+          throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
+        },
+      );
+      const f = view.frames().at(-1)!.data;
+      expect(isJpeg(f.jpeg!)).toBe(true);
+      expect(f).toMatchObject({ width: 640, height: 480, url: `${site.url}/pages/ticker.html` });
+      // The client drives on, unaware of the viewer.
+      expect(await page.textContent('#title')).toBe('Live ticker');
+      await browser.close();
+      await view.ended;
+      expect(view.events.at(-1)).toMatchObject({ event: 'end' });
+    } finally {
+      await browser.close().catch(() => undefined);
+    }
+  }, 90_000);
+
+  it('refuses what it cannot show, before streaming anything', async () => {
+    const get = (path: string, token?: string) =>
+      fetch(`${api.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    expect((await get(`/v1/sessions/${unknown}/live`, API_TOKEN)).status).toBe(404);
+    expect((await get(`/v1/sessions/${unknown}/live`)).status).toBe(401);
+    const bad = await get(`/v1/sessions/${unknown}/live?format=gif`, API_TOKEN);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { path?: string } }).error.path).toBe('query.format');
+    // A runner's socket needs the claim's lease, checked before any upgrade.
+    const s = await api.client.createSession({
+      type: 'flow',
+      input: { steps: [{ action: 'waitFor', ms: 1 }] },
+      runAt: '2999-01-01T00:00:00Z',
+    });
+    const wsUrl = `${api.url.replace('http', 'ws')}/v1/runners/r/sessions/${s.id}/live`;
+    const auth = { authorization: `Bearer ${RUNNER_TOKEN}` };
+    expect(await wsAnswer(wsUrl, auth)).toMatchObject({ status: 400, path: 'headers.x-lease-token' });
+    expect(await wsAnswer(wsUrl, { ...auth, 'x-lease-token': unknown })).toMatchObject({
+      status: 409,
+      code: 'LEASE_LOST',
+    });
+    expect(await wsAnswer(wsUrl, { 'x-lease-token': unknown })).toMatchObject({ status: 401 });
+    await api.client.cancelSession(s.id);
+  });
+});
+
+/** How the API answers a WebSocket upgrade it refuses. */
+function wsAnswer(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; code?: string; path?: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => {
+      ws.terminate();
+      reject(new Error('upgraded'));
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => {
+        const e = (JSON.parse(body) as { error: { code: string; path?: string } }).error;
+        resolve({ status: res.statusCode ?? 0, code: e.code, ...(e.path ? { path: e.path } : {}) });
+      });
+    });
+    ws.once('error', () => undefined);
+  });
+}
+
+/** A free port on 127.0.0.1 (to give a replica its API_INTERNAL_URL before it listens). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('live view across API replicas', () => {
+  it('reaches a viewer on one replica from a runner whose socket lands on another', async () => {
+    const port = await freePort();
+    const a = await startTestApi('live-replicas', {
+      auth: true,
+      port,
+      deps: { internalUrl: `http://127.0.0.1:${port}` },
+    });
+    const b = await startTestApi('live-replicas-b', { auth: true, db: { db: a.db, url: a.databaseUrl } });
+    try {
+      startRunner(b.url, 'live-runner-b');
+      const s = await a.client.createSession(tickerFlow(60_000));
+      await running(a, s.id);
+      const view = await watchLive(a.url, s.id, API_TOKEN);
+      await waitFor(() => view.frames().length >= 2, {
+        timeoutMs: 30_000,
+        what: 'frames via replica b',
+      }).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
+      });
+      expect(view.frames()[0]!.data).toMatchObject({ width: 800, height: 600 });
+      // The runner's socket is on b, forwarded to a.
+      expect(b.app.live.sourceCount(s.id)).toBe(1);
+      expect(a.app.live.sourceCount(s.id)).toBe(1);
+      view.close();
+      await waitFor(() => b.app.live.sourceCount(s.id) === 0, {
+        timeoutMs: 20_000,
+        what: "b's runner socket closed",
+      });
+      await a.client.cancelSession(s.id);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  }, 120_000);
+});
