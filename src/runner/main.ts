@@ -10,6 +10,7 @@ import { RunnerIdSchema } from '../protocol/schemas.js';
 import {
   chromiumHelp,
   describeChromium,
+  EGRESS_PROXY_HOST,
   findChromium,
   type FindChromiumOptions,
   type FoundChromium,
@@ -202,6 +203,7 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
           runnerId,
           launchServer: () => launchBrowserServer({ executablePath: chromium, egress }),
           liveSource: serverLiveSource,
+          ...(egress ? { routeProxy: routeThrough(egress) } : {}),
         });
   const capture: CaptureSettings = {
     maxBytes: cfg.maxCaptureBytes,
@@ -274,5 +276,20 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
       const p = runner.force();
       return closed ?? finish(p);
     },
+  };
+}
+
+/** A remote session's context proxy as a route on the egress proxy (Chromium resolves only its name). */
+function routeThrough(egress: EgressProxy) {
+  return (upstream: { server: string; username?: string; password?: string }) => {
+    const route = egress.addRoute(upstream);
+    return {
+      proxy: {
+        server: `http://${EGRESS_PROXY_HOST}:${route.port}`,
+        username: route.username,
+        password: route.password,
+      },
+      close: () => route.close(),
+    };
   };
 }

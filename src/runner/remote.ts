@@ -9,6 +9,15 @@ import {
   relayPath,
   type RemoteBrowserResult,
 } from '../protocol/relay.js';
+import {
+  applyDefaults,
+  contextDefaults,
+  encodeContextCreation,
+  errorReply,
+  parseContextCreation,
+  type ContextDefaults,
+  type ProxySettings,
+} from './remote-context.js';
 import type { ExecuteContext, Executor, LiveSource, SessionOutcome } from './types.js';
 
 /**
@@ -30,9 +39,62 @@ export interface RemoteBrowserDeps {
   runnerToken?: string | undefined;
   runnerId: string;
   launchServer(): Promise<SessionBrowserServer>;
+  /**
+   * A route on the runner's egress proxy that ends at `upstream` (main.ts: EgressProxy.addRoute): the
+   * proxy a context is given instead of its own, so the target policy applies before the upstream. Throws
+   * for an upstream the egress proxy cannot chain to. Absent: the browser has no egress proxy.
+   */
+  routeProxy?(upstream: ProxySettings): { proxy: ProxySettings; close(): void };
   maxMessageBytes?: number;
   /** The server's browser as a live view (main.ts: serverLiveSource); absent: remote sessions show none. */
   liveSource?(wsEndpoint: string): LiveSource & { close(): Promise<void> };
+}
+
+/** A message from the client as it goes on: to the browser (rewritten or not), or an answer to the client. */
+type Forward = Buffer | { reply: Buffer };
+
+/**
+ * The hook on the client's messages: context-creating ones get the session's defaults and their proxy
+ * routed through the egress proxy (remote-context.ts); the routes it opens close with the session.
+ */
+function contextHook(deps: RemoteBrowserDeps, defaults: ContextDefaults, routes: (() => void)[]) {
+  return (data: Buffer): Forward => {
+    const creation = parseContextCreation(data);
+    if (!creation) return data;
+    const { params, upstream } = applyDefaults(creation.params, defaults);
+    if (upstream && deps.routeProxy) {
+      try {
+        const route = deps.routeProxy(upstream);
+        routes.push(() => route.close());
+        params.proxy = route.proxy;
+      } catch (err) {
+        return {
+          reply: errorReply(creation.message.id, `proxy ${upstream.server}: ${(err as Error).message}`),
+        };
+      }
+    } else if (upstream) params.proxy = upstream;
+    return encodeContextCreation(creation, params);
+  };
+}
+
+/** The session's `state.use` as a storage state, or the outcome that ends it (as for flows: missing fails). */
+async function startingState(
+  session: ClaimedSession,
+  ctx: ExecuteContext,
+): Promise<{ storageState?: unknown } | { outcome: SessionOutcome }> {
+  const use = session.state?.use;
+  if (use === undefined) return {};
+  try {
+    const loaded = await ctx.state.load();
+    if (loaded.outcome === 'found') return { storageState: loaded.storageState };
+    if (loaded.outcome === 'lease-lost')
+      return { outcome: { status: 'error', errorMessage: 'lease lost before the session started' } };
+    return { outcome: { status: 'failed', errorMessage: loaded.message } };
+  } catch (err) {
+    return {
+      outcome: { status: 'error', errorMessage: `state "${use}" not loaded: ${(err as Error).message}` },
+    };
+  }
 }
 
 function relayUrl(apiBaseUrl: string, runnerId: string, sessionId: string): string {
@@ -100,6 +162,8 @@ async function runRemote(
 ): Promise<SessionOutcome> {
   const maxPayload = deps.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES;
   const t0 = Date.now();
+  const starting = await startingState(session, ctx);
+  const routes: (() => void)[] = [];
   const server = await deps.launchServer();
   ctx.log.info({ ms: Date.now() - t0 }, 'remote browser: Playwright server started');
   const live = deps.liveSource?.(server.wsEndpoint);
@@ -120,7 +184,19 @@ async function runRemote(
       ctx.signal,
     );
     ctx.log.info({ ms: Date.now() - t0 }, 'remote browser: relay attached');
-    return await pipe(browserWs, relayWs, server, session, ctx, t0);
+    if ('outcome' in starting) {
+      // The client's connect fails with why (the relay closes its socket with this reason).
+      const ws = relayWs.ws;
+      const closed = new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        setTimeout(resolve, 2000).unref();
+      });
+      ws.close(1008, (starting.outcome.errorMessage ?? 'session ended').slice(0, 120));
+      await closed;
+      return starting.outcome;
+    }
+    const hook = contextHook(deps, contextDefaults(session.browser, starting.storageState), routes);
+    return await pipe(browserWs, relayWs, server, session, ctx, t0, hook);
   } catch (err) {
     if (ctx.signal.aborted) return { status: 'cancelled', errorMessage: 'aborted' };
     return { status: 'error', errorMessage: (err as Error).message };
@@ -132,6 +208,7 @@ async function runRemote(
       await live.close().catch(() => undefined);
     }
     await server.close().catch(() => undefined);
+    for (const close of routes) close();
   }
 }
 
@@ -142,6 +219,7 @@ function pipe(
   session: ClaimedSession,
   ctx: ExecuteContext,
   t0: number,
+  hook?: (data: Buffer) => Forward,
 ): Promise<SessionOutcome> {
   const stats: RemoteBrowserResult['relay'] = {
     bytesFromClient: 0,
@@ -178,7 +256,9 @@ function pipe(
     const fromClient = (data: Buffer, binary: boolean) => {
       stats.bytesFromClient += data.length;
       stats.messagesFromClient++;
-      browser.send(data, { binary });
+      const out = hook ? hook(data) : data;
+      if (Buffer.isBuffer(out)) browser.send(out, { binary });
+      else relay.send(out.reply, { binary: false });
     };
     const toClient = (data: Buffer, binary: boolean) => {
       stats.bytesToClient += data.length;

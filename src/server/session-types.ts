@@ -104,7 +104,7 @@ export function schemaHash(schema: Record<string, unknown>): string {
 }
 
 /** The first problem of a validation, as a dotted path under `at` (e.g. body.input.url) and a message. */
-function firstProblem({ validate }: InputCheck, at: string): ValidationError {
+export function firstProblem({ validate }: Pick<InputCheck, 'validate'>, at: string): ValidationError {
   const err = validate.errors?.[0];
   if (!err) return new ValidationError(at, 'is invalid');
   const parts = err.instancePath

@@ -3,7 +3,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer } from 'ws';
-import { SfwError, type ErrorCode } from '../../core/errors.js';
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { TSchema } from '@sinclair/typebox';
+import { SfwError, ValidationError, type ErrorCode } from '../../core/errors.js';
 import { SESSION_TIMEOUT_MS_RANGE } from '../../core/types.js';
 import {
   RELAY_IDLE_TIMEOUT_MS,
@@ -11,9 +14,17 @@ import {
   RELAY_MAX_MESSAGE_BYTES,
   REMOTE_BROWSER_TYPE,
 } from '../../protocol/relay.js';
+import {
+  BrowserOptionsSchema,
+  StateOptionsSchema,
+  type BrowserOptions,
+  type StateOptions,
+} from '../../protocol/schemas.js';
 import { getSession, insertSessions } from '../../store/sessions.js';
 import { authorize, crossSiteReason, hostAllowed, hostPolicy } from '../auth.js';
 import { RelayHub } from '../relay.js';
+import { firstProblem } from '../session-types.js';
+import { checkBrowserOptions, checkStateOptions } from './sessions.js';
 
 /**
  * `GET /v1/browser`: a remote Playwright client (`chromium.connect(ws://…/v1/browser?token=…)`) becomes a
@@ -43,6 +54,60 @@ function intParam(q: URLSearchParams, name: string, min: number, max: number): n
   if (!/^-?\d+$/.test(raw) || n < min || n > max)
     throw fail('VALIDATION', `must be an integer from ${min} to ${max}`, `query.${name}`);
   return n;
+}
+
+// The schemas POST /v1/sessions takes `browser` and `state` by, compiled as the API compiles bodies (strict:
+// no coercion, no defaults), then the same checks of what a schema cannot say (checkBrowserOptions, …).
+const ajv = new Ajv({
+  allErrors: false,
+  coerceTypes: false,
+  removeAdditional: false,
+  useDefaults: false,
+  strict: false,
+});
+addFormats.default(ajv);
+const validateBrowser = ajv.compile(BrowserOptionsSchema as TSchema);
+const validateState = ajv.compile(StateOptionsSchema as TSchema);
+
+function jsonParam(q: URLSearchParams, name: string): unknown {
+  const raw = q.get(name);
+  if (raw === null) return undefined;
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch {
+    throw new ValidationError(
+      `query.${name}`,
+      'must be a JSON object (URL-encoded), as the field of POST /v1/sessions',
+    );
+  }
+}
+
+/**
+ * `?browser={…}` and `?state={…}`: the session's browser and state options, each exactly the field of
+ * POST /v1/sessions. `state.save` is refused: the contexts of a remote session are its client's own, so
+ * there is no one context whose state is the session's (a client saves with context.storageState()).
+ */
+export function remoteSessionOptions(q: URLSearchParams): { browser?: BrowserOptions; state?: StateOptions } {
+  const out: { browser?: BrowserOptions; state?: StateOptions } = {};
+  const browser = jsonParam(q, 'browser');
+  if (browser !== undefined) {
+    if (!validateBrowser(browser)) throw firstProblem({ validate: validateBrowser }, 'query.browser');
+    checkBrowserOptions(browser as BrowserOptions, 'query.browser');
+    out.browser = browser as BrowserOptions;
+  }
+  const state = jsonParam(q, 'state');
+  if (state !== undefined) {
+    if (!validateState(state)) throw firstProblem({ validate: validateState }, 'query.state');
+    const s = state as StateOptions;
+    if (s.save !== undefined)
+      throw new ValidationError(
+        'query.state.save',
+        "a remote browser session does not save a named state: its contexts are the client's own; save one with context.storageState() or a flow session with state.save, and start from it here with state.use",
+      );
+    checkStateOptions(s, 'query.state');
+    out.state = s;
+  }
+  return out;
 }
 
 /** The Playwright client's version from its User-Agent (`Playwright/1.65.1 (…)`), refused unless major.minor match. */
@@ -94,6 +159,7 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
     const timeoutMs =
       intParam(url.searchParams, 'timeoutMs', SESSION_TIMEOUT_MS_RANGE.min, SESSION_TIMEOUT_MS_RANGE.max) ??
       DEFAULT_REMOTE_TIMEOUT_MS;
+    const options = remoteSessionOptions(url.searchParams);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const pending = hub.addClient(ws);
       insertSessions(deps.db, [
@@ -102,6 +168,7 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
           input: {},
           timeoutMs,
           maxAttempts: 1,
+          ...options,
           ...(priority === undefined ? {} : { priority }),
         },
       ]).then(

@@ -64,7 +64,7 @@ export function checkNewSession(s: CreateSessionBody, at: string): NewSession {
 }
 
 /** What the schema cannot check of a session's named state options (docs/state.md). */
-function checkStateOptions(o: StateOptions, at: string): void {
+export function checkStateOptions(o: StateOptions, at: string): void {
   if (o.use === undefined && o.save === undefined)
     throw new ValidationError(at, 'must name a state to use or to save (state.use, state.save)');
   if (o.save === undefined && (o.overwrite !== undefined || o.ttlMs !== undefined))
@@ -75,7 +75,7 @@ function checkStateOptions(o: StateOptions, at: string): void {
 }
 
 /** What the schema cannot check of a session's browser options. */
-function checkBrowserOptions(b: BrowserOptions, at: string): void {
+export function checkBrowserOptions(b: BrowserOptions, at: string): void {
   if (b.proxy !== undefined) checkProxy(b.proxy, `${at}.proxy`);
   if (b.timezoneId !== undefined && !isTimeZone(b.timezoneId))
     throw new ValidationError(`${at}.timezoneId`, 'must be an IANA time zone, e.g. Europe/Berlin');
