@@ -68,3 +68,37 @@ export const query = (params) => {
   const s = q.toString();
   return s ? `?${s}` : '';
 };
+
+/**
+ * Reads a server-sent event stream (fetched with the token, which EventSource cannot send): calls
+ * `onEvent(name, data)` for each event until the stream ends or `signal` aborts. Resolves when it ends.
+ */
+export async function events(path, onEvent, signal) {
+  const res = await fetch(path, { headers: headers({ accept: 'text/event-stream' }), signal });
+  if (res.status === 401) throw new Unauthorized('the API needs a token');
+  if (!res.ok) {
+    let message = `${path}: HTTP ${res.status}`;
+    try {
+      message = (await res.json()).error?.message ?? message;
+    } catch {
+      // not JSON: the status says it
+    }
+    throw new ApiError(res.status, message);
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buf += decoder.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const name = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (name && data) onEvent(name, JSON.parse(data));
+    }
+  }
+}

@@ -1,6 +1,8 @@
-// One session: status, steps with timings, result, error, attempts, screenshots inline, trace download.
+// One session: status, steps with timings, result, error, attempts, screenshots inline, trace download,
+// and while it runs, its page live (on demand).
 import { blobUrl, get, post } from './api.js';
 import { badge, duration, html, render, table, time } from './util.js';
+import { livePanel } from './live.js';
 
 export const title = 'Session';
 const TERMINAL = ['succeeded', 'failed', 'error', 'cancelled'];
@@ -75,6 +77,8 @@ export function mount(el, params, ctx) {
   // The outcome of the last button press; kept across re-renders.
   let message = '';
   const urls = [];
+  // Made once for a session that can still be watched; moved into each re-render's slot.
+  let live;
   const refresh = async () => {
     const s = await get(`/v1/sessions/${encodeURIComponent(id)}`);
     if (s.updatedAt === shown) return;
@@ -141,6 +145,7 @@ export function mount(el, params, ctx) {
               : ''
           }
         </dl>
+        ${TERMINAL.includes(s.status) ? '' : html`<div id="live-slot"></div>`}
         ${
           s.errorMessage
             ? html`<section aria-labelledby="error-h">
@@ -237,6 +242,14 @@ export function mount(el, params, ctx) {
             : ''
         }`,
     );
+    const slot = el.querySelector('#live-slot');
+    if (slot) {
+      live ??= livePanel(s.id);
+      slot.replaceWith(live.el);
+    } else if (live) {
+      live.close();
+      live = undefined;
+    }
     while (urls.length) URL.revokeObjectURL(urls.pop());
     const artifactPath = (name) =>
       `/v1/sessions/${encodeURIComponent(s.id)}/artifacts/${encodeURIComponent(name)}?redirect=false`;
@@ -296,5 +309,11 @@ export function mount(el, params, ctx) {
       }
     });
   };
-  return { refresh, unmount: () => urls.forEach((u) => URL.revokeObjectURL(u)) };
+  return {
+    refresh,
+    unmount: () => {
+      live?.close();
+      urls.forEach((u) => URL.revokeObjectURL(u));
+    },
+  };
 }
