@@ -203,7 +203,12 @@ export async function startRunner(cfg: RunnerConfig, opts: StartRunnerOptions = 
           runnerId,
           launchServer: () => launchBrowserServer({ executablePath: chromium, egress }),
           liveSource: serverLiveSource,
-          ...(egress ? { routeProxy: routeThrough(egress) } : {}),
+          ...(egress
+            ? {
+                routeProxy: routeThrough(egress),
+                egressProxy: { server: `http://${EGRESS_PROXY_HOST}:${egress.port}` },
+              }
+            : {}),
         });
   const capture: CaptureSettings = {
     maxBytes: cfg.maxCaptureBytes,

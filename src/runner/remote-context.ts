@@ -11,6 +11,12 @@ import type { BrowserOptions } from '../protocol/schemas.js';
 
 /** The Browser methods (playwright-core 1.65) whose params make a context. */
 export const CONTEXT_METHODS: ReadonlySet<string> = new Set(['newContext', 'newContextForReuse']);
+/**
+ * Methods refused to remote clients: `Playwright.newRequest` makes an APIRequestContext whose requests
+ * the Playwright server sends from the runner's own process, around the egress proxy (playwright-core's
+ * client never sends it over `connect`; `context.request` is the one to use).
+ */
+export const REFUSED_METHODS: ReadonlySet<string> = new Set(['newRequest']);
 
 /** A proxy as Playwright's context options take it. */
 export interface ProxySettings {
@@ -29,8 +35,9 @@ export interface ContextDefaults {
   storageState?: unknown;
 }
 
-/** A client message that creates a context: the whole message and its params. */
+/** A client message that creates a context (or a refused one): the whole message and its params. */
 export interface ContextCreation {
+  method: string;
   message: Record<string, unknown> & { id?: unknown };
   params: Record<string, unknown>;
 }
@@ -42,16 +49,20 @@ export interface RewrittenContext {
 }
 
 const NEEDLE = Buffer.from('newContext');
+const REFUSED_NEEDLE = Buffer.from('newRequest');
 // The Playwright server reads every frame, text or binary, with JSON.parse, which decodes \u escapes: a
 // method name written with them must be caught as well, so such a message is parsed too.
 const ESCAPE = Buffer.from('\\u');
 
 /** A cheap first look: only a message with one of these can create a context. */
 export function mayCreateContext(data: Buffer): boolean {
-  return data.includes(NEEDLE) || data.includes(ESCAPE);
+  return data.includes(NEEDLE) || data.includes(REFUSED_NEEDLE) || data.includes(ESCAPE);
 }
 
-/** The message parsed when it creates a context; undefined for any other message (or one not JSON). */
+/**
+ * The message parsed when it creates a context or is refused (REFUSED_METHODS); undefined for any other
+ * message (or one not JSON).
+ */
 export function parseContextCreation(data: Buffer): ContextCreation | undefined {
   if (!mayCreateContext(data)) return undefined;
   let message: unknown;
@@ -60,10 +71,11 @@ export function parseContextCreation(data: Buffer): ContextCreation | undefined 
   } catch {
     return undefined;
   }
-  if (!isObject(message) || typeof message.method !== 'string' || !CONTEXT_METHODS.has(message.method))
-    return undefined;
+  if (!isObject(message) || typeof message.method !== 'string') return undefined;
+  const method = message.method;
+  if (!CONTEXT_METHODS.has(method) && !REFUSED_METHODS.has(method)) return undefined;
   const params = isObject(message.params) ? message.params : {};
-  return { message, params };
+  return { method, message, params };
 }
 
 /** The session's browser options and state as newContext defaults (protocol form). */

@@ -15,6 +15,7 @@ import {
   encodeContextCreation,
   errorReply,
   parseContextCreation,
+  REFUSED_METHODS,
   type ContextDefaults,
   type ProxySettings,
 } from './remote-context.js';
@@ -45,6 +46,12 @@ export interface RemoteBrowserDeps {
    * for an upstream the egress proxy cannot chain to. Absent: the browser has no egress proxy.
    */
   routeProxy?(upstream: ProxySettings): { proxy: ProxySettings; close(): void };
+  /**
+   * The egress proxy itself, given to each context without a proxy of its own: the Playwright server's
+   * own requests for a context (`context.request`, `page.request`, sent from the runner's process) take
+   * the context's proxy, never Chromium's flags, and would otherwise go out around the target policy.
+   */
+  egressProxy?: ProxySettings;
   maxMessageBytes?: number;
   /** The server's browser as a live view (main.ts: serverLiveSource); absent: remote sessions show none. */
   liveSource?(wsEndpoint: string): LiveSource & { close(): Promise<void> };
@@ -61,6 +68,13 @@ function contextHook(deps: RemoteBrowserDeps, defaults: ContextDefaults, routes:
   return (data: Buffer): Forward => {
     const creation = parseContextCreation(data);
     if (!creation) return data;
+    if (REFUSED_METHODS.has(creation.method))
+      return {
+        reply: errorReply(
+          creation.message.id,
+          `${creation.method} is not available on remote sessions: use context.request (docs/remote.md)`,
+        ),
+      };
     const { params, upstream } = applyDefaults(creation.params, defaults);
     if (upstream && deps.routeProxy) {
       try {
@@ -73,6 +87,7 @@ function contextHook(deps: RemoteBrowserDeps, defaults: ContextDefaults, routes:
         };
       }
     } else if (upstream) params.proxy = upstream;
+    else if (deps.egressProxy) params.proxy = deps.egressProxy;
     return encodeContextCreation(creation, params);
   };
 }

@@ -315,4 +315,28 @@ describe('GET /v1/browser?browser=…&state=…', () => {
     expect(allowedProxy.seen.slice(before).some((t) => t.includes(`127.0.0.1:${sitePort()}`))).toBe(true);
     await browser.close();
   }, 90_000);
+
+  it("never sends the Playwright server's own requests (page.request) around the target policy", async () => {
+    // A target the runner's policy refuses: only the site and one proxy are allowed.
+    let hits = 0;
+    const refusedTarget = createServer((_req, res) => {
+      hits++;
+      res.end('secret');
+    });
+    await new Promise<void>((resolve) => refusedTarget.listen(0, '127.0.0.1', resolve));
+    const port = (refusedTarget.address() as AddressInfo).port;
+    try {
+      const browser = await connect(endpoint());
+      const page = await browser.newPage();
+      const fetched = await page.request.get(`http://127.0.0.1:${port}/`, { timeout: 15_000 }).then(
+        async (r) => `${r.status()} ${await r.text()}`,
+        (err: unknown) => (err as Error).message,
+      );
+      expect(fetched).not.toContain('secret');
+      expect(hits).toBe(0);
+      await browser.close();
+    } finally {
+      refusedTarget.close();
+    }
+  }, 60_000);
 });

@@ -37,6 +37,12 @@ describe('parseContextCreation', () => {
     expect(parseContextCreation(Buffer.from('newContext {not json'))).toBe(undefined);
   });
 
+  it('takes Playwright.newRequest too (refused on remote sessions)', () => {
+    expect(
+      parseContextCreation(msg({ id: 2, guid: 'Playwright', method: 'newRequest', params: {} }))?.method,
+    ).toBe('newRequest');
+  });
+
   it('sees a method name written with \\u escapes (the server decodes them)', () => {
     const sneaky = Buffer.from('{"id":3,"guid":"browser@1","method":"new\\u0043ontext","params":{}}');
     expect(sneaky.includes(Buffer.from('newContext'))).toBe(false);
