@@ -14,7 +14,7 @@ export const CONTEXT_METHODS: ReadonlySet<string> = new Set(['newContext', 'newC
 /**
  * Methods refused to remote clients: `Playwright.newRequest` makes an APIRequestContext whose requests
  * the Playwright server sends from the runner's own process, around the egress proxy (playwright-core's
- * client never sends it over `connect`; `context.request` is the one to use).
+ * client never sends it over `connect`).
  */
 export const REFUSED_METHODS: ReadonlySet<string> = new Set(['newRequest']);
 

@@ -72,7 +72,7 @@ function contextHook(deps: RemoteBrowserDeps, defaults: ContextDefaults, routes:
       return {
         reply: errorReply(
           creation.message.id,
-          `${creation.method} is not available on remote sessions: use context.request (docs/remote.md)`,
+          `${creation.method} is not available on remote sessions: its requests would leave the runner around the target policy (docs/remote.md)`,
         ),
       };
     const { params, upstream } = applyDefaults(creation.params, defaults);
