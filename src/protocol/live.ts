@@ -1,3 +1,5 @@
+import type { LiveFrameMeta } from '@session-framework/sdk';
+
 /**
  * Live view's wire (docs/remote.md, "Live view"). A viewer asks `GET /v1/sessions/:id/live`; the API tells
  * the runner holding the session in its next heartbeat answer (`live: [sessionId]`); the runner dials
@@ -13,14 +15,7 @@ export const LIVE_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 export const LIVE_MAX_VIEWERS = 20;
 
 /** A frame's header: what the page was when it was painted (the same shape as src/browser/live.ts's). */
-export interface LiveFrameMeta {
-  /** Epoch milliseconds of the paint. */
-  ts: number;
-  width: number;
-  height: number;
-  /** The page's URL, when the runner knows it. */
-  url?: string | undefined;
-}
+export type { LiveFrameMeta };
 
 /**
  * What a runner says besides frames, as a text message: the session has no page to show (a code session

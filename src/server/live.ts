@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import type { LiveState } from '@session-framework/sdk';
 import WebSocket from 'ws';
 import { isTerminal } from '../core/types.js';
 import { decodeLiveFrame, livePath, type LiveFrameMeta, type LiveNotice } from '../protocol/live.js';
@@ -18,7 +19,7 @@ import { findSessions } from '../store/sessions.js';
  * leaves everywhere, its runner's socket is closed: the runner stops the screencast.
  */
 
-export type LiveState = 'waiting' | 'live' | 'no-page';
+export type { LiveState };
 
 export interface LiveViewer {
   frame(meta: LiveFrameMeta, jpeg: Buffer): void;

@@ -1,66 +1,36 @@
+import type { LiveEvent, SfwClient } from '@session-framework/sdk';
+
 /**
- * A viewer of GET /v1/sessions/:id/live?format=sse over real HTTP: collects its events (states, frames,
- * the end) as they come, so a test can wait for what it expects.
+ * A viewer of a session's live view through the SDK (SfwClient.watchLive, GET /v1/sessions/:id/live as
+ * server-sent events): collects its events as they come, so a test can wait for what it expects.
  */
-
-export interface LiveEvent {
-  event: string;
-  data: {
-    state?: string;
-    message?: string;
-    ts?: number;
-    width?: number;
-    height?: number;
-    url?: string;
-    jpeg?: string;
-  };
-  at: number;
-}
-
 export interface LiveWatch {
-  status: number;
-  contentType: string;
   events: LiveEvent[];
-  frames(): LiveEvent[];
-  /** Settles when the stream ended (the server closed it) or the viewer left. */
+  frames(): Extract<LiveEvent, { type: 'frame' }>[];
+  /** Settles when the stream ended (the session did) or the viewer left; `error` says why it failed. */
   ended: Promise<void>;
+  error: unknown;
   close(): void;
 }
 
-export async function watchLive(apiUrl: string, sessionId: string, token?: string): Promise<LiveWatch> {
+export function watchLive(client: SfwClient, sessionId: string): LiveWatch {
   const ac = new AbortController();
-  const res = await fetch(`${apiUrl}/v1/sessions/${sessionId}/live?format=sse`, {
-    headers: token ? { authorization: `Bearer ${token}` } : {},
-    signal: ac.signal,
-  });
-  const events: LiveEvent[] = [];
-  const read = async () => {
-    if (!res.body || res.status !== 200) return;
-    const decoder = new TextDecoder();
-    let buf = '';
-    const reader = res.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event && data)
-          events.push({ event, data: JSON.parse(data) as LiveEvent['data'], at: Date.now() });
-      }
-    }
-  };
-  const ended = read().catch(() => undefined);
-  return {
-    status: res.status,
-    contentType: res.headers.get('content-type') ?? '',
-    events,
-    frames: () => events.filter((e) => e.event === 'frame'),
-    ended,
+  const w: LiveWatch = {
+    events: [],
+    frames: () => w.events.filter((e): e is Extract<LiveEvent, { type: 'frame' }> => e.type === 'frame'),
+    ended: Promise.resolve(),
+    error: undefined,
     close: () => ac.abort(),
   };
+  w.ended = (async () => {
+    try {
+      for await (const e of client.watchLive(sessionId, ac.signal)) w.events.push(e);
+    } catch (err) {
+      if (!ac.signal.aborted) w.error = err;
+    }
+  })();
+  return w;
 }
+
+/** Whether `b` holds a JPEG (its SOI marker) of some size. */
+export const isJpeg = (b: Buffer): boolean => b.length > 100 && b[0] === 0xff && b[1] === 0xd8;

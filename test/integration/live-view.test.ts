@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
-import { watchLive } from '../helpers/live.js';
+import { isJpeg, watchLive } from '../helpers/live.js';
 import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -59,11 +59,6 @@ const tickerFlow = (ms: number) => ({
   timeoutMs: ms + 30_000,
 });
 
-const isJpeg = (b64: string) => {
-  const b = Buffer.from(b64, 'base64');
-  return b.length > 100 && b[0] === 0xff && b[1] === 0xd8;
-};
-
 beforeAll(async () => {
   chromiumPath = await requireChromium();
   site = await startFixtureServer();
@@ -88,18 +83,16 @@ describe('GET /v1/sessions/:id/live', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(api.app.live.sourceCount(s.id)).toBe(0);
 
-    const view = await watchLive(api.url, s.id, API_TOKEN);
-    expect(view.status).toBe(200);
-    expect(view.contentType).toMatch(/^text\/event-stream/);
+    const view = watchLive(api.client, s.id);
     await waitFor(() => view.frames().length >= 3, { timeoutMs: 20_000, what: 'three frames' }).catch(
       (err: unknown) => {
         throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
       },
     );
-    expect(view.events[0]).toMatchObject({ event: 'state', data: { state: 'waiting' } });
-    expect(view.events.some((e) => e.event === 'state' && e.data.state === 'live')).toBe(true);
-    const f = view.frames()[0]!.data;
-    expect(isJpeg(f.jpeg!)).toBe(true);
+    expect(view.events[0]).toMatchObject({ type: 'state', state: 'waiting' });
+    expect(view.events.some((e) => e.type === 'state' && e.state === 'live')).toBe(true);
+    const f = view.frames()[0]!;
+    expect(isJpeg(f.jpeg)).toBe(true);
     expect(f).toMatchObject({ width: 800, height: 600 });
     expect(f.url).toBe(`${site.url}/pages/ticker.html`);
     expect(api.app.live.sourceCount(s.id)).toBe(1);
@@ -159,20 +152,20 @@ describe('GET /v1/sessions/:id/live', () => {
         `SELECT id FROM sessions WHERE type = 'browser' AND status = 'running'`,
       );
       expect(rows).toHaveLength(1);
-      const view = await watchLive(api.url, rows[0]!.id, API_TOKEN);
+      const view = watchLive(api.client, rows[0]!.id);
       await waitFor(() => view.frames().length >= 2, { timeoutMs: 20_000, what: 'frames' }).catch(
         (err: unknown) => {
           throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
         },
       );
-      const f = view.frames().at(-1)!.data;
-      expect(isJpeg(f.jpeg!)).toBe(true);
+      const f = view.frames().at(-1)!;
+      expect(isJpeg(f.jpeg)).toBe(true);
       expect(f).toMatchObject({ width: 640, height: 480, url: `${site.url}/pages/ticker.html` });
       // The client drives on, unaware of the viewer.
       expect(await page.textContent('#title')).toBe('Live ticker');
       await browser.close();
       await view.ended;
-      expect(view.events.at(-1)).toMatchObject({ event: 'end' });
+      expect(view.events.at(-1)).toMatchObject({ type: 'end' });
     } finally {
       await browser.close().catch(() => undefined);
     }
@@ -250,14 +243,14 @@ describe('live view across API replicas', () => {
       startRunner(b.url, 'live-runner-b');
       const s = await a.client.createSession(tickerFlow(60_000));
       await running(a, s.id);
-      const view = await watchLive(a.url, s.id, API_TOKEN);
+      const view = watchLive(a.client, s.id);
       await waitFor(() => view.frames().length >= 2, {
         timeoutMs: 30_000,
         what: 'frames via replica b',
       }).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
       });
-      expect(view.frames()[0]!.data).toMatchObject({ width: 800, height: 600 });
+      expect(view.frames()[0]).toMatchObject({ width: 800, height: 600 });
       // The runner's socket is on b, forwarded to a.
       expect(b.app.live.sourceCount(s.id)).toBe(1);
       expect(a.app.live.sourceCount(s.id)).toBe(1);

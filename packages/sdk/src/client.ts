@@ -34,6 +34,9 @@ import {
   type SessionView,
   type StopBody,
   type UpdateScheduleBody,
+  type LiveEvent,
+  type LiveFrameMeta,
+  type LiveState,
 } from './wire.js';
 import type {
   SaveSessionStateBody,
@@ -252,8 +255,54 @@ export class SfwClient {
    * of the loop ends the request.
    */
   async *exportSessions(query: ExportSessionsQuery = {}, signal?: AbortSignal): AsyncGenerator<Buffer> {
-    const url = this.url('/v1/sessions/export', query);
-    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    let complete = false;
+    for await (const c of this.stream('/v1/sessions/export', query, {}, signal, () => (complete = true)))
+      yield c;
+    if (!complete) throw new NetworkError('the export was cut short', true, undefined);
+  }
+
+  /**
+   * A queued or running session's page, live (GET /v1/sessions/:id/live as server-sent events): `state`
+   * events say whether frames are coming (`waiting` for the runner, `live`, `no-page`), `frame` events
+   * carry a JPEG of the page with its size, time and URL, and `end` comes when the session ends. Nothing is
+   * captured while nobody watches; breaking out of the loop (or `signal`) stops watching.
+   */
+  async *watchLive(id: string, signal?: AbortSignal): AsyncGenerator<LiveEvent> {
+    const decoder = new TextDecoder();
+    let buf = '';
+    const path = `/v1/sessions/${encodeURIComponent(id)}/live`;
+    for await (const chunk of this.stream(path, { format: 'sse' }, { accept: 'text/event-stream' }, signal)) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const name = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (!name || !data) continue;
+        const d = JSON.parse(data) as Record<string, unknown>;
+        if (name === 'frame') {
+          const { jpeg, ...meta } = d as unknown as LiveFrameMeta & { jpeg: string };
+          yield { type: 'frame', ...meta, jpeg: Buffer.from(jpeg, 'base64') };
+        } else if (name === 'state') yield { type: 'state', ...(d as { state: LiveState; message: string }) };
+        else if (name === 'end') {
+          yield { type: 'end', message: typeof d.message === 'string' ? d.message : '' };
+          return;
+        }
+      }
+    }
+  }
+
+  /** A GET whose answer is read as it comes; `completed` is called when it came whole. */
+  private async *stream(
+    path: string,
+    query: Record<string, string | number | undefined>,
+    extra: Record<string, string>,
+    signal: AbortSignal | undefined,
+    completed?: () => void,
+  ): AsyncGenerator<Buffer> {
+    const url = this.url(path, query);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...extra };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (this.closed) throw new NetworkError('the client was closed', false, undefined);
     await this.slots.take(signal);
@@ -262,7 +311,7 @@ export class SfwClient {
       const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
         req.once('response', resolve);
         req.once('error', (err) => reject(unreachable(err)));
-        // No answer, or a pause between chunks, longer than the client's deadline ends the export.
+        // No answer, or a pause between chunks, longer than the client's deadline ends the stream.
         req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no data within ${this.timeoutMs} ms`)));
         req.end();
       });
@@ -276,7 +325,7 @@ export class SfwClient {
       } catch (err) {
         throw unreachable(err);
       }
-      if (!res.complete) throw new NetworkError('the export was cut short', true, undefined);
+      if (res.complete) completed?.();
     } finally {
       req.destroy();
       this.slots.give();

@@ -520,3 +520,21 @@ export type RemoteBrowserResult = {
     ms: number;
   };
 };
+
+/** What a live view's frame shows (GET /v1/sessions/:id/live): when it was painted, its size, the page's URL. */
+export type LiveFrameMeta = {
+  /** Epoch milliseconds of the paint. */
+  ts: number;
+  width: number;
+  height: number;
+  url?: string | undefined;
+};
+
+/** Whether a live view has frames coming: waiting for the runner, live, or the session has no page. */
+export type LiveState = 'waiting' | 'live' | 'no-page';
+
+/** One event of a live view (SfwClient.watchLive). */
+export type LiveEvent =
+  | { type: 'state'; state: LiveState; message: string }
+  | ({ type: 'frame'; jpeg: Buffer } & LiveFrameMeta)
+  | { type: 'end'; message: string };
