@@ -40,6 +40,7 @@ import { retentionRoutes } from './routes/retention.js';
 import { browserRoutes } from './routes/browser.js';
 import { Upgrades } from './upgrades.js';
 import { LiveHub } from './live.js';
+import { ReplicaDirectory } from './replicas.js';
 import { liveRoutes } from './routes/live.js';
 import type { RelayLimits } from './relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
@@ -114,6 +115,7 @@ declare module 'fastify' {
     artifactStore: ArtifactStore;
     upgrades: Upgrades;
     live: LiveHub;
+    replicas: ReplicaDirectory;
   }
 }
 
@@ -411,15 +413,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   upgrades.attach(app.server);
   app.decorate('upgrades', upgrades);
   app.addHook('onClose', async () => upgrades.detach());
-  const live = new LiveHub({
+  const replicas = new ReplicaDirectory({
     db: deps.db,
     notifier: deps.notifier,
     log: app.log,
     internalUrl: deps.internalUrl,
   });
+  const live = new LiveHub({ db: deps.db, notifier: deps.notifier, log: app.log, replicas });
+  app.decorate('replicas', replicas);
   app.decorate('live', live);
-  app.addHook('onReady', async () => live.start());
-  app.addHook('preClose', async () => live.close());
+  app.addHook('onReady', async () => {
+    replicas.start();
+    live.start();
+  });
+  app.addHook('preClose', async () => {
+    live.close();
+    replicas.close();
+  });
   app.decorateRequest('caller', 'anonymous');
   installRequestMetrics(app);
 

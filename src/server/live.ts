@@ -1,18 +1,18 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { LiveState } from '@session-framework/sdk';
 import WebSocket from 'ws';
 import { isTerminal } from '../core/types.js';
 import { decodeLiveFrame, livePath, type LiveFrameMeta, type LiveNotice } from '../protocol/live.js';
 import type { Db } from '../store/db.js';
-import { announceLive } from '../store/live.js';
 import type { Notifier } from '../store/notify.js';
 import { findSessions } from '../store/sessions.js';
+import type { ReplicaDirectory } from './replicas.js';
+import { FORWARDED_HEADER } from './forward.js';
 
 /**
- * Live view, the API's side. Viewers (`GET /v1/sessions/:id/live`) wait here; the replica says on
- * `sfw_live` which sessions its viewers watch (again every few seconds, so a replica that starts later
- * learns it too), every replica's heartbeat answers name those sessions to the runners holding them, and
+ * Live view, the API's side. Viewers (`GET /v1/sessions/:id/live`) wait here; the replica tells the
+ * others which sessions its viewers watch (ReplicaDirectory, kind `live`), every replica's heartbeat
+ * answers name those sessions to the runners holding them, and
  * a runner dials its live socket for each. Whichever replica that socket lands on passes the frames to
  * its own viewers and, when API_INTERNAL_URL is set, on to every other replica that has viewers of the
  * session (a forwarded socket, checked there as the runner's own). When the last viewer of a session
@@ -28,21 +28,8 @@ export interface LiveViewer {
   end(message: string): void;
 }
 
-/** How often a replica says what its viewers watch; a word not repeated for EXPIRE_MS is forgotten. */
-const ANNOUNCE_MS = 5000;
-const EXPIRE_MS = 3 * ANNOUNCE_MS;
-/** At most this many session ids in one NOTIFY (36 characters each, under its 8000 bytes). */
-const IDS_PER_MESSAGE = 150;
-
-/** The header a replica's forwarded live socket carries: the forwarding replica's id. */
-export const LIVE_FORWARDED_HEADER = 'x-sfw-live-forwarded';
-
-interface Announcement {
-  r: string;
-  u: string | null;
-  on: boolean;
-  s: string[];
-}
+/** How often viewers of an ended session are looked for, in case its notification was lost. */
+const SWEEP_MS = 5000;
 
 /** Who sent a direct live socket, to forward it as them. */
 export interface RunnerSide {
@@ -54,14 +41,12 @@ export interface LiveHubOptions {
   db: Db;
   notifier: Notifier | undefined;
   log: FastifyBaseLogger;
-  /** Where other replicas reach this one (API_INTERNAL_URL). */
-  internalUrl: string | undefined;
+  replicas: ReplicaDirectory;
 }
 
 const WAITING = "waiting for the session's runner: it hears of viewers with its next heartbeat";
 
 export class LiveHub {
-  readonly replicaId = randomUUID();
   private readonly viewers = new Map<string, Set<LiveViewer>>();
   private readonly last = new Map<string, { meta: LiveFrameMeta; jpeg: Buffer }>();
   private readonly lastState = new Map<string, { state: LiveState; message: string }>();
@@ -69,31 +54,31 @@ export class LiveHub {
   private readonly sources = new Map<string, Set<WebSocket>>();
   /** Sockets this replica opened to other replicas to pass a session's frames on, by session and replica. */
   private readonly forwards = new Map<string, Map<string, WebSocket>>();
-  /** What other replicas' viewers watch: session → replica → (its address, until when). */
-  private readonly remote = new Map<string, Map<string, { url: string | null; until: number }>>();
   /** Each direct runner socket's runner and headers (authorization, lease), to forward it as the runner. */
   private readonly runners = new Map<string, RunnerSide>();
   private timer: NodeJS.Timeout | undefined;
-  private closed = false;
 
   constructor(private readonly opts: LiveHubOptions) {}
 
   start(): void {
-    const n = this.opts.notifier;
-    n?.on('live', this.onAnnouncement);
-    n?.on('reconnected', this.onReconnected);
-    n?.on('done', this.onDone);
-    this.timer = setInterval(() => void this.tick(), ANNOUNCE_MS);
+    this.opts.notifier?.on('done', this.onDone);
+    // Another replica's viewers of a session whose runner's socket is here: pass its frames there too.
+    this.opts.replicas.onHeldElsewhere((kind, id, h) => {
+      if (
+        kind === 'live' &&
+        h.url !== null &&
+        h.url !== this.opts.replicas.internalUrl &&
+        this.runners.has(id)
+      )
+        this.openForward(id, h.replica, h.url);
+    });
+    this.timer = setInterval(() => void this.sweep(), SWEEP_MS);
     this.timer.unref();
   }
 
   close(): void {
-    this.closed = true;
     clearInterval(this.timer);
-    const n = this.opts.notifier;
-    n?.off('live', this.onAnnouncement);
-    n?.off('reconnected', this.onReconnected);
-    n?.off('done', this.onDone);
+    this.opts.notifier?.off('done', this.onDone);
     for (const id of [...this.viewers.keys()]) this.end(id, 'the API is stopping');
     for (const set of this.sources.values()) for (const ws of set) ws.close(1001, 'the API is stopping');
     for (const m of this.forwards.values())
@@ -115,7 +100,7 @@ export class LiveHub {
     const first = set === undefined;
     if (!set) this.viewers.set(sessionId, (set = new Set()));
     set.add(v);
-    if (first) void this.announce([sessionId], true);
+    if (first) this.opts.replicas.hold('live', sessionId);
     const st = this.lastState.get(sessionId);
     v.state(st?.state ?? 'waiting', st?.message ?? WAITING);
     const frame = this.last.get(sessionId);
@@ -134,19 +119,19 @@ export class LiveHub {
     this.viewers.delete(sessionId);
     this.last.delete(sessionId);
     this.lastState.delete(sessionId);
-    void this.announce([sessionId], false);
+    this.opts.replicas.release('live', sessionId);
     this.closeSourcesIfUnwanted(sessionId);
   }
 
   /** Of these sessions, the ones somebody watches on any replica (the heartbeat answer's `live`). */
   watched(ids: readonly string[]): string[] {
-    return ids.filter((id) => this.viewers.has(id) || this.wantedElsewhere(id).length > 0);
+    return ids.filter((id) => this.viewers.has(id) || this.opts.replicas.elsewhere('live', id).length > 0);
   }
 
   /** Whether a runner's socket for the session has anywhere to go from this replica. */
   wanted(sessionId: string, forwarded: boolean): boolean {
     if (this.viewers.has(sessionId)) return true;
-    return !forwarded && this.reachableElsewhere(sessionId).length > 0;
+    return !forwarded && this.opts.replicas.reachable('live', sessionId).length > 0;
   }
 
   /**
@@ -160,7 +145,8 @@ export class LiveHub {
     set.add(ws);
     if (runner) {
       this.runners.set(sessionId, runner);
-      for (const r of this.reachableElsewhere(sessionId)) this.openForward(sessionId, r.replica, r.url);
+      for (const r of this.opts.replicas.reachable('live', sessionId))
+        this.openForward(sessionId, r.replica, r.url);
     }
     ws.on('message', (data: Buffer, binary) => {
       for (const f of this.forwards.get(sessionId)?.values() ?? [])
@@ -216,21 +202,6 @@ export class LiveHub {
     for (const ws of this.sources.get(sessionId) ?? []) ws.close(1000, 'nobody watches');
   }
 
-  private wantedElsewhere(sessionId: string): { replica: string; url: string | null }[] {
-    const m = this.remote.get(sessionId);
-    if (!m) return [];
-    const now = Date.now();
-    const out: { replica: string; url: string | null }[] = [];
-    for (const [replica, e] of m) if (e.until > now) out.push({ replica, url: e.url });
-    return out;
-  }
-
-  private reachableElsewhere(sessionId: string): { replica: string; url: string }[] {
-    return this.wantedElsewhere(sessionId).flatMap((r) =>
-      r.url !== null && r.url !== this.opts.internalUrl ? [{ replica: r.replica, url: r.url }] : [],
-    );
-  }
-
   private openForward(sessionId: string, replica: string, url: string): void {
     let m = this.forwards.get(sessionId);
     if (m?.has(replica)) return;
@@ -241,7 +212,7 @@ export class LiveHub {
     u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
     u.pathname = `${u.pathname.replace(/\/$/, '')}${livePath(runner.runnerId, sessionId)}`;
     const ws = new WebSocket(u.toString(), {
-      headers: { ...runner.headers, [LIVE_FORWARDED_HEADER]: this.replicaId },
+      headers: { ...runner.headers, [FORWARDED_HEADER]: this.opts.replicas.replicaId },
       perMessageDeflate: false,
     });
     m.set(replica, ws);
@@ -258,49 +229,14 @@ export class LiveHub {
     });
   }
 
-  private readonly onAnnouncement = (payload: string): void => {
-    let a: Partial<Announcement>;
-    try {
-      a = JSON.parse(payload) as Partial<Announcement>;
-    } catch {
-      return;
-    }
-    if (typeof a.r !== 'string' || a.r === this.replicaId || !Array.isArray(a.s)) return;
-    const url = typeof a.u === 'string' ? a.u : null;
-    for (const id of a.s) {
-      if (typeof id !== 'string') continue;
-      if (a.on) {
-        let m = this.remote.get(id);
-        if (!m) this.remote.set(id, (m = new Map<string, { url: string | null; until: number }>()));
-        m.set(a.r, { url, until: Date.now() + EXPIRE_MS });
-        // A runner's socket for it is here already: pass its frames on to that replica too.
-        if (url !== null && url !== this.opts.internalUrl && this.runners.has(id))
-          this.openForward(id, a.r, url);
-      } else {
-        const m = this.remote.get(id);
-        m?.delete(a.r);
-        if (m?.size === 0) this.remote.delete(id);
-      }
-    }
-  };
-
-  private readonly onReconnected = (): void => void this.announce([...this.viewers.keys()], true);
-
   private readonly onDone = (sessionId: string): void => {
     if (this.viewers.has(sessionId)) void this.endIfFinal([sessionId]);
   };
 
-  private async tick(): Promise<void> {
-    const now = Date.now();
-    for (const [id, m] of this.remote) {
-      for (const [r, e] of m) if (e.until <= now) m.delete(r);
-      if (m.size === 0) this.remote.delete(id);
-    }
+  /** A lost notification must not leave a viewer of an ended session waiting. */
+  private async sweep(): Promise<void> {
     const ids = [...this.viewers.keys()];
-    if (ids.length === 0) return;
-    await this.announce(ids, true);
-    // A lost notification must not leave a viewer of an ended session waiting.
-    await this.endIfFinal(ids);
+    if (ids.length > 0) await this.endIfFinal(ids);
   }
 
   private async endIfFinal(ids: string[]): Promise<void> {
@@ -309,23 +245,6 @@ export class LiveHub {
         if (isTerminal(row.status)) this.end(row.id, `the session ${row.status}`);
     } catch (err) {
       this.opts.log.debug({ err: (err as Error).message }, 'live view: could not look at sessions');
-    }
-  }
-
-  private async announce(ids: string[], on: boolean): Promise<void> {
-    if (this.closed || ids.length === 0) return;
-    for (let i = 0; i < ids.length; i += IDS_PER_MESSAGE) {
-      const a: Announcement = {
-        r: this.replicaId,
-        u: this.opts.internalUrl ?? null,
-        on,
-        s: ids.slice(i, i + IDS_PER_MESSAGE),
-      };
-      try {
-        await announceLive(this.opts.db, JSON.stringify(a));
-      } catch (err) {
-        this.opts.log.debug({ err: (err as Error).message }, 'live view: could not tell the other replicas');
-      }
     }
   }
 }

@@ -3,14 +3,17 @@ import type WebSocket from 'ws';
 import { RUNNER_LOST_MESSAGE } from '../core/types.js';
 import { RELAY_CLIENT_CLOSED, RELAY_CLIENT_LOST, RELAY_MAX_QUEUED_MESSAGES } from '../protocol/relay.js';
 import type { Db } from '../store/db.js';
-import { cancelSession, completeSessions } from '../store/sessions.js';
+import type { Notifier } from '../store/notify.js';
+import type { ReplicaDirectory } from './replicas.js';
+import { cancelSession, completeSessions, findSessions } from '../store/sessions.js';
+import { isTerminal } from '../core/types.js';
 
 /**
  * The relay between a remote Playwright client (`GET /v1/browser`) and the runner that claimed its
  * session (`…/relay`, dialled by the runner). While the session is queued the client's messages wait here
  * (Playwright sends `initialize` and waits for its answer, so `connect()` resolves only once a runner is
- * attached); then each message is passed on unchanged, either way. The hub lives in one API replica: the
- * runner's relay must reach the replica that holds the client (docs/remote.md).
+ * attached); then each message is passed on unchanged, either way. The hub lives in one API replica; a
+ * runner's relay that lands on another is passed on to this one (routes/browser.ts, forward.ts).
  */
 
 export interface Pending {
@@ -33,12 +36,52 @@ export interface RelayHubOptions {
   db: Db;
   log: FastifyBaseLogger;
   idleTimeoutMs: number;
+  /** Told which sessions' clients wait here, so a runner's relay landing on another replica is passed on. */
+  replicas?: Pick<ReplicaDirectory, 'hold' | 'release'>;
+  /** Sessions ending: a waiting client whose session ended without a runner's relay is told why. */
+  notifier?: Notifier | undefined;
 }
+
+/** How often waiting clients' sessions are looked at, in case a notification was lost. */
+const SWEEP_MS = 5000;
 
 export class RelayHub {
   private readonly sessions = new Map<string, Pending>();
 
-  constructor(private readonly opts: RelayHubOptions) {}
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly opts: RelayHubOptions) {
+    opts.notifier?.on('done', this.onDone);
+    this.timer = setInterval(() => void this.sweep([...this.sessions.keys()]), SWEEP_MS);
+    this.timer.unref();
+  }
+
+  private readonly onDone = (sessionId: string): void => {
+    const p = this.sessions.get(sessionId);
+    if (p && !p.runner) void this.sweep([sessionId]);
+  };
+
+  /**
+   * Clients whose session ended while no runner's relay was attached (its runner could not open the
+   * relay, or it was cancelled or recovered): their socket closes with the session's outcome, rather than
+   * waiting for their own connect timeout.
+   */
+  private async sweep(ids: string[]): Promise<void> {
+    const waiting = ids.filter((id) => !this.sessions.get(id)?.runner);
+    if (waiting.length === 0) return;
+    try {
+      for (const row of await findSessions(this.opts.db, waiting)) {
+        const p = this.sessions.get(row.id);
+        if (!p || p.runner || !isTerminal(row.status)) continue;
+        const why = `session ${row.status}${row.error_message ? `: ${row.error_message}` : ''}`;
+        p.ended = true;
+        this.forget(p);
+        p.client.close(1011, why.slice(0, 120));
+      }
+    } catch (err) {
+      this.opts.log.debug({ err: (err as Error).message }, 'remote browser: could not look at sessions');
+    }
+  }
 
   /** Clients connected to this replica, running or waiting. */
   get size(): number {
@@ -96,7 +139,10 @@ export class RelayHub {
   bind(p: Pending, sessionId: string): void {
     p.sessionId = sessionId;
     if (p.ended) this.cancel(sessionId);
-    else this.sessions.set(sessionId, p);
+    else {
+      this.sessions.set(sessionId, p);
+      this.opts.replicas?.hold('relay', sessionId);
+    }
   }
 
   private cancel(sessionId: string): void {
@@ -141,6 +187,8 @@ export class RelayHub {
 
   /** Closes every connection (the API is stopping). */
   close(): void {
+    clearInterval(this.timer);
+    this.opts.notifier?.off('done', this.onDone);
     for (const p of [...this.sessions.values()]) {
       p.runner?.ws.close(1001, 'the API is stopping');
       p.client.close(1001, 'the API is stopping');
@@ -157,6 +205,6 @@ export class RelayHub {
 
   private forget(p: Pending): void {
     clearTimeout(p.idle);
-    this.sessions.delete(p.sessionId);
+    if (this.sessions.delete(p.sessionId)) this.opts.replicas?.release('relay', p.sessionId);
   }
 }

@@ -2,6 +2,9 @@ import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { SfwError, type ErrorBody } from '../core/errors.js';
+import { RELAY_LEASE_HEADER } from '../protocol/relay.js';
+import type { Db } from '../store/db.js';
+import { getSession, type SessionRow } from '../store/sessions.js';
 import {
   authorize,
   crossSiteReason,
@@ -59,6 +62,35 @@ export function admitUpgrade(
   if (reason !== undefined) throw new SfwError('CROSS_SITE', `cross-site WebSocket refused (${reason})`);
   const authorization = token !== undefined ? `Bearer ${token}` : req.headers.authorization;
   authorize(policy.auth, { headers: { authorization } }, scope);
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A runner's socket for one of its sessions (the relay, the live view): the claim's lease token, in
+ * X-Lease-Token, must be the session's current one, held by that runner (409 LEASE_LOST otherwise).
+ */
+export async function checkRunnerLease(
+  db: Db,
+  req: IncomingMessage,
+  runnerId: string,
+  sessionId: string,
+): Promise<{ row: SessionRow; lease: string }> {
+  const lease = req.headers[RELAY_LEASE_HEADER];
+  if (typeof lease !== 'string' || !UUID_RE.test(lease))
+    throw new SfwError(
+      'VALIDATION',
+      `headers.${RELAY_LEASE_HEADER}: is required: the lease token of the claim`,
+      {
+        path: `headers.${RELAY_LEASE_HEADER}`,
+      },
+    );
+  if (!UUID_RE.test(sessionId))
+    throw new SfwError('VALIDATION', 'params.sessionId: must be a session id', { path: 'params.sessionId' });
+  const row = await getSession(db, sessionId);
+  if (row.status !== 'running' || row.lease_token !== lease || row.claimed_by !== runnerId)
+    throw new SfwError('LEASE_LOST', `session ${sessionId}: this lease is not the current one`);
+  return { row, lease };
 }
 
 export class Upgrades {

@@ -3,12 +3,12 @@ import pg from 'pg';
 import { DONE_CHANNEL, SESSIONS_CHANNEL } from './sessions.js';
 import { WEBHOOKS_CHANNEL } from './webhooks.js';
 import { TYPES_CHANNEL } from './types.js';
-import { LIVE_CHANNEL } from './live.js';
+import { REPLICAS_CHANNEL } from './replicas.js';
 
 /**
  * One LISTEN connection per API process. Emits `sessions` when work is enqueued, `done` (with the
  * session id, once per session) when a session ends, `webhooks` when deliveries are due and `types` when a
- * runner registered its session types, `live` when a replica says what its viewers watch. Reconnects with backoff after a database restart; while it is down,
+ * runner registered its session types, `replicas` when an API replica says which sessions' sockets it holds. Reconnects with backoff after a database restart; while it is down,
  * waiters fall back on polling, so nothing depends on a notification arriving.
  */
 export class Notifier extends EventEmitter {
@@ -42,12 +42,12 @@ export class Notifier extends EventEmitter {
         for (const id of (msg.payload ?? '').split(',')) this.emit('done', id);
       else if (msg.channel === WEBHOOKS_CHANNEL) this.emit('webhooks');
       else if (msg.channel === TYPES_CHANNEL) this.emit('types');
-      else if (msg.channel === LIVE_CHANNEL) this.emit('live', msg.payload ?? '');
+      else if (msg.channel === REPLICAS_CHANNEL) this.emit('replicas', msg.payload ?? '');
     });
     try {
       await client.connect();
       await client.query(
-        `LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}; LISTEN ${WEBHOOKS_CHANNEL}; LISTEN ${TYPES_CHANNEL}; LISTEN ${LIVE_CHANNEL}`,
+        `LISTEN ${SESSIONS_CHANNEL}; LISTEN ${DONE_CHANNEL}; LISTEN ${WEBHOOKS_CHANNEL}; LISTEN ${TYPES_CHANNEL}; LISTEN ${REPLICAS_CHANNEL}`,
       );
     } catch (err) {
       await client.end().catch(() => {});
@@ -65,7 +65,7 @@ export class Notifier extends EventEmitter {
     this.emit('webhooks');
     // A registration may have committed while we were not listening.
     this.emit('types');
-    // Other replicas' viewers: they say it again within seconds, but the ones here say it now.
+    // Other replicas say what they hold again within seconds; this one says it now.
     this.emit('reconnected');
   }
 

@@ -230,39 +230,82 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('live view across API replicas', () => {
-  it('reaches a viewer on one replica from a runner whose socket lands on another', async () => {
+describe('across API replicas (API_INTERNAL_URL)', () => {
+  // Replica a has the viewers and the remote clients; the runner's sockets land on replica b.
+  let a: TestApi;
+  let b: TestApi;
+  beforeAll(async () => {
     const port = await freePort();
-    const a = await startTestApi('live-replicas', {
+    a = await startTestApi('live-replicas', {
       auth: true,
       port,
       deps: { internalUrl: `http://127.0.0.1:${port}` },
     });
-    const b = await startTestApi('live-replicas-b', { auth: true, db: { db: a.db, url: a.databaseUrl } });
-    try {
-      startRunner(b.url, 'live-runner-b');
-      const s = await a.client.createSession(tickerFlow(60_000));
-      await running(a, s.id);
-      const view = watchLive(a.client, s.id);
-      await waitFor(() => view.frames().length >= 2, {
-        timeoutMs: 30_000,
-        what: 'frames via replica b',
-      }).catch((err: unknown) => {
+    b = await startTestApi('live-replicas-b', { auth: true, db: { db: a.db, url: a.databaseUrl } });
+    startRunner(b.url, 'live-runner-b');
+  }, 60_000);
+  afterAll(async () => {
+    await b?.stop();
+    await a?.stop();
+  });
+
+  it('reaches a viewer on one replica from a runner whose socket lands on another', async () => {
+    const s = await a.client.createSession(tickerFlow(60_000));
+    await running(a, s.id);
+    const view = watchLive(a.client, s.id);
+    await waitFor(() => view.frames().length >= 2, { timeoutMs: 30_000, what: 'frames via replica b' }).catch(
+      (err: unknown) => {
         throw new Error(`${(err as Error).message}\n${JSON.stringify(view.events.slice(0, 5))}\n${said()}`);
-      });
-      expect(view.frames()[0]).toMatchObject({ width: 800, height: 600 });
-      // The runner's socket is on b, forwarded to a.
-      expect(b.app.live.sourceCount(s.id)).toBe(1);
-      expect(a.app.live.sourceCount(s.id)).toBe(1);
-      view.close();
-      await waitFor(() => b.app.live.sourceCount(s.id) === 0, {
-        timeoutMs: 20_000,
-        what: "b's runner socket closed",
-      });
-      await a.client.cancelSession(s.id);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+      },
+    );
+    expect(view.frames()[0]).toMatchObject({ width: 800, height: 600 });
+    // The runner's socket is on b, forwarded to a.
+    expect(b.app.live.sourceCount(s.id)).toBe(1);
+    expect(a.app.live.sourceCount(s.id)).toBe(1);
+    view.close();
+    await waitFor(() => b.app.live.sourceCount(s.id) === 0, {
+      timeoutMs: 20_000,
+      what: "b's runner socket closed",
+    });
+    await a.client.cancelSession(s.id);
   }, 120_000);
+
+  it("relays a remote browser whose client is on one replica and whose runner's relay lands on another", async () => {
+    const browser = await chromium
+      .connect(`${a.url.replace('http', 'ws')}/v1/browser?token=${API_TOKEN}`, {
+        timeout: 60_000,
+      })
+      .catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${said()}`);
+      });
+    const page = await browser.newPage();
+    await page.goto(`${site.url}/pages/ticker.html`);
+    expect(await page.textContent('#title')).toBe('Live ticker');
+    await browser.close();
+    const { rows } = await a.db.query<{ id: string }>(`SELECT id FROM sessions WHERE type = 'browser'`);
+    expect(rows).toHaveLength(1);
+    const done = await a.client.waitUntilDone(rows[0]!.id, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ status: 'succeeded', claimedBy: 'live-runner-b' });
+    expect(
+      (done.result as { relay: { messagesFromClient: number } }).relay.messagesFromClient,
+    ).toBeGreaterThan(3);
+  }, 120_000);
+
+  it('fails a remote client at once, saying why, when its replica cannot be reached (no API_INTERNAL_URL)', async () => {
+    const c = await startTestApi('live-replicas-c', { auth: true, db: { db: a.db, url: a.databaseUrl } });
+    try {
+      // At once: not the connect's own timeout.
+      const err = await chromium
+        .connect(`${c.url.replace('http', 'ws')}/v1/browser?token=${API_TOKEN}`, { timeout: 30_000 })
+        .then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        );
+      expect(err?.message).toMatch(
+        /session error: relay refused \(404\): the client is on another API replica, which set no API_INTERNAL_URL/,
+      );
+    } finally {
+      await c.stop();
+    }
+  }, 90_000);
 });

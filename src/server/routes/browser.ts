@@ -13,6 +13,7 @@ import {
   RELAY_LEASE_HEADER,
   RELAY_MAX_MESSAGE_BYTES,
   REMOTE_BROWSER_TYPE,
+  relayPath,
 } from '../../protocol/relay.js';
 import {
   BrowserOptionsSchema,
@@ -20,8 +21,10 @@ import {
   type BrowserOptions,
   type StateOptions,
 } from '../../protocol/schemas.js';
-import { getSession, insertSessions } from '../../store/sessions.js';
-import { authorize, crossSiteReason, hostAllowed, hostPolicy } from '../auth.js';
+import { insertSessions } from '../../store/sessions.js';
+import { hostPolicy } from '../auth.js';
+import { FORWARDED_HEADER, forwardUpgrade } from '../forward.js';
+import { admitUpgrade, checkRunnerLease } from '../upgrades.js';
 import { RelayHub } from '../relay.js';
 import { firstProblem } from '../session-types.js';
 import { checkBrowserOptions, checkStateOptions } from './sessions.js';
@@ -42,7 +45,6 @@ const PLAYWRIGHT_VERSION = (
 const PLAYWRIGHT_MINOR = PLAYWRIGHT_VERSION.split('.').slice(0, 2).join('.');
 
 const RELAY_RE = /^\/v1\/runners\/([^/]+)\/sessions\/([^/]+)\/relay$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const fail = (code: ErrorCode, message: string, path?: string) =>
   new SfwError(code, path ? `${path}: ${message}` : message, path ? { path } : undefined);
@@ -127,6 +129,8 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
   const hub = new RelayHub({
     db: deps.db,
     log: fastify.log,
+    replicas: fastify.replicas,
+    notifier: deps.notifier,
     idleTimeoutMs: limits.idleTimeoutMs ?? RELAY_IDLE_TIMEOUT_MS,
   });
   const wss = new WebSocketServer({
@@ -140,16 +144,7 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
 
   const admit = (req: IncomingMessage, token: string | undefined, scope: 'client' | 'runner') => {
     if (closing) throw new SfwError('UNAVAILABLE', 'the API is shutting down: retry shortly');
-    if (!hostAllowed(hosts, req.headers.host))
-      throw new SfwError(
-        'HOST_NOT_ALLOWED',
-        `this API does not answer for Host ${String(req.headers.host).slice(0, 100)}: add the name to ALLOWED_HOSTS`,
-      );
-    // Browsers let any page open a WebSocket anywhere: one from another site's page is refused.
-    const reason = crossSiteReason({ method: 'POST', headers: req.headers });
-    if (reason !== undefined) throw new SfwError('CROSS_SITE', `cross-site WebSocket refused (${reason})`);
-    const authorization = token !== undefined ? `Bearer ${token}` : req.headers.authorization;
-    authorize(deps.auth, { headers: { authorization } }, scope);
+    admitUpgrade({ auth: deps.auth, hosts }, req, token, scope);
   };
 
   const onClient = async (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => {
@@ -189,21 +184,39 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
     sessionId: string,
   ) => {
     admit(req, undefined, 'runner');
-    const lease = req.headers[RELAY_LEASE_HEADER];
-    if (typeof lease !== 'string' || !UUID_RE.test(lease))
-      throw fail('VALIDATION', 'is required: the lease token of the claim', `headers.${RELAY_LEASE_HEADER}`);
-    if (!UUID_RE.test(sessionId)) throw fail('VALIDATION', 'must be a session id', 'params.sessionId');
-    const row = await getSession(deps.db, sessionId);
+    const { row, lease } = await checkRunnerLease(deps.db, req, runnerId, sessionId);
     if (row.type !== REMOTE_BROWSER_TYPE)
       throw fail('VALIDATION', `session ${sessionId} is a ${row.type} session, not ${REMOTE_BROWSER_TYPE}`);
-    if (row.status !== 'running' || row.lease_token !== lease || row.claimed_by !== runnerId)
-      throw new SfwError('LEASE_LOST', `session ${sessionId}: this lease is not the current one`);
-    if (!hub.has(sessionId))
+    if (hub.has(sessionId)) {
+      wss.handleUpgrade(req, socket, head, (ws) => hub.attachRunner(sessionId, lease, ws));
+      return;
+    }
+    // The client waits on another replica (API_INTERNAL_URL): pass the runner's socket on to it, once.
+    const holder =
+      typeof req.headers[FORWARDED_HEADER] === 'string'
+        ? undefined
+        : fastify.replicas.reachable('relay', sessionId)[0];
+    if (!holder)
       throw new SfwError(
         'NOT_FOUND',
-        `no client waits for session ${sessionId} on this API replica: its client left, or is connected to another replica`,
+        fastify.replicas.elsewhere('relay', sessionId).length > 0
+          ? 'the client is on another API replica, which set no API_INTERNAL_URL'
+          : `no client waits for session ${sessionId}: it left, or is on another API replica`,
       );
-    wss.handleUpgrade(req, socket, head, (ws) => hub.attachRunner(sessionId, lease, ws));
+    const authorization = req.headers.authorization;
+    await forwardUpgrade({
+      req,
+      socket,
+      head,
+      wss,
+      target: `${holder.url.replace(/^http/, 'ws').replace(/\/$/, '')}${relayPath(runnerId, sessionId)}`,
+      headers: {
+        ...(authorization ? { authorization } : {}),
+        [RELAY_LEASE_HEADER]: lease,
+        [FORWARDED_HEADER]: fastify.replicas.replicaId,
+      },
+      maxPayload: limits.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES,
+    });
   };
 
   fastify.upgrades.add(/^\/v1\/browser$/, (req, socket, head, url) => onClient(req, socket, head, url));

@@ -10,8 +10,9 @@ import { RELAY_LEASE_HEADER } from '../../protocol/relay.js';
 import { IdParams } from '../../protocol/schemas.js';
 import { getSession } from '../../store/sessions.js';
 import { hostPolicy } from '../auth.js';
-import { LIVE_FORWARDED_HEADER, type LiveState, type LiveViewer } from '../live.js';
-import { admitUpgrade } from '../upgrades.js';
+import { FORWARDED_HEADER } from '../forward.js';
+import type { LiveState, LiveViewer } from '../live.js';
+import { admitUpgrade, checkRunnerLease } from '../upgrades.js';
 
 /**
  * Live view: `GET /v1/sessions/:id/live` streams a queued or running session's page as the runner sends
@@ -22,7 +23,6 @@ import { admitUpgrade } from '../upgrades.js';
  */
 
 const LIVE_RE = /^\/v1\/runners\/([^/]+)\/sessions\/([^/]+)\/live$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BOUNDARY = 'sfw-live-frame';
 /** A viewer this far behind skips frames until it has caught up. */
 const MAX_VIEWER_BACKLOG = 4 * 1024 * 1024;
@@ -92,23 +92,8 @@ export async function liveRoutes(fastify: FastifyInstance): Promise<void> {
     admitUpgrade(policy, req, undefined, 'runner');
     const runnerId = decodeURIComponent(m[1]!);
     const sessionId = decodeURIComponent(m[2]!);
-    const lease = req.headers[RELAY_LEASE_HEADER];
-    if (typeof lease !== 'string' || !UUID_RE.test(lease))
-      throw new SfwError(
-        'VALIDATION',
-        `headers.${RELAY_LEASE_HEADER}: is required: the lease token of the claim`,
-        {
-          path: `headers.${RELAY_LEASE_HEADER}`,
-        },
-      );
-    if (!UUID_RE.test(sessionId))
-      throw new SfwError('VALIDATION', 'params.sessionId: must be a session id', {
-        path: 'params.sessionId',
-      });
-    const row = await getSession(deps.db, sessionId);
-    if (row.status !== 'running' || row.lease_token !== lease || row.claimed_by !== runnerId)
-      throw new SfwError('LEASE_LOST', `session ${sessionId}: this lease is not the current one`);
-    const forwarded = typeof req.headers[LIVE_FORWARDED_HEADER] === 'string';
+    const { lease } = await checkRunnerLease(deps.db, req, runnerId, sessionId);
+    const forwarded = typeof req.headers[FORWARDED_HEADER] === 'string';
     if (!hub.wanted(sessionId, forwarded))
       throw new SfwError('NOT_FOUND', `nobody watches session ${sessionId} on this API replica`);
     const authorization = req.headers.authorization;
