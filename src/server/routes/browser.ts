@@ -210,7 +210,9 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
       head,
       wss,
       target: `${holder.url.replace(/^http/, 'ws').replace(/\/$/, '')}${relayPath(runnerId, sessionId)}`,
+      // The Host this replica accepted (ALLOWED_HOSTS need not name replicas' own addresses).
       headers: {
+        ...(req.headers.host ? { host: req.headers.host } : {}),
         ...(authorization ? { authorization } : {}),
         [RELAY_LEASE_HEADER]: lease,
         [FORWARDED_HEADER]: fastify.replicas.replicaId,

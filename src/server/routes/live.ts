@@ -105,7 +105,12 @@ export async function liveRoutes(fastify: FastifyInstance): Promise<void> {
           ? undefined
           : {
               runnerId,
-              headers: { ...(authorization ? { authorization } : {}), [RELAY_LEASE_HEADER]: lease },
+              // The Host this replica accepted, for the replicas it is forwarded to (ALLOWED_HOSTS).
+              headers: {
+                ...(req.headers.host ? { host: req.headers.host } : {}),
+                ...(authorization ? { authorization } : {}),
+                [RELAY_LEASE_HEADER]: lease,
+              },
             },
       ),
     );
