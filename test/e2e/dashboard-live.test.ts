@@ -4,9 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
-import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
+import { API_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
-import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { killAll, spawnBrowserRunner, type SfwProcess } from '../helpers/runner.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -27,15 +27,7 @@ beforeAll(async () => {
   const chromiumPath = await requireChromium();
   site = await startFixtureServer();
   api = await startTestApi('dashboard-live', { auth: true });
-  runner = spawnSfw(['runner'], {
-    API_BASE_URL: api.url,
-    RUNNER_TOKEN,
-    RUNNER_ID: 'dash-live-runner',
-    MAX_CONCURRENCY: '2',
-    HEARTBEAT_INTERVAL_MS: '500',
-    ALLOW_PRIVATE_TARGETS: 'true',
-    CHROMIUM_PATH: chromiumPath,
-  });
+  runner = spawnBrowserRunner(api.url, 'dash-live-runner', chromiumPath);
   browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
@@ -46,10 +38,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  if (runner) {
-    runner.child.kill('SIGKILL');
-    await killTagged(runner.tag);
-  }
+  if (runner) await killAll([runner]);
   await api?.stop();
   await site?.close();
 });

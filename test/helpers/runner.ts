@@ -9,7 +9,7 @@ import { SfwClient } from '../../src/sdk/client.js';
 import { Runner } from '../../src/runner/runner.js';
 import type { Executor, RunnerOptions } from '../../src/runner/types.js';
 import type { Db } from '../../src/store/db.js';
-import type { TestApi } from './api.js';
+import { RUNNER_TOKEN, type TestApi } from './api.js';
 
 /** Helpers for runner tests: an in-process runner against a test API, fake executors, an API outage. */
 
@@ -186,3 +186,35 @@ export async function killTagged(tag: string): Promise<void> {
 }
 
 export { freePort } from './ports.js';
+
+/**
+ * An `sfw runner` process with Chromium serving the API at `apiUrl` as remote-browser and live-view tests
+ * want it: two slots, claims polled every second, heartbeats every 500 ms (live views start with the next
+ * one), the fixture site on 127.0.0.1 reachable (`ALLOW_PRIVATE_TARGETS`, unless `env` says otherwise).
+ */
+export function spawnBrowserRunner(
+  apiUrl: string,
+  runnerId: string,
+  chromiumPath: string,
+  env: Record<string, string> = {},
+): SfwProcess {
+  return spawnSfw(['runner'], {
+    API_BASE_URL: apiUrl,
+    RUNNER_TOKEN,
+    RUNNER_ID: runnerId,
+    MAX_CONCURRENCY: '2',
+    POLL_INTERVAL_MS: '1000',
+    HEARTBEAT_INTERVAL_MS: '500',
+    CHROMIUM_PATH: chromiumPath,
+    ...(env.ALLOWED_TARGETS === undefined ? { ALLOW_PRIVATE_TARGETS: 'true' } : {}),
+    ...env,
+  });
+}
+
+/** Kills the processes at once, and what they started (their Chromium). */
+export async function killAll(procs: readonly SfwProcess[]): Promise<void> {
+  for (const p of procs) {
+    p.child.kill('SIGKILL');
+    await killTagged(p.tag);
+  }
+}

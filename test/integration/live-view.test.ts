@@ -1,12 +1,12 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
-import WebSocket from 'ws';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
 import { isJpeg, watchLive } from '../helpers/live.js';
-import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { killAll, spawnBrowserRunner, type SfwProcess } from '../helpers/runner.js';
+import { upgradeAnswer } from '../helpers/upgrade.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -21,16 +21,7 @@ let chromiumPath: string;
 const procs: SfwProcess[] = [];
 
 function startRunner(apiUrl: string, runnerId: string): SfwProcess {
-  const p = spawnSfw(['runner'], {
-    API_BASE_URL: apiUrl,
-    RUNNER_TOKEN,
-    RUNNER_ID: runnerId,
-    MAX_CONCURRENCY: '2',
-    POLL_INTERVAL_MS: '1000',
-    HEARTBEAT_INTERVAL_MS: '500',
-    ALLOW_PRIVATE_TARGETS: 'true',
-    CHROMIUM_PATH: chromiumPath,
-  });
+  const p = spawnBrowserRunner(apiUrl, runnerId, chromiumPath);
   procs.push(p);
   return p;
 }
@@ -67,10 +58,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) {
-    p.child.kill('SIGKILL');
-    await killTagged(p.tag);
-  }
+  await killAll(procs);
   await api?.stop();
   await site?.close();
 });
@@ -102,7 +90,7 @@ describe('GET /v1/sessions/:id/live', () => {
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, 3000));
     const perSecond = (view.frames().length - n0) / ((Date.now() - t0) / 1000);
-    expect(perSecond).toBeGreaterThan(0.5);
+    expect(view.frames().length).toBeGreaterThan(n0); // frames keep coming while the page repaints
     expect(perSecond).toBeLessThanOrEqual(3.5);
 
     // The viewer leaves: the API closes the runner's socket and the runner stops the screencast.
@@ -186,40 +174,20 @@ describe('GET /v1/sessions/:id/live', () => {
       input: { steps: [{ action: 'waitFor', ms: 1 }] },
       runAt: '2999-01-01T00:00:00Z',
     });
-    const wsUrl = `${api.url.replace('http', 'ws')}/v1/runners/r/sessions/${s.id}/live`;
+    const wsUrl = `${api.url}/v1/runners/r/sessions/${s.id}/live`;
     const auth = { authorization: `Bearer ${RUNNER_TOKEN}` };
-    expect(await wsAnswer(wsUrl, auth)).toMatchObject({ status: 400, path: 'headers.x-lease-token' });
-    expect(await wsAnswer(wsUrl, { ...auth, 'x-lease-token': unknown })).toMatchObject({
-      status: 409,
-      code: 'LEASE_LOST',
+    expect(await upgradeAnswer(wsUrl, auth)).toMatchObject({
+      status: 400,
+      body: { error: { path: 'headers.x-lease-token' } },
     });
-    expect(await wsAnswer(wsUrl, { 'x-lease-token': unknown })).toMatchObject({ status: 401 });
+    expect(await upgradeAnswer(wsUrl, { ...auth, 'x-lease-token': unknown })).toMatchObject({
+      status: 409,
+      body: { error: { code: 'LEASE_LOST' } },
+    });
+    expect(await upgradeAnswer(wsUrl, { 'x-lease-token': unknown })).toMatchObject({ status: 401 });
     await api.client.cancelSession(s.id);
   });
 });
-
-/** How the API answers a WebSocket upgrade it refuses. */
-function wsAnswer(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; code?: string; path?: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    ws.once('open', () => {
-      ws.terminate();
-      reject(new Error('upgraded'));
-    });
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => {
-        const e = (JSON.parse(body) as { error: { code: string; path?: string } }).error;
-        resolve({ status: res.statusCode ?? 0, code: e.code, ...(e.path ? { path: e.path } : {}) });
-      });
-    });
-    ws.once('error', () => undefined);
-  });
-}
 
 /** A free port on 127.0.0.1 (to give a replica its API_INTERNAL_URL before it listens). */
 async function freePort(): Promise<number> {

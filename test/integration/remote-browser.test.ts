@@ -1,10 +1,10 @@
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
-import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
+import { API_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
-import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { killAll, killTagged, spawnBrowserRunner, type SfwProcess } from '../helpers/runner.js';
+import { upgradeAnswer } from '../helpers/upgrade.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -19,16 +19,7 @@ let chromiumPath: string;
 const procs: SfwProcess[] = [];
 
 function startRunnerProcess(runnerId: string): SfwProcess {
-  const p = spawnSfw(['runner'], {
-    API_BASE_URL: api.url,
-    RUNNER_TOKEN,
-    RUNNER_ID: runnerId,
-    MAX_CONCURRENCY: '2',
-    POLL_INTERVAL_MS: '1000',
-    HEARTBEAT_INTERVAL_MS: '500',
-    ALLOW_PRIVATE_TARGETS: 'true',
-    CHROMIUM_PATH: chromiumPath,
-  });
+  const p = spawnBrowserRunner(api.url, runnerId, chromiumPath);
   procs.push(p);
   return p;
 }
@@ -85,43 +76,16 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) {
-    p.child.kill('SIGKILL');
-    await killTagged(p.tag);
-  }
+  await killAll(procs);
   await api?.stop();
   await site?.close();
 });
 
 describe('GET /v1/browser', () => {
   it('answers a bad token 401 before any upgrade', async () => {
-    const answer = await new Promise<{ status: number; body: string; upgraded: boolean }>(
-      (resolve, reject) => {
-        const req = request(`${api.url}/v1/browser?token=wrong`, {
-          headers: {
-            connection: 'Upgrade',
-            upgrade: 'websocket',
-            'sec-websocket-version': '13',
-            'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-          },
-        });
-        req.on('upgrade', (_res, socket) => {
-          socket.destroy();
-          resolve({ status: 101, body: '', upgraded: true });
-        });
-        req.on('response', (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (body += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, upgraded: false }));
-        });
-        req.on('error', reject);
-        req.end();
-      },
-    );
-    expect(answer.upgraded).toBe(false);
+    const answer = await upgradeAnswer(`${api.url}/v1/browser?token=wrong`);
     expect(answer.status).toBe(401);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+    expect(answer.body).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
     // chromium.connect itself fails with the answer, not a hang.
     await expect(
       chromium.connect(endpoint().replace(API_TOKEN, 'wrong'), { timeout: 10_000 }),

@@ -3,9 +3,10 @@ import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
-import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
+import { API_TOKEN, startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
-import { killTagged, spawnSfw, type SfwProcess } from '../helpers/runner.js';
+import { killTagged, spawnBrowserRunner, type SfwProcess } from '../helpers/runner.js';
+import { upgradeAnswer } from '../helpers/upgrade.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -81,16 +82,9 @@ async function startTinyProxy(): Promise<TinyProxy> {
 const sitePort = () => new URL(site.url).port;
 
 function startRunnerProcess(runnerId: string, chromiumPath: string): SfwProcess {
-  return spawnSfw(['runner'], {
-    API_BASE_URL: api.url,
-    RUNNER_TOKEN,
-    RUNNER_ID: runnerId,
-    MAX_CONCURRENCY: '2',
-    POLL_INTERVAL_MS: '1000',
-    HEARTBEAT_INTERVAL_MS: '500',
-    // The fixture site and one of the two proxies: the other proxy's port is refused.
+  // The fixture site and one of the two proxies: the other proxy's port is refused.
+  return spawnBrowserRunner(api.url, runnerId, chromiumPath, {
     ALLOWED_TARGETS: `127.0.0.1:${sitePort()},127.0.0.1:${allowedProxy.port}`,
-    CHROMIUM_PATH: chromiumPath,
   });
 }
 
@@ -118,32 +112,7 @@ async function lastBrowserSession(): Promise<{ id: string; status: string; error
 }
 
 /** The answer to a WebSocket upgrade of GET /v1/browser with `query`, without upgrading. */
-function upgradeAnswer(
-  query: string,
-): Promise<{ status: number; body: { error?: { path?: string; message?: string } } }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${api.url}/v1/browser?token=${API_TOKEN}${query}`, {
-      headers: {
-        connection: 'Upgrade',
-        upgrade: 'websocket',
-        'sec-websocket-version': '13',
-        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-      },
-    });
-    req.on('upgrade', (_res, socket) => {
-      socket.destroy();
-      resolve({ status: 101, body: {} });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) as never }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const browserUpgrade = (query: string) => upgradeAnswer(`${api.url}/v1/browser?token=${API_TOKEN}${query}`);
 
 /** Saves `storageState` as the named state `name`, as a runner saves a session's (through the API). */
 async function seedState(name: string, storageState: unknown): Promise<void> {
@@ -208,14 +177,14 @@ describe('GET /v1/browser?browser=…&state=…', () => {
       ['&state=nope', 'query.state'],
     ];
     for (const [query, path] of cases) {
-      const answer = await upgradeAnswer(query);
+      const answer = await browserUpgrade(query);
       expect({ query, status: answer.status, path: answer.body.error?.path }).toEqual({
         query,
         status: 400,
         path,
       });
     }
-    expect((await upgradeAnswer(q('state', { save: 'x' }))).body.error?.message).toMatch(
+    expect((await browserUpgrade(q('state', { save: 'x' }))).body.error?.message).toMatch(
       /remote browser session does not save/,
     );
     // chromium.connect fails at once with the answer.
