@@ -126,7 +126,7 @@ describe('migrations', () => {
   // From this release on migrations are append-only: the next one is applied here to a database populated
   // under this release's schema (sessions in every state, runners, statistics) and must keep it working.
   it('upgrade a populated database from this release’s schema', async () => {
-    const RELEASE = 2; // the last migration of the released schema
+    const RELEASE = 9; // the last migration of the released schema
     const all = await loadMigrations();
     const releaseDir = await mkdtemp(path.join(os.tmpdir(), 'sfw-release-migrations-'));
     for (const m of all.filter((x) => x.version <= RELEASE))
@@ -165,6 +165,10 @@ describe('migrations', () => {
        VALUES ($1, $2, $3, $4, $5, $6)`,
       [keyed.id, keyed.type, keyed.input, keyed.artifact_options, keyed.idempotency_key, keyed.request_hash],
     );
+    // A webhook for finished sessions, made under the released schema (0005).
+    await db.query(
+      `INSERT INTO webhooks (id, url, events, secret) VALUES (gen_random_uuid(), 'http://127.0.0.1:9/hook', '{session.finished}', 'whsec_old')`,
+    );
     const applied = await migrate(db);
     expect(applied).toEqual(all.filter((m) => m.version > RELEASE).map((m) => m.name));
     // The running sessions complete, the queued ones are claimed, the scheduled one waits.
@@ -174,6 +178,16 @@ describe('migrations', () => {
       running.claimed().map((c) => ({ id: c.id, leaseToken: c.leaseToken, status: 'succeeded' })),
     );
     expect(next.completed.map((c) => c.outcome)).toEqual(['accepted', 'accepted']);
+    // Each session made final after the upgrade has its delivery to the old webhook, once.
+    const { rows: deliveries } = await db.query<{ session_id: string; event: string }>(
+      'SELECT session_id, event FROM webhook_deliveries ORDER BY session_id',
+    );
+    expect(deliveries).toEqual(
+      running
+        .claimed()
+        .map((c) => ({ session_id: c.id, event: 'session.succeeded' }))
+        .sort((x, y) => x.session_id.localeCompare(y.session_id)),
+    );
     expect(next.claimedCount).toBe(3);
     const stats = await queueStats(db);
     // Statistics count transitions (the seeded history was inserted already finished).
