@@ -42,7 +42,8 @@ import { Upgrades } from './upgrades.js';
 import { LiveHub } from './live.js';
 import { ReplicaDirectory } from './replicas.js';
 import { liveRoutes } from './routes/live.js';
-import type { RelayLimits } from './relay.js';
+import { RelayHub, type RelayLimits } from './relay.js';
+import { RELAY_IDLE_TIMEOUT_MS } from '../protocol/relay.js';
 import { stateRoutes, type StateOptionsDeps } from './routes/states.js';
 import { WebhookSender, type WebhookOptions } from './webhooks.js';
 import type { RetentionSettings } from './retention.js';
@@ -116,6 +117,7 @@ declare module 'fastify' {
     upgrades: Upgrades;
     live: LiveHub;
     replicas: ReplicaDirectory;
+    relayHub: RelayHub;
   }
 }
 
@@ -420,6 +422,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     internalUrl: deps.internalUrl,
   });
   const live = new LiveHub({ db: deps.db, notifier: deps.notifier, log: app.log, replicas });
+  app.decorate(
+    'relayHub',
+    new RelayHub({
+      db: deps.db,
+      log: app.log,
+      idleTimeoutMs: deps.relay?.idleTimeoutMs ?? RELAY_IDLE_TIMEOUT_MS,
+      replicas,
+      notifier: deps.notifier,
+    }),
+  );
   app.decorate('replicas', replicas);
   app.decorate('live', live);
   app.addHook('onReady', async () => {

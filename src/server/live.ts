@@ -85,6 +85,17 @@ export class LiveHub {
       for (const ws of m.values()) ws.close(1001, 'the API is stopping');
   }
 
+  /** Viewers on this replica, runner sockets feeding it, and sockets it passes frames on to other replicas. */
+  counts(): { viewers: number; sources: number; forwards: number } {
+    let viewers = 0;
+    let sources = 0;
+    let forwards = 0;
+    for (const v of this.viewers.values()) viewers += v.size;
+    for (const s of this.sources.values()) sources += s.size;
+    for (const f of this.forwards.values()) forwards += f.size;
+    return { viewers, sources, forwards };
+  }
+
   /** Runner sockets feeding this replica the session's frames (0: nothing is being captured for it here). */
   sourceCount(sessionId: string): number {
     return this.sources.get(sessionId)?.size ?? 0;

@@ -325,3 +325,31 @@ export function writeFleet(out: Exposition, f: FleetSnapshot): void {
   for (const name of f.alertNames)
     out.sample('sfw_alerts_firing', { name }, f.alerts.filter((a) => a.name === name).length);
 }
+
+/** This replica's WebSockets: remote-browser clients (waiting for a runner's relay, or relayed) and live views. */
+export function writeSockets(
+  out: Exposition,
+  replica: string,
+  remote: { waiting: number; relayed: number },
+  live: { viewers: number; sources: number; forwards: number },
+): void {
+  out.family(
+    'sfw_remote_clients',
+    'gauge',
+    "Remote-browser clients (GET /v1/browser) connected to this API replica: waiting for a runner's relay, or relayed",
+  );
+  out.sample('sfw_remote_clients', { replica, state: 'waiting' }, remote.waiting);
+  out.sample('sfw_remote_clients', { replica, state: 'relayed' }, remote.relayed);
+  out.family(
+    'sfw_live_viewers',
+    'gauge',
+    'Live viewers (GET /v1/sessions/:id/live) connected to this API replica',
+  );
+  out.sample('sfw_live_viewers', { replica }, live.viewers);
+  out.family(
+    'sfw_live_streams',
+    'gauge',
+    "Runners' live sockets sending this API replica frames (direct or passed on by another replica)",
+  );
+  out.sample('sfw_live_streams', { replica }, live.sources);
+}

@@ -88,6 +88,13 @@ export class RelayHub {
     return this.sessions.size;
   }
 
+  /** Clients here whose session waits for a runner's relay, and those being relayed. */
+  counts(): { waiting: number; relayed: number } {
+    let relayed = 0;
+    for (const p of this.sessions.values()) if (p.runner) relayed++;
+    return { waiting: this.sessions.size - relayed, relayed };
+  }
+
   has(sessionId: string): boolean {
     const p = this.sessions.get(sessionId);
     return p !== undefined && p.runner === undefined && !p.ended;

@@ -84,6 +84,9 @@ describe('GET /v1/sessions/:id/live', () => {
     expect(f).toMatchObject({ width: 800, height: 600 });
     expect(f.url).toBe(`${site.url}/pages/ticker.html`);
     expect(api.app.live.sourceCount(s.id)).toBe(1);
+    const watching = await api.client.metrics();
+    expect(watching).toMatch(/^sfw_live_viewers\{replica="[^"]+"\} 1$/m);
+    expect(watching).toMatch(/^sfw_live_streams\{replica="[^"]+"\} 1$/m);
 
     // The page repaints ten times a second; at most three frames a second reach the viewer.
     const n0 = view.frames().length;
@@ -101,6 +104,9 @@ describe('GET /v1/sessions/:id/live', () => {
     });
     await new Promise((r) => setTimeout(r, 2000));
     expect(api.app.live.sourceCount(s.id)).toBe(0);
+    const left = await api.client.metrics();
+    expect(left).toMatch(/^sfw_live_viewers\{replica="[^"]+"\} 0$/m);
+    expect(left).toMatch(/^sfw_live_streams\{replica="[^"]+"\} 0$/m);
     await api.client.cancelSession(s.id);
   }, 90_000);
 
@@ -149,6 +155,9 @@ describe('GET /v1/sessions/:id/live', () => {
       const f = view.frames().at(-1)!;
       expect(isJpeg(f.jpeg)).toBe(true);
       expect(f).toMatchObject({ width: 640, height: 480, url: `${site.url}/pages/ticker.html` });
+      expect(await api.client.metrics()).toMatch(
+        /^sfw_remote_clients\{replica="[^"]+",state="relayed"\} 1$/m,
+      );
       // The client drives on, unaware of the viewer.
       expect(await page.textContent('#title')).toBe('Live ticker');
       await browser.close();

@@ -9,7 +9,6 @@ import type { TSchema } from '@sinclair/typebox';
 import { SfwError, ValidationError, type ErrorCode } from '../../core/errors.js';
 import { SESSION_TIMEOUT_MS_RANGE } from '../../core/types.js';
 import {
-  RELAY_IDLE_TIMEOUT_MS,
   RELAY_LEASE_HEADER,
   RELAY_MAX_MESSAGE_BYTES,
   REMOTE_BROWSER_TYPE,
@@ -25,7 +24,6 @@ import { insertSessions } from '../../store/sessions.js';
 import { hostPolicy } from '../auth.js';
 import { FORWARDED_HEADER, forwardUpgrade } from '../forward.js';
 import { admitUpgrade, checkRunnerLease } from '../upgrades.js';
-import { RelayHub } from '../relay.js';
 import { firstProblem } from '../session-types.js';
 import { checkBrowserOptions, checkStateOptions } from './sessions.js';
 
@@ -126,13 +124,7 @@ export function checkPlaywrightClient(userAgent: string | undefined): void {
 export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
   const { deps } = fastify;
   const limits = deps.relay ?? {};
-  const hub = new RelayHub({
-    db: deps.db,
-    log: fastify.log,
-    replicas: fastify.replicas,
-    notifier: deps.notifier,
-    idleTimeoutMs: limits.idleTimeoutMs ?? RELAY_IDLE_TIMEOUT_MS,
-  });
+  const hub = fastify.relayHub;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxMessageBytes ?? RELAY_MAX_MESSAGE_BYTES,

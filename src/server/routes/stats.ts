@@ -19,7 +19,14 @@ import {
   type AlertThresholds,
 } from '../alerts.js';
 import { scheduleStats } from '../../store/schedules.js';
-import { Exposition, METRICS_CONTENT_TYPE, REPLICA, writeFleet, writeSchedules } from '../metrics.js';
+import {
+  Exposition,
+  METRICS_CONTENT_TYPE,
+  REPLICA,
+  writeFleet,
+  writeSchedules,
+  writeSockets,
+} from '../metrics.js';
 import { writePendingDeliveries } from '../webhook-metrics.js';
 import { writeLimits } from '../limit-metrics.js';
 import { limitGauges } from '../../store/limits.js';
@@ -105,6 +112,7 @@ export async function statsRoutes(fastify: FastifyInstance): Promise<void> {
     writeLimits(out, await limitGauges(db));
     writeRetention(out, await retentionTotals(db), app.deps.retention);
     app.requestMetrics.write(out, REPLICA);
+    writeSockets(out, REPLICA, app.relayHub.counts(), app.live.counts());
     return reply.type(METRICS_CONTENT_TYPE).send(out.text());
   });
 
