@@ -1,55 +1,13 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { sfwFromSources } from '../helpers/sfw-cli.js';
 
 /** `sfw enqueue --tag`, `sfw wait --tag`, `sfw export`, `sfw cancel --tag` as processes against a real API. */
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function sfw(api: TestApi, args: string[]): { done: Promise<Run> } {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@session-framework/source',
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(process.argv.slice(1)));`,
-      ...args,
-    ],
-    {
-      env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), API_BASE_URL: api.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sfw ${args.join(' ')} did not finish; stderr: ${stderr}`));
-    }, 60_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-  return { done };
-}
-const run = (api: TestApi, args: string[]) => sfw(api, args).done;
+const run = (api: TestApi, args: string[]) => sfwFromSources(api.url, args);
 
 let api: TestApi;
 beforeAll(async () => {
@@ -98,15 +56,12 @@ describe('sfw enqueue --tag and sfw wait --tag', () => {
   });
 
   it('waits until the last session is final and exits 0 when none failed', async () => {
-    const waiting = sfw(api, ['wait', '--tag', 'cli-batch']);
+    const waiting = run(api, ['wait', '--tag', 'cli-batch']);
     // Still waiting a while after it started: nothing is final yet.
-    const early = await Promise.race([
-      waiting.done,
-      new Promise((r) => setTimeout(() => r('waiting'), 2500)),
-    ]);
+    const early = await Promise.race([waiting, new Promise((r) => setTimeout(() => r('waiting'), 2500))]);
     expect(early).toBe('waiting');
     expect(await finishAll('cli-a')).toBe(3);
-    const r = await waiting.done;
+    const r = await waiting;
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('tag cli-batch: 3/3 final: 3 succeeded, 0 failed');
     // Not a terminal: plain progress lines on stderr.

@@ -1,49 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../helpers/api.js';
+import { sfwFromSources } from '../helpers/sfw-cli.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** `sfw schedules …` from the sources (node + tsx), against a real API running the firing loop. */
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-function sfw(api: TestApi, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        // The SDK from its sources too, so this needs no build.
-        '--conditions=@session-framework/source',
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(process.argv.slice(1)));`,
-        ...args,
-      ],
-      {
-        env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), API_BASE_URL: api.url },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sfw ${args.join(' ')} did not finish; stderr: ${stderr}`));
-    }, 60_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const sfw = (api: TestApi, args: string[]) => sfwFromSources(api.url, args);
 
 let api: TestApi;
 let dir: string;

@@ -1,9 +1,6 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type CreateSessionBody, type StorageState } from '@session-framework/sdk';
 import { BrowserPool } from '../../src/browser/pool.js';
@@ -11,6 +8,7 @@ import { loadConfig } from '../../src/core/config.js';
 import type { ClaimedSession } from '../../src/protocol/schemas.js';
 import { executeSession } from '../../src/sessions/execute.js';
 import { flowSessionType } from '../../src/sessions/registry.js';
+import { sfwFromSources } from '../helpers/sfw-cli.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
 import { requireChromium } from '../helpers/chromium.js';
 import { startRunner, type InProcessRunner } from '../helpers/runner.js';
@@ -565,38 +563,5 @@ describe('named states', () => {
   });
 });
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
 /** `sfw …` from the sources against the test API. */
-function sfw(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--conditions=@session-framework/source',
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(process.argv.slice(1)));`,
-        ...args,
-      ],
-      {
-        env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), API_BASE_URL: api.url },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sfw ${args.join(' ')} did not finish; stderr: ${stderr}`));
-    }, 60_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const sfw = (args: string[]) => sfwFromSources(api.url, args);
