@@ -1,15 +1,12 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '@session-framework/sdk';
-import { BrowserPool } from '../../src/browser/pool.js';
 import { createLogger } from '../../src/core/log.js';
 import type { BrowserOptions } from '../../src/protocol/schemas.js';
-import { executeSession } from '../../src/sessions/execute.js';
 import type { SessionType } from '../../src/sessions/registry.js';
 import { insertSessions } from '../../src/store/sessions.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
-import { requireChromium } from '../helpers/chromium.js';
-import { startRunner, type InProcessRunner } from '../helpers/runner.js';
+import { startBrowserTypeRunner, type BrowserTypeRunner } from '../helpers/browser-runner.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 
 /**
@@ -19,9 +16,8 @@ import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
  */
 
 let api: TestApi;
-let pool: BrowserPool;
 let site: FixtureServer;
-let runner: InProcessRunner;
+let runner: BrowserTypeRunner;
 
 interface Echo {
   userAgent: string;
@@ -60,30 +56,13 @@ const echoType: SessionType = {
 };
 
 beforeAll(async () => {
-  const executablePath = await requireChromium();
   api = await startTestApi('browser_options');
   site = await startFixtureServer();
-  pool = new BrowserPool({ executablePath });
-  await pool.start();
-  runner = await startRunner(api, {
-    runnerId: 'browser-options-runner',
-    types: [{ name: 'browser-echo', browser: true }],
-    executor: (session, ctx) =>
-      executeSession({
-        session,
-        type: echoType,
-        pool,
-        signal: ctx.signal,
-        abort: (reason) => ctx.abort(reason),
-        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
-        log: ctx.log,
-      }),
-  });
+  runner = await startBrowserTypeRunner(api, 'browser-options-runner', echoType);
 });
 
 afterAll(async () => {
   await runner?.stop();
-  await pool?.close();
   await site?.close();
   await api?.stop();
 });

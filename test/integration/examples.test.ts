@@ -2,12 +2,9 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionView } from '@session-framework/sdk';
-import { BrowserPool } from '../../src/browser/pool.js';
-import { executeSession } from '../../src/sessions/execute.js';
 import { flowSessionType } from '../../src/sessions/registry.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
-import { requireChromium } from '../helpers/chromium.js';
-import { startRunner, type InProcessRunner } from '../helpers/runner.js';
+import { startBrowserTypeRunner, type BrowserTypeRunner } from '../helpers/browser-runner.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 
 /**
@@ -17,9 +14,8 @@ import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
  */
 
 let api: TestApi;
-let pool: BrowserPool;
 let site: FixtureServer;
-let runner: InProcessRunner;
+let runner: BrowserTypeRunner;
 
 const example = (file: string) =>
   JSON.parse(readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8')) as Record<
@@ -28,31 +24,13 @@ const example = (file: string) =>
   >;
 
 beforeAll(async () => {
-  const executablePath = await requireChromium();
   api = await startTestApi('examples');
   site = await startFixtureServer();
-  pool = new BrowserPool({ executablePath });
-  await pool.start();
-  const flow = flowSessionType();
-  runner = await startRunner(api, {
-    runnerId: 'examples-runner',
-    types: [{ name: 'flow', browser: true }],
-    executor: (session, ctx) =>
-      executeSession({
-        session,
-        type: flow,
-        pool,
-        signal: ctx.signal,
-        abort: (reason) => ctx.abort(reason),
-        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
-        log: ctx.log,
-      }),
-  });
+  runner = await startBrowserTypeRunner(api, 'examples-runner', flowSessionType());
 });
 
 afterAll(async () => {
   await runner?.stop();
-  await pool?.close();
   await site?.close();
   await api?.stop();
 });

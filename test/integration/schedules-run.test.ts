@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrowserPool } from '../../src/browser/pool.js';
-import { executeSession } from '../../src/sessions/execute.js';
 import { flowSessionType } from '../../src/sessions/registry.js';
 import { startTestApi, type TestApi } from '../helpers/api.js';
-import { requireChromium } from '../helpers/chromium.js';
-import { startRunner, type InProcessRunner } from '../helpers/runner.js';
+import { startBrowserTypeRunner, type BrowserTypeRunner } from '../helpers/browser-runner.js';
 import { waitFor } from '../helpers/wait.js';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
 
@@ -14,36 +11,17 @@ import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
  */
 
 let api: TestApi;
-let pool: BrowserPool;
 let site: FixtureServer;
-let runner: InProcessRunner;
+let runner: BrowserTypeRunner;
 
 beforeAll(async () => {
-  const executablePath = await requireChromium();
   api = await startTestApi('schedules-run', { schedules: true });
   site = await startFixtureServer();
-  pool = new BrowserPool({ executablePath });
-  await pool.start();
-  const flow = flowSessionType();
-  runner = await startRunner(api, {
-    runnerId: 'schedules-runner',
-    types: [{ name: 'flow', browser: true }],
-    executor: (session, ctx) =>
-      executeSession({
-        session,
-        type: flow,
-        pool,
-        signal: ctx.signal,
-        abort: (reason) => ctx.abort(reason),
-        upload: (name, data, contentType) => ctx.upload(name, data, contentType),
-        log: ctx.log,
-      }),
-  });
+  runner = await startBrowserTypeRunner(api, 'schedules-runner', flowSessionType());
 });
 
 afterAll(async () => {
   await runner?.stop();
-  await pool?.close();
   await site?.close();
   await api?.stop();
 });
