@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   types: () => import('./commands/types.js'),
   cancel: () => import('./commands/cancel.js'),
   wait: () => import('./commands/wait.js'),
+  live: () => import('./commands/live.js'),
   export: () => import('./commands/export.js'),
   artifacts: () => import('./commands/artifacts.js'),
   schedules: () => import('./commands/schedules.js'),

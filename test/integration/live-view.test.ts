@@ -1,4 +1,7 @@
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import { startFixtureServer, type FixtureServer } from '../fixtures/server.js';
@@ -6,6 +9,7 @@ import { API_TOKEN, RUNNER_TOKEN, startTestApi, type TestApi } from '../helpers/
 import { requireChromium } from '../helpers/chromium.js';
 import { isJpeg, watchLive } from '../helpers/live.js';
 import { killAll, spawnBrowserRunner, type SfwProcess } from '../helpers/runner.js';
+import { sfwFromSources } from '../helpers/sfw-cli.js';
 import { upgradeAnswer } from '../helpers/upgrade.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -108,6 +112,37 @@ describe('GET /v1/sessions/:id/live', () => {
     expect(left).toMatch(/^sfw_live_viewers\{replica="[^"]+"\} 0$/m);
     expect(left).toMatch(/^sfw_live_streams\{replica="[^"]+"\} 0$/m);
     await api.client.cancelSession(s.id);
+  }, 90_000);
+
+  it('sfw live prints a line a frame and saves the frames as JPEGs', async () => {
+    const s = await api.client.createSession(tickerFlow(60_000));
+    await running(api, s.id);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sfw-live-'));
+    const r = await sfwFromSources(api.url, [
+      'live',
+      s.id,
+      '--out',
+      dir,
+      '--frames',
+      '2',
+      '--api-token',
+      API_TOKEN,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('sfw live: waiting:');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(
+      /^frame 1 800×600 \S+ http:\/\/127\.0\.0\.1:\d+\/pages\/ticker\.html → .*frame-000001\.jpg$/,
+    );
+    expect((await readdir(dir)).sort()).toEqual(['frame-000001.jpg', 'frame-000002.jpg', 'latest.jpg']);
+    expect(isJpeg(await readFile(path.join(dir, 'frame-000002.jpg')))).toBe(true);
+    // A session that is over has nothing to show: the command says so.
+    await api.client.cancelSession(s.id);
+    await api.client.waitUntilDone(s.id, { timeoutMs: 30_000 });
+    const over = await sfwFromSources(api.url, ['live', s.id, '--api-token', API_TOKEN]);
+    expect(over.code).toBe(1);
+    expect(over.stderr).toMatch(/only a queued or running session can be watched live/);
   }, 90_000);
 
   it('answers MJPEG by default and ends the stream when the session ends', async () => {
