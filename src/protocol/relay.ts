@@ -24,6 +24,14 @@ export const RELAY_CLIENT_CLOSED = 4000;
 /** Close code the API sends the runner when the client dropped or sat idle: the session failed. */
 export const RELAY_CLIENT_LOST = 4001;
 
+/** `ws(s)://…` for a path of the API at `baseUrl` (http(s)://, which may have a path prefix of its own). */
+export function webSocketUrl(baseUrl: string, path: string): string {
+  const u = new URL(baseUrl);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/$/, '')}${path}`;
+  return u.toString();
+}
+
 export function relayPath(runnerId: string, sessionId: string): string {
   return `/v1/runners/${encodeURIComponent(runnerId)}/sessions/${encodeURIComponent(sessionId)}/relay`;
 }

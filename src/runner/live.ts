@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import type { Logger } from '../core/log.js';
 import { encodeLiveFrame, livePath, LIVE_MAX_FRAME_BYTES } from '../protocol/live.js';
-import { RELAY_LEASE_HEADER } from '../protocol/relay.js';
+import { RELAY_LEASE_HEADER, webSocketUrl } from '../protocol/relay.js';
 import type { LiveSource } from './types.js';
 
 /**
@@ -28,14 +28,6 @@ interface Stream {
   leaseToken: string;
   ws: WebSocket;
   stop: Promise<(() => Promise<void>) | undefined>;
-}
-
-/** `ws(s)://…` for a path of the API at `apiBaseUrl` (which may have a path prefix of its own). */
-export function apiWebSocketUrl(apiBaseUrl: string, path: string): string {
-  const u = new URL(apiBaseUrl);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.pathname = `${u.pathname.replace(/\/$/, '')}${path}`;
-  return u.toString();
 }
 
 export class LiveStreams {
@@ -69,7 +61,7 @@ export class LiveStreams {
 
   private open(id: string, leaseToken: string, source: LiveSource | undefined): void {
     const { deps } = this;
-    const ws = new WebSocket(apiWebSocketUrl(deps.apiBaseUrl, livePath(deps.runnerId, id)), {
+    const ws = new WebSocket(webSocketUrl(deps.apiBaseUrl, livePath(deps.runnerId, id)), {
       maxPayload: 64 * 1024,
       perMessageDeflate: false,
       headers: {

@@ -7,6 +7,7 @@ import {
   RELAY_MAX_MESSAGE_BYTES,
   REMOTE_BROWSER_TYPE,
   relayPath,
+  webSocketUrl,
   type RemoteBrowserResult,
 } from '../protocol/relay.js';
 import {
@@ -112,13 +113,6 @@ async function startingState(
   }
 }
 
-function relayUrl(apiBaseUrl: string, runnerId: string, sessionId: string): string {
-  const u = new URL(apiBaseUrl);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.pathname = `${u.pathname.replace(/\/$/, '')}${relayPath(runnerId, sessionId)}`;
-  return u.toString();
-}
-
 interface Opened {
   ws: WebSocket;
   /** Messages that came before the pipe listened (the API sends the client's first at once). */
@@ -188,7 +182,7 @@ async function runRemote(
   try {
     browserWs = await open(server.wsEndpoint, { maxPayload }, ctx.signal);
     relayWs = await open(
-      relayUrl(deps.apiBaseUrl, deps.runnerId, session.id),
+      webSocketUrl(deps.apiBaseUrl, relayPath(deps.runnerId, session.id)),
       {
         maxPayload,
         headers: {

@@ -3,6 +3,7 @@ import type { LiveState } from '@session-framework/sdk';
 import WebSocket from 'ws';
 import { isTerminal } from '../core/types.js';
 import { decodeLiveFrame, livePath, type LiveFrameMeta, type LiveNotice } from '../protocol/live.js';
+import { webSocketUrl } from '../protocol/relay.js';
 import type { Db } from '../store/db.js';
 import type { Notifier } from '../store/notify.js';
 import { findSessions } from '../store/sessions.js';
@@ -219,10 +220,7 @@ export class LiveHub {
     const runner = this.runners.get(sessionId);
     if (!runner) return;
     if (!m) this.forwards.set(sessionId, (m = new Map<string, WebSocket>()));
-    const u = new URL(url);
-    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-    u.pathname = `${u.pathname.replace(/\/$/, '')}${livePath(runner.runnerId, sessionId)}`;
-    const ws = new WebSocket(u.toString(), {
+    const ws = new WebSocket(webSocketUrl(url, livePath(runner.runnerId, sessionId)), {
       headers: { ...runner.headers, [FORWARDED_HEADER]: this.opts.replicas.replicaId },
       perMessageDeflate: false,
     });

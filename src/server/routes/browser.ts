@@ -13,6 +13,7 @@ import {
   RELAY_MAX_MESSAGE_BYTES,
   REMOTE_BROWSER_TYPE,
   relayPath,
+  webSocketUrl,
 } from '../../protocol/relay.js';
 import {
   BrowserOptionsSchema,
@@ -201,7 +202,7 @@ export async function browserRoutes(fastify: FastifyInstance): Promise<void> {
       socket,
       head,
       wss,
-      target: `${holder.url.replace(/^http/, 'ws').replace(/\/$/, '')}${relayPath(runnerId, sessionId)}`,
+      target: webSocketUrl(holder.url, relayPath(runnerId, sessionId)),
       // The Host this replica accepted (ALLOWED_HOSTS need not name replicas' own addresses).
       headers: {
         ...(req.headers.host ? { host: req.headers.host } : {}),
